@@ -1,0 +1,53 @@
+//! The crate's one error type.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in `recurrent`, with enough detail to act on.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operation received tensors whose shapes do not fit together.
+    #[error("shape mismatch in {op}: expected {expected}, got {got}")]
+    Shape {
+        /// The operation that rejected its input (for example `"matmul"`).
+        op: &'static str,
+        /// What the operation needed, in words or as a shape.
+        expected: String,
+        /// What it was given.
+        got: String,
+    },
+    /// A hyper-parameter or argument is outside its valid range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Reading or writing a file failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A file's contents are corrupt or not in the expected format.
+    #[error("format error: {0}")]
+    Format(String),
+    /// A checkpoint does not fit the model it is loaded into.
+    #[error("checkpoint error: {0}")]
+    Checkpoint(String),
+    /// Training produced a NaN or infinite value.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A [`Error::Shape`] with the shapes formatted as `[a, b, c]`.
+    pub fn shape(op: &'static str, expected: impl Into<String>, got: &[usize]) -> Self {
+        Error::Shape {
+            op,
+            expected: expected.into(),
+            got: format!("{got:?}"),
+        }
+    }
+
+    /// An [`Error::InvalidArgument`] from anything printable.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+}

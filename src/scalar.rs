@@ -1,0 +1,66 @@
+//! The element types the library computes in.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+use ndarray::{LinalgScalar, ScalarOperand};
+use num_traits::{Float, FromPrimitive};
+use rand::distr::uniform::SampleUniform;
+
+/// A floating-point element type: `f32` for training, `f64` for gradient checks.
+///
+/// Every tensor, parameter and gradient in the crate is generic over this trait.
+pub trait Scalar:
+    Float
+    + FromPrimitive
+    + LinalgScalar
+    + ScalarOperand
+    + SampleUniform
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Sum
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+{
+    /// The safetensors / numpy name of the type (`"F32"` or `"F64"`).
+    const DTYPE: &'static str;
+
+    /// Converts from `f64`, rounding to the nearest representable value.
+    fn from_f64_lossy(x: f64) -> Self;
+
+    /// Widens to `f64`.
+    fn to_f64_lossless(self) -> f64;
+}
+
+impl Scalar for f32 {
+    const DTYPE: &'static str = "F32";
+    fn from_f64_lossy(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64_lossless(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Scalar for f64 {
+    const DTYPE: &'static str = "F64";
+    fn from_f64_lossy(x: f64) -> Self {
+        x
+    }
+    fn to_f64_lossless(self) -> f64 {
+        self
+    }
+}
+
+/// Shorthand for [`Scalar::from_f64_lossy`], for constants inside generic code.
+#[inline]
+pub(crate) fn c<T: Scalar>(x: f64) -> T {
+    T::from_f64_lossy(x)
+}

@@ -1,0 +1,1 @@
+//! Tensor helpers with TensorFlow semantics (to be written).
