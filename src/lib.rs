@@ -5,8 +5,18 @@
 
 pub mod data;
 pub mod error;
+pub mod gradcheck;
+pub mod init;
+pub mod layers;
+pub mod metrics;
+pub mod ops;
+pub mod params;
 pub mod scalar;
+pub mod tape;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use layers::Dense;
+pub use params::{ParamId, ParamStore, Scope};
 pub use scalar::Scalar;
+pub use tape::{Grads, Mode, Tape, Var};

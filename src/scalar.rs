@@ -58,9 +58,3 @@ impl Scalar for f64 {
         self
     }
 }
-
-/// Shorthand for [`Scalar::from_f64_lossy`], for constants inside generic code.
-#[inline]
-pub(crate) fn c<T: Scalar>(x: f64) -> T {
-    T::from_f64_lossy(x)
-}

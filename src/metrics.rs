@@ -1,0 +1,40 @@
+//! Evaluation metrics.
+
+use ndarray::{ArrayBase, Data, Ix2};
+
+use crate::{Error, Result, Scalar};
+
+/// The index of the largest value of each row (`tf.argmax(x, 1)`); ties go to the first.
+pub fn argmax_rows<T: Scalar, S: Data<Elem = T>>(x: &ArrayBase<S, Ix2>) -> Vec<usize> {
+    x.rows()
+        .into_iter()
+        .map(|row| {
+            let mut best = 0;
+            for (i, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+/// The fraction of rows of `logits` `[batch, classes]` whose largest entry is at the label.
+///
+/// ```
+/// use ndarray::array;
+/// let logits = array![[0.1, 2.0], [3.0, -1.0], [0.0, 1.0]];
+/// let acc = recurrent::metrics::accuracy(&logits, &[1, 0, 0]).unwrap();
+/// assert!((acc - 2.0 / 3.0).abs() < 1e-12);
+/// ```
+pub fn accuracy<T: Scalar, S: Data<Elem = T>>(logits: &ArrayBase<S, Ix2>, labels: &[usize]) -> Result<f64> {
+    if logits.nrows() != labels.len() {
+        return Err(Error::Shape { op: "accuracy", expected: format!("logits with {} rows", labels.len()), got: format!("{:?}", logits.shape()) });
+    }
+    if labels.is_empty() {
+        return Err(Error::invalid("accuracy of an empty batch"));
+    }
+    let correct = argmax_rows(logits).iter().zip(labels).filter(|(p, l)| p == l).count();
+    Ok(correct as f64 / labels.len() as f64)
+}

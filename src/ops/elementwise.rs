@@ -1,0 +1,124 @@
+//! Elementwise arithmetic (with NumPy broadcasting) and activations.
+
+use ndarray::ArrayD;
+
+use crate::ops::check;
+use crate::tensor::{broadcast_shape, sum_to_shape};
+use crate::{Result, Scalar, Tape, Var};
+
+#[derive(Clone, Copy)]
+enum Arith {
+    Add,
+    Sub,
+    Mul,
+}
+
+impl<T: Scalar> Tape<'_, T> {
+    /// `a + b` with NumPy broadcasting (`tf.add`).
+    pub fn add(&self, a: Var, b: Var) -> Result<Var> {
+        self.arith(a, b, Arith::Add)
+    }
+
+    /// `a - b` with NumPy broadcasting (`tf.subtract`).
+    pub fn sub(&self, a: Var, b: Var) -> Result<Var> {
+        self.arith(a, b, Arith::Sub)
+    }
+
+    /// `a * b` elementwise with NumPy broadcasting (`tf.multiply`).
+    pub fn mul(&self, a: Var, b: Var) -> Result<Var> {
+        self.arith(a, b, Arith::Mul)
+    }
+
+    fn arith(&self, a: Var, b: Var, op: Arith) -> Result<Var> {
+        let name = match op {
+            Arith::Add => "add",
+            Arith::Sub => "sub",
+            Arith::Mul => "mul",
+        };
+        let value = {
+            let (va, vb) = (self.value(a), self.value(b));
+            check(
+                broadcast_shape(va.shape(), vb.shape()).is_some(),
+                name,
+                || format!("a shape broadcastable with {:?}", va.shape()),
+                vb.shape(),
+            )?;
+            match op {
+                Arith::Add => &*va + &*vb,
+                Arith::Sub => &*va - &*vb,
+                Arith::Mul => &*va * &*vb,
+            }
+        };
+        Ok(self.push_op(value, &[a, b], move |ctx| {
+            let g = ctx.g();
+            let (va, vb) = (ctx.input(0), ctx.input(1));
+            let ga = ctx.needs(0).then(|| {
+                let full = match op {
+                    Arith::Add | Arith::Sub => g.clone(),
+                    Arith::Mul => g * vb,
+                };
+                sum_to_shape(full, va.shape())
+            });
+            let gb = ctx.needs(1).then(|| {
+                let full = match op {
+                    Arith::Add => g.clone(),
+                    Arith::Sub => g.mapv(|x| -x),
+                    Arith::Mul => g * va,
+                };
+                sum_to_shape(full, vb.shape())
+            });
+            vec![ga, gb]
+        }))
+    }
+
+    /// `x * factor` for a constant factor.
+    pub fn scale(&self, x: Var, factor: T) -> Var {
+        let value = self.value(x).mapv(|v| v * factor);
+        self.push_op(value, &[x], move |ctx| vec![Some(ctx.g().mapv(|v| v * factor))])
+    }
+
+    /// The logistic sigmoid `1 / (1 + exp(-x))`, computed without overflow for large `|x|`.
+    pub fn sigmoid(&self, x: Var) -> Var {
+        let value = self.value(x).mapv(sigmoid);
+        self.unary_from_output(value, x, |y| y * (T::one() - y))
+    }
+
+    /// The hyperbolic tangent.
+    pub fn tanh(&self, x: Var) -> Var {
+        let value = self.value(x).mapv(|v| v.tanh());
+        self.unary_from_output(value, x, |y| T::one() - y * y)
+    }
+
+    /// `max(x, 0)`; its gradient at 0 is taken as 0, like TensorFlow's.
+    pub fn relu(&self, x: Var) -> Var {
+        let value = self.value(x).mapv(|v| if v > T::zero() { v } else { T::zero() });
+        self.unary_from_output(value, x, |y| if y > T::zero() { T::one() } else { T::zero() })
+    }
+
+    /// Records a unary op whose derivative is a function of its output.
+    fn unary_from_output(&self, value: ArrayD<T>, x: Var, derivative: fn(T) -> T) -> Var {
+        let out_node = self.len() as u32;
+        self.push_op(value, &[x], move |ctx| {
+            let y = ctx.value(Var {
+                node: out_node,
+                out: 0,
+            });
+            let mut dx = ctx.g().clone();
+            ndarray::Zip::from(&mut dx)
+                .and(y)
+                .for_each(|d, &y| *d *= derivative(y));
+            vec![Some(dx)]
+        })
+    }
+}
+
+/// The logistic sigmoid, stable for large `|x|`.
+#[inline]
+pub(crate) fn sigmoid<T: Scalar>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}

@@ -1,0 +1,51 @@
+//! Reductions.
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use super::check;
+use crate::{Result, Scalar, Tape, Var};
+
+impl<T: Scalar> Tape<'_, T> {
+    /// The sum of all elements, a scalar of shape `[]` (`tf.reduce_sum`).
+    pub fn sum(&self, x: Var) -> Var {
+        let value = ArrayD::from_elem(IxDyn(&[]), self.value(x).sum());
+        self.push_op(value, &[x], |ctx| {
+            let g = *ctx.g().iter().next().expect("scalar gradient");
+            vec![Some(ArrayD::from_elem(ctx.input(0).raw_dim(), g))]
+        })
+    }
+
+    /// The mean of all elements, a scalar of shape `[]` (`tf.reduce_mean`).
+    pub fn mean(&self, x: Var) -> Var {
+        let n = self.value(x).len().max(1);
+        let s = self.sum(x);
+        self.scale(s, T::one() / T::from_usize(n).expect("count fits the float type"))
+    }
+
+    /// Sums over `axis`, removing it, or keeping it with size 1 when `keep_dims`.
+    pub fn sum_axis(&self, x: Var, axis: usize, keep_dims: bool) -> Result<Var> {
+        let value = {
+            let vx = self.value(x);
+            check(axis < vx.ndim(), "sum_axis", || format!("an axis below {}", vx.ndim()), &[axis])?;
+            let s = vx.sum_axis(Axis(axis));
+            if keep_dims {
+                s.insert_axis(Axis(axis))
+            } else {
+                s
+            }
+        };
+        Ok(self.push_op(value, &[x], move |ctx| {
+            let shape = ctx.input(0).raw_dim();
+            let g = ctx.g();
+            let g = if keep_dims { g.view() } else { g.view().insert_axis(Axis(axis)) };
+            vec![Some(g.broadcast(shape).expect("kept axis broadcasts").to_owned())]
+        }))
+    }
+
+    /// Averages over `axis`, removing it, or keeping it with size 1 when `keep_dims`.
+    pub fn mean_axis(&self, x: Var, axis: usize, keep_dims: bool) -> Result<Var> {
+        let s = self.sum_axis(x, axis, keep_dims)?;
+        let n = self.value(x).shape()[axis].max(1);
+        Ok(self.scale(s, T::one() / T::from_usize(n).expect("count fits the float type")))
+    }
+}

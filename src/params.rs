@@ -1,0 +1,245 @@
+//! Named, shaped parameters: the model's weights.
+//!
+//! A [`ParamStore`] owns every trainable array of a model under a TensorFlow-style scoped path
+//! (`"rnn/basic_lstm_cell/kernel"`). Layers and cells keep only [`ParamId`] handles, so one store
+//! can be read by several tapes (and threads) at once, enumerated by optimizers and saved whole by
+//! checkpoints.
+
+use std::collections::HashMap;
+
+use ndarray::ArrayD;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::init::Initializer;
+use crate::{Error, Result, Scalar};
+
+/// A handle to one parameter of a [`ParamStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub(crate) usize);
+
+impl ParamId {
+    /// The parameter's position in its store's creation order.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// The trainable parameters of a model, by name, in creation order.
+///
+/// Creation draws from the store's seeded random generator, so the same seed and the same
+/// sequence of `create` calls give bit-identical initial weights.
+///
+/// ```
+/// use recurrent::{init::Initializer, ParamStore};
+///
+/// let mut params = ParamStore::<f32>::new(42);
+/// let w = params.create("dense/kernel", &[3, 2], Initializer::GlorotUniform).unwrap();
+/// assert_eq!(params.value(w).shape(), &[3, 2]);
+/// assert_eq!(params.num_params(), 6);
+/// assert!(params.create("dense/kernel", &[3, 2], Initializer::Zeros).is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ParamStore<T: Scalar> {
+    names: Vec<String>,
+    values: Vec<ArrayD<T>>,
+    by_name: HashMap<String, ParamId>,
+    rng: StdRng,
+}
+
+impl<T: Scalar> ParamStore<T> {
+    /// An empty store whose initializers draw from a generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        ParamStore {
+            names: Vec::new(),
+            values: Vec::new(),
+            by_name: HashMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Creates the parameter `name` of shape `shape`, filled by `init`.
+    ///
+    /// Errors if the name is taken (share a parameter explicitly with [`ParamStore::id`]), empty,
+    /// or if the shape has a zero dimension or does not suit the initializer.
+    pub fn create(&mut self, name: &str, shape: &[usize], init: Initializer) -> Result<ParamId> {
+        if name.is_empty() {
+            return Err(Error::invalid("parameter name must not be empty"));
+        }
+        if self.by_name.contains_key(name) {
+            return Err(Error::invalid(format!(
+                "parameter {name:?} already exists; to share it, look it up with ParamStore::id"
+            )));
+        }
+        let value = init.sample::<T>(shape, &mut self.rng)?;
+        self.insert(name, value)
+    }
+
+    /// Adds the parameter `name` with the given value (for weights trained elsewhere).
+    pub fn create_from(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
+        if name.is_empty() {
+            return Err(Error::invalid("parameter name must not be empty"));
+        }
+        if self.by_name.contains_key(name) {
+            return Err(Error::invalid(format!("parameter {name:?} already exists")));
+        }
+        self.insert(name, value)
+    }
+
+    fn insert(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
+        if value.is_empty() {
+            return Err(Error::shape(
+                "ParamStore::create",
+                format!("a non-empty shape for {name:?}"),
+                value.shape(),
+            ));
+        }
+        let id = ParamId(self.values.len());
+        self.names.push(name.to_string());
+        self.values.push(value.as_standard_layout().into_owned());
+        self.by_name.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    /// The handle of the parameter called `name`, if any.
+    pub fn id(&self, name: &str) -> Option<ParamId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The name of a parameter.
+    ///
+    /// # Panics
+    /// If `id` comes from another store with more parameters.
+    pub fn name(&self, id: ParamId) -> &str {
+        &self.names[id.0]
+    }
+
+    /// The current value of a parameter.
+    ///
+    /// # Panics
+    /// If `id` comes from another store with more parameters.
+    pub fn value(&self, id: ParamId) -> &ArrayD<T> {
+        &self.values[id.0]
+    }
+
+    /// The current value of a parameter, mutably (optimizers and loaders write through this).
+    ///
+    /// # Panics
+    /// If `id` comes from another store with more parameters.
+    pub fn value_mut(&mut self, id: ParamId) -> &mut ArrayD<T> {
+        &mut self.values[id.0]
+    }
+
+    /// Replaces a parameter's value with one of the same shape.
+    pub fn set(&mut self, id: ParamId, value: ArrayD<T>) -> Result<()> {
+        let slot = self
+            .values
+            .get_mut(id.0)
+            .ok_or_else(|| Error::invalid(format!("unknown parameter id {}", id.0)))?;
+        if slot.shape() != value.shape() {
+            return Err(Error::Shape {
+                op: "ParamStore::set",
+                expected: format!("{:?} for {:?}", slot.shape(), self.names[id.0]),
+                got: format!("{:?}", value.shape()),
+            });
+        }
+        *slot = value.as_standard_layout().into_owned();
+        Ok(())
+    }
+
+    /// Whether `id` names a parameter of this store.
+    pub fn contains(&self, id: ParamId) -> bool {
+        id.0 < self.values.len()
+    }
+
+    /// The number of parameters (arrays).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether the store holds no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The total number of scalar weights.
+    pub fn num_params(&self) -> usize {
+        self.values.iter().map(|v| v.len()).sum()
+    }
+
+    /// Every parameter as `(id, name, value)`, in creation order.
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &str, &ArrayD<T>)> {
+        self.names
+            .iter()
+            .zip(&self.values)
+            .enumerate()
+            .map(|(i, (n, v))| (ParamId(i), n.as_str(), v))
+    }
+
+    /// The ids of all parameters, in creation order.
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> {
+        (0..self.values.len()).map(ParamId)
+    }
+
+    /// The store's random generator (for initializing weights outside [`ParamStore::create`]).
+    pub fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    /// Whether every weight is finite.
+    pub fn all_finite(&self) -> bool {
+        self.values
+            .iter()
+            .all(|v| v.iter().all(|x| x.is_finite()))
+    }
+}
+
+/// Builds TensorFlow-style parameter paths: `Scope::new("rnn").sub("basic_lstm_cell").join("kernel")`
+/// is `"rnn/basic_lstm_cell/kernel"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Scope(String);
+
+impl Scope {
+    /// A scope with the given path (`""` is the root).
+    pub fn new(path: impl Into<String>) -> Self {
+        Scope(path.into().trim_matches('/').to_string())
+    }
+
+    /// A nested scope.
+    pub fn sub(&self, name: impl AsRef<str>) -> Scope {
+        Scope::new(self.join(name))
+    }
+
+    /// The full path of `name` inside this scope.
+    pub fn join(&self, name: impl AsRef<str>) -> String {
+        let name = name.as_ref().trim_matches('/');
+        if self.0.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{}", self.0, name)
+        }
+    }
+
+    /// The scope's path.
+    pub fn path(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Scope {
+    fn from(s: &str) -> Self {
+        Scope::new(s)
+    }
+}
+
+impl From<String> for Scope {
+    fn from(s: String) -> Self {
+        Scope::new(s)
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
