@@ -33,7 +33,7 @@ pub enum Error {
     NonFinite(String),
 }
 
-/// `Result` with the crate's [`Error`].
+/// `Result` with the crate's [`Error`](enum@Error).
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {

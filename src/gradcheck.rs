@@ -105,41 +105,48 @@ pub fn gradcheck<F>(
 where
     F: Fn(&Tape<'_, f64>, &[Var]) -> Result<Var>,
 {
-    // Each evaluation draws dropout masks from the same seed, so a stochastic op sees the same
+    // Every evaluation seeds the tape identically, so a stochastic op (dropout) sees the same
     // mask on every perturbed run.
-    let eval = |params: &ParamStore<f64>, inputs: &[ArrayD<f64>], direction: Option<&ArrayD<f64>>| -> Result<(f64, Option<(Vec<ArrayD<f64>>, crate::Grads<f64>)>, ArrayD<f64>)> {
+    let projected = |params: &ParamStore<f64>,
+                     inputs: &[ArrayD<f64>],
+                     direction: &ArrayD<f64>|
+     -> Result<f64> {
         let tape = Tape::new(params).with_seed(7);
         let vars: Vec<Var> = inputs.iter().map(|x| tape.watch(x.clone())).collect();
         let out = f(&tape, &vars)?;
-        let value = tape.to_array(out);
-        let direction = match direction {
-            Some(d) => d.clone(),
-            None => random_direction(value.shape()),
-        };
-        let projected = (&value * &direction).sum();
-        let grads = if tape.is_training() {
-            let g = tape.backward_with(out, direction.clone())?;
-            let input_grads = vars
-                .iter()
-                .zip(inputs)
-                .map(|(v, x)| g.wrt(*v).cloned().unwrap_or_else(|| ArrayD::zeros(x.raw_dim())))
-                .collect();
-            Some((input_grads, g))
-        } else {
-            None
-        };
-        Ok((projected, grads, direction))
+        let value = (&*tape.value(out) * direction).sum();
+        Ok(value)
     };
 
-    let (_, analytic, direction) = eval(params, inputs, None)?;
-    let (input_grads, param_grads) = analytic.expect("a recording tape");
+    let tape = Tape::new(params).with_seed(7);
+    let vars: Vec<Var> = inputs.iter().map(|x| tape.watch(x.clone())).collect();
+    let out = f(&tape, &vars)?;
+    let direction = random_direction(&tape.shape(out));
+    let param_grads = tape.backward_with(out, direction.clone())?;
+    let input_grads: Vec<ArrayD<f64>> = vars
+        .iter()
+        .zip(inputs)
+        .map(|(v, x)| {
+            param_grads
+                .wrt(*v)
+                .cloned()
+                .unwrap_or_else(|| ArrayD::zeros(x.raw_dim()))
+        })
+        .collect();
+    drop(tape);
+
     let mut report = GradCheckReport::default();
     let mut compare = |what: String, index: usize, a: f64, n: f64| {
         report.checked += 1;
         let err = (a - n).abs();
         report.max_abs_error = report.max_abs_error.max(err);
         if err > tol.atol + tol.rtol * n.abs() || !a.is_finite() {
-            report.mismatches.push(Mismatch { what, index, analytic: a, numeric: n });
+            report.mismatches.push(Mismatch {
+                what,
+                index,
+                analytic: a,
+                numeric: n,
+            });
         }
     };
 
@@ -149,10 +156,20 @@ where
             let mut minus = inputs.to_vec();
             flat_mut(&mut plus[k])[i] += tol.step;
             flat_mut(&mut minus[k])[i] -= tol.step;
-            let fp = eval(params, &plus, Some(&direction))?.0;
-            let fm = eval(params, &minus, Some(&direction))?.0;
-            let analytic = input_grads[k].as_standard_layout().iter().nth(i).copied().unwrap_or(0.0);
-            compare(format!("input {k}"), i, analytic, (fp - fm) / (2.0 * tol.step));
+            let fp = projected(params, &plus, &direction)?;
+            let fm = projected(params, &minus, &direction)?;
+            let analytic = input_grads[k]
+                .as_standard_layout()
+                .iter()
+                .nth(i)
+                .copied()
+                .unwrap_or(0.0);
+            compare(
+                format!("input {k}"),
+                i,
+                analytic,
+                (fp - fm) / (2.0 * tol.step),
+            );
         }
     }
     let mut perturbed = params.clone();
@@ -162,9 +179,9 @@ where
         for (i, &analytic) in g.iter().enumerate() {
             let original = params.value(id).as_slice().expect("standard layout")[i];
             flat_mut(perturbed.value_mut(id))[i] = original + tol.step;
-            let fp = eval(&perturbed, inputs, Some(&direction))?.0;
+            let fp = projected(&perturbed, inputs, &direction)?;
             flat_mut(perturbed.value_mut(id))[i] = original - tol.step;
-            let fm = eval(&perturbed, inputs, Some(&direction))?.0;
+            let fm = projected(&perturbed, inputs, &direction)?;
             flat_mut(perturbed.value_mut(id))[i] = original;
             compare(name.clone(), i, analytic, (fp - fm) / (2.0 * tol.step));
         }
@@ -181,5 +198,7 @@ fn flat_mut(x: &mut ArrayD<f64>) -> &mut [f64] {
 
 fn random_direction(shape: &[usize]) -> ArrayD<f64> {
     let mut rng = StdRng::seed_from_u64(0x5eed);
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(0.5..1.5) * if rng.random::<bool>() { 1.0 } else { -1.0 })
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || {
+        rng.random_range(0.5..1.5) * if rng.random::<bool>() { 1.0 } else { -1.0 }
+    })
 }

@@ -4,11 +4,10 @@
 //! produces the same model.
 
 use ndarray::{Array2, ArrayD, IxDyn};
-use rand::Rng;
 use ndarray_rand::rand_distr::{Distribution, Normal, Uniform};
+use rand::Rng;
 
 use crate::{Error, Result, Scalar};
-
 
 /// How to fill a new parameter.
 ///

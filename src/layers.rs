@@ -32,29 +32,70 @@ pub struct Dense {
 
 impl Dense {
     /// Creates `{scope}/kernel` `[input_size, output_size]` and `{scope}/bias` in `params`.
-    pub fn new<T: Scalar>(params: &mut ParamStore<T>, scope: impl Into<Scope>, input_size: usize, output_size: usize) -> Result<Self> {
-        Self::with_init(params, scope, input_size, output_size, Initializer::GlorotUniform)
+    pub fn new<T: Scalar>(
+        params: &mut ParamStore<T>,
+        scope: impl Into<Scope>,
+        input_size: usize,
+        output_size: usize,
+    ) -> Result<Self> {
+        Self::with_init(
+            params,
+            scope,
+            input_size,
+            output_size,
+            Initializer::GlorotUniform,
+        )
     }
 
     /// Like [`Dense::new`] with the kernel drawn from `kernel_init`.
-    pub fn with_init<T: Scalar>(params: &mut ParamStore<T>, scope: impl Into<Scope>, input_size: usize, output_size: usize, kernel_init: Initializer) -> Result<Self> {
+    pub fn with_init<T: Scalar>(
+        params: &mut ParamStore<T>,
+        scope: impl Into<Scope>,
+        input_size: usize,
+        output_size: usize,
+        kernel_init: Initializer,
+    ) -> Result<Self> {
         if input_size == 0 || output_size == 0 {
-            return Err(Error::invalid(format!("Dense sizes must be positive, got {input_size} -> {output_size}")));
+            return Err(Error::invalid(format!(
+                "Dense sizes must be positive, got {input_size} -> {output_size}"
+            )));
         }
         let scope = scope.into();
-        let kernel = params.create(&scope.join("kernel"), &[input_size, output_size], kernel_init)?;
+        let kernel = params.create(
+            &scope.join("kernel"),
+            &[input_size, output_size],
+            kernel_init,
+        )?;
         let bias = params.create(&scope.join("bias"), &[output_size], Initializer::Zeros)?;
-        Ok(Dense { kernel, bias, input_size, output_size })
+        Ok(Dense {
+            kernel,
+            bias,
+            input_size,
+            output_size,
+        })
     }
 
     /// A layer over parameters already in a store (for example loaded from a checkpoint).
-    pub fn from_params<T: Scalar>(params: &ParamStore<T>, kernel: ParamId, bias: ParamId) -> Result<Self> {
+    pub fn from_params<T: Scalar>(
+        params: &ParamStore<T>,
+        kernel: ParamId,
+        bias: ParamId,
+    ) -> Result<Self> {
         let k = params.value(kernel).shape().to_vec();
         let b = params.value(bias).shape().to_vec();
         if k.len() != 2 || b != [k[1]] {
-            return Err(Error::Shape { op: "Dense::from_params", expected: "kernel [in, out] and bias [out]".into(), got: format!("kernel {k:?}, bias {b:?}") });
+            return Err(Error::Shape {
+                op: "Dense::from_params",
+                expected: "kernel [in, out] and bias [out]".into(),
+                got: format!("kernel {k:?}, bias {b:?}"),
+            });
         }
-        Ok(Dense { kernel, bias, input_size: k[0], output_size: k[1] })
+        Ok(Dense {
+            kernel,
+            bias,
+            input_size: k[0],
+            output_size: k[1],
+        })
     }
 
     /// `x @ kernel + bias`.

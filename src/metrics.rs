@@ -28,13 +28,24 @@ pub fn argmax_rows<T: Scalar, S: Data<Elem = T>>(x: &ArrayBase<S, Ix2>) -> Vec<u
 /// let acc = recurrent::metrics::accuracy(&logits, &[1, 0, 0]).unwrap();
 /// assert!((acc - 2.0 / 3.0).abs() < 1e-12);
 /// ```
-pub fn accuracy<T: Scalar, S: Data<Elem = T>>(logits: &ArrayBase<S, Ix2>, labels: &[usize]) -> Result<f64> {
+pub fn accuracy<T: Scalar, S: Data<Elem = T>>(
+    logits: &ArrayBase<S, Ix2>,
+    labels: &[usize],
+) -> Result<f64> {
     if logits.nrows() != labels.len() {
-        return Err(Error::Shape { op: "accuracy", expected: format!("logits with {} rows", labels.len()), got: format!("{:?}", logits.shape()) });
+        return Err(Error::Shape {
+            op: "accuracy",
+            expected: format!("logits with {} rows", labels.len()),
+            got: format!("{:?}", logits.shape()),
+        });
     }
     if labels.is_empty() {
         return Err(Error::invalid("accuracy of an empty batch"));
     }
-    let correct = argmax_rows(logits).iter().zip(labels).filter(|(p, l)| p == l).count();
+    let correct = argmax_rows(logits)
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| p == l)
+        .count();
     Ok(correct as f64 / labels.len() as f64)
 }

@@ -188,9 +188,7 @@ impl<T: Scalar> ParamStore<T> {
 
     /// Whether every weight is finite.
     pub fn all_finite(&self) -> bool {
-        self.values
-            .iter()
-            .all(|v| v.iter().all(|x| x.is_finite()))
+        self.values.iter().all(|v| v.iter().all(|x| x.is_finite()))
     }
 }
 

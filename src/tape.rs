@@ -110,7 +110,10 @@ impl<'a, T: Scalar> BackwardCtx<'a, T> {
 
     /// The recorded value of any var.
     pub(crate) fn value(&self, v: Var) -> &'a ArrayD<T> {
-        resolve(&self.nodes[v.node as usize].outputs[v.out as usize], self.params)
+        resolve(
+            &self.nodes[v.node as usize].outputs[v.out as usize],
+            self.params,
+        )
     }
 }
 
@@ -254,10 +257,8 @@ impl<'p, T: Scalar> Tape<'p, T> {
         backward: impl Fn(&BackwardCtx<'_, T>) -> Vec<Option<ArrayD<T>>> + 'static,
     ) -> Vec<Var> {
         let mut nodes = self.nodes.borrow_mut();
-        let requires_grad = self.is_training()
-            && parents
-                .iter()
-                .any(|p| nodes[p.node as usize].requires_grad);
+        let requires_grad =
+            self.is_training() && parents.iter().any(|p| nodes[p.node as usize].requires_grad);
         let node = nodes.len() as u32;
         let n_out = values.len() as u32;
         nodes.push(Node {

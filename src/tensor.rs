@@ -9,7 +9,7 @@
 //! |---------------------------------------------|-----------------------------------------------|
 //! | `tf.unstack(x, axis=a)`                     | [`unstack(&x, a)`](unstack)                   |
 //! | `tf.stack(xs, axis=a)`                      | [`stack(&xs, a)`](stack)                      |
-//! | `tf.concat(xs, axis=a)`                     | [`concat(&xs, a)`](concat)                    |
+//! | `tf.concat(xs, axis=a)`                     | [`concat(&xs, a)`](fn@concat)                    |
 //! | `tf.transpose(x, perm)`                     | [`transpose(&x, &perm)`](transpose)           |
 //! | `tf.split(x, num_or_size_splits, axis=a)`   | [`split(&x, num_or_sizes, a)`](split)         |
 //! | `tf.reverse_sequence(x, lengths, s, b)`     | [`reverse_sequence(&x, &lengths, s, b)`](reverse_sequence) |
@@ -20,13 +20,13 @@
 //! # Errors
 //!
 //! No function here panics on user input. They return
-//! - [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an argument that is wrong in
+//! - [`Error::InvalidArgument`] for an argument that is wrong in
 //!   itself or for the input's rank: an axis out of range, a `perm` that is not a permutation,
-//!   `num == 0` or empty sizes in [`split`], an empty list for [`stack`]/[`concat`],
+//!   `num == 0` or empty sizes in [`split`], an empty list for [`stack`]/[`concat`](fn@concat),
 //!   `seq_axis == batch_axis` or a length longer than the sequence in [`reverse_sequence`], a label
 //!   `>= depth` in [`one_hot`];
-//! - [`Error::Shape`](crate::Error::Shape) when sizes of dimensions do not fit together: arrays of
-//!   different shapes in [`stack`]/[`concat`], split sizes that do not add up to (or a `num` that
+//! - [`Error::Shape`] when sizes of dimensions do not fit together: arrays of
+//!   different shapes in [`stack`]/[`concat`](fn@concat), split sizes that do not add up to (or a `num` that
 //!   does not divide) the dimension, a `lengths` vector whose size is not the batch dimension.
 
 use std::borrow::Cow;
@@ -354,7 +354,7 @@ impl<const N: usize> From<&[usize; N]> for NumOrSizes {
 /// # Shapes
 /// `x: [d0, .., d_axis, .., dn]`; with `Num(n)` gives `n` arrays with `d_axis / n` on `axis`; with
 /// `Sizes(s)` gives `s.len()` arrays with `s[i]` on `axis` (sizes of 0 give empty arrays).
-/// The inverse of [`concat`].
+/// The inverse of [`concat`](fn@concat).
 ///
 /// TensorFlow: `tf.split(x, num_or_size_splits, axis)`. TensorFlow's `-1` size ("the rest") is
 /// not supported.
@@ -555,7 +555,6 @@ pub fn one_hot<T: Scalar>(labels: &[usize], depth: usize) -> Result<Array2<T>> {
 /// Shapes are aligned on the right; a missing leading dimension counts as 1; two dimensions are
 /// compatible when equal or when one of them is 1 (a 1 against a 0 gives 0).
 // Used by the broadcasting ops' backward passes (module `ops`).
-#[allow(dead_code)]
 pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let dim = |s: &[usize], i: usize| {
@@ -587,7 +586,6 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 /// # Panics
 /// If `shape` does not broadcast to `x.shape()` (a bug in the calling op, never user input).
 // Used by the broadcasting ops' backward passes (module `ops`).
-#[allow(dead_code)]
 pub(crate) fn sum_to_shape<T: Scalar>(x: ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
     if x.shape() == shape {
         return x;

@@ -13,12 +13,17 @@ where
     F: Fn(&Tape<'_, f64>, &[recurrent::Var]) -> recurrent::Result<recurrent::Var>,
 {
     let params = ParamStore::<f64>::new(0);
-    gradcheck(&params, inputs, Tolerance::default(), f).unwrap().assert_ok();
+    gradcheck(&params, inputs, Tolerance::default(), f)
+        .unwrap()
+        .assert_ok();
 }
 
 #[test]
 fn matmul_gradients_non_square() {
-    check(&[random(&[3, 4], 1.0, 1), random(&[4, 5], 1.0, 2)], |t, x| t.matmul(x[0], x[1]));
+    check(
+        &[random(&[3, 4], 1.0, 1), random(&[4, 5], 1.0, 2)],
+        |t, x| t.matmul(x[0], x[1]),
+    );
 }
 
 #[test]
@@ -27,18 +32,31 @@ fn matmul_rejects_inner_dimension_mismatch() {
     let t = Tape::new(&params);
     let a = t.constant(random(&[3, 4], 1.0, 1));
     let b = t.constant(random(&[5, 2], 1.0, 2));
-    assert!(matches!(t.matmul(a, b), Err(Error::Shape { op: "matmul", .. })));
+    assert!(matches!(
+        t.matmul(a, b),
+        Err(Error::Shape { op: "matmul", .. })
+    ));
 }
 
 #[test]
 fn bias_add_gradients_rank_2_and_3() {
-    check(&[random(&[3, 4], 1.0, 1), random(&[4], 1.0, 2)], |t, x| t.bias_add(x[0], x[1]));
-    check(&[random(&[2, 3, 4], 1.0, 3), random(&[4], 1.0, 4)], |t, x| t.bias_add(x[0], x[1]));
+    check(&[random(&[3, 4], 1.0, 1), random(&[4], 1.0, 2)], |t, x| {
+        t.bias_add(x[0], x[1])
+    });
+    check(
+        &[random(&[2, 3, 4], 1.0, 3), random(&[4], 1.0, 4)],
+        |t, x| t.bias_add(x[0], x[1]),
+    );
 }
 
 #[test]
 fn broadcasting_arithmetic_gradients() {
-    let shapes: [(&[usize], &[usize]); 4] = [(&[3, 4], &[3, 4]), (&[3, 4], &[4]), (&[3, 1], &[1, 4]), (&[2, 3, 4], &[3, 1])];
+    let shapes: [(&[usize], &[usize]); 4] = [
+        (&[3, 4], &[3, 4]),
+        (&[3, 4], &[4]),
+        (&[3, 1], &[1, 4]),
+        (&[2, 3, 4], &[3, 1]),
+    ];
     for (i, (a, b)) in shapes.iter().enumerate() {
         let inputs = [random(a, 1.0, i as u64), random(b, 1.0, 10 + i as u64)];
         check(&inputs, |t, x| t.add(x[0], x[1]));
@@ -79,8 +97,12 @@ fn reduction_gradients() {
     check(&[random(&[3, 4], 1.0, 2)], |t, x| Ok(t.mean(x[0])));
     for axis in 0..3 {
         for keep in [false, true] {
-            check(&[random(&[2, 3, 4], 1.0, 3)], |t, x| t.sum_axis(x[0], axis, keep));
-            check(&[random(&[2, 3, 4], 1.0, 4)], |t, x| t.mean_axis(x[0], axis, keep));
+            check(&[random(&[2, 3, 4], 1.0, 3)], |t, x| {
+                t.sum_axis(x[0], axis, keep)
+            });
+            check(&[random(&[2, 3, 4], 1.0, 4)], |t, x| {
+                t.mean_axis(x[0], axis, keep)
+            });
         }
     }
 }
@@ -88,30 +110,43 @@ fn reduction_gradients() {
 #[test]
 fn shape_op_gradients() {
     let x = random(&[2, 3, 4], 1.0, 9);
-    check(&[x.clone()], |t, v| t.reshape(v[0], &[4, 6]));
+    check(std::slice::from_ref(&x), |t, v| t.reshape(v[0], &[4, 6]));
     for axis in 0..3 {
         // Only some parts are used, so the backward must fill the unused ones with zeros.
-        check(&[x.clone()], |t, v| {
+        check(std::slice::from_ref(&x), |t, v| {
             let parts = t.unstack(v[0], axis)?;
             t.stack(&[parts[1], parts[0]], axis)
         });
     }
-    check(&[x.clone()], |t, v| t.transpose(v[0], &[1, 0, 2]));
-    check(&[x.clone()], |t, v| t.transpose(v[0], &[2, 0, 1]));
-    check(&[x.clone()], |t, v| Ok(t.split(v[0], 3, 1)?[2]));
-    check(&[x.clone()], |t, v| {
+    check(std::slice::from_ref(&x), |t, v| {
+        t.transpose(v[0], &[1, 0, 2])
+    });
+    check(std::slice::from_ref(&x), |t, v| {
+        t.transpose(v[0], &[2, 0, 1])
+    });
+    check(std::slice::from_ref(&x), |t, v| Ok(t.split(v[0], 3, 1)?[2]));
+    check(std::slice::from_ref(&x), |t, v| {
         let parts = t.split(v[0], vec![1, 3], 2)?;
         t.concat(&[parts[1], parts[0], parts[1]], 2)
     });
-    check(&[x.clone(), random(&[2, 3, 2], 1.0, 10)], |t, v| t.concat(&[v[0], v[1]], 2));
-    check(&[x.clone()], |t, v| t.reverse_sequence(v[0], &[2, 0], 1, 0));
-    check(&[x.clone()], |t, v| t.gather_rows(v[0], &[2, 0]));
+    check(&[x.clone(), random(&[2, 3, 2], 1.0, 10)], |t, v| {
+        t.concat(&[v[0], v[1]], 2)
+    });
+    check(std::slice::from_ref(&x), |t, v| {
+        t.reverse_sequence(v[0], &[2, 0], 1, 0)
+    });
+    check(std::slice::from_ref(&x), |t, v| {
+        t.gather_rows(v[0], &[2, 0])
+    });
 }
 
 #[test]
 fn select_and_dropout_gradients() {
     let cond = array![[true], [false], [true]].into_dyn();
-    check(&[random(&[3, 4], 1.0, 1), random(&[3, 4], 1.0, 2)], |t, x| t.select(&cond, x[0], x[1]));
+    check(
+        &[random(&[3, 4], 1.0, 1), random(&[3, 4], 1.0, 2)],
+        |t, x| t.select(&cond, x[0], x[1]),
+    );
     // gradcheck seeds every evaluation identically, so the dropout mask is fixed across runs.
     check(&[random(&[4, 6], 1.0, 3)], |t, x| t.dropout(x[0], 0.6));
 }
@@ -139,30 +174,59 @@ fn softmax_cross_entropy_gradients_and_stability() {
         let l = t.constant(labels.clone());
         t.softmax_cross_entropy_with_logits(l, x[0])
     });
-    check(&[random(&[3, 4], 2.0, 2)], |t, x| t.sparse_softmax_cross_entropy_with_logits(&[3, 0, 1], x[0]));
+    check(&[random(&[3, 4], 2.0, 2)], |t, x| {
+        t.sparse_softmax_cross_entropy_with_logits(&[3, 0, 1], x[0])
+    });
 
     let params = ParamStore::<f64>::new(0);
     let t = Tape::new(&params);
     let logits = t.constant(array![[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]].into_dyn());
-    let dense = t.to_array(t.softmax_cross_entropy_with_logits(t.constant(array![[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]].into_dyn()), logits).unwrap());
-    let sparse = t.to_array(t.sparse_softmax_cross_entropy_with_logits(&[1, 2], logits).unwrap());
+    let dense = t.to_array(
+        t.softmax_cross_entropy_with_logits(
+            t.constant(array![[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]].into_dyn()),
+            logits,
+        )
+        .unwrap(),
+    );
+    let sparse = t.to_array(
+        t.sparse_softmax_cross_entropy_with_logits(&[1, 2], logits)
+            .unwrap(),
+    );
     // -log softmax: 1000 for the first row; log(e^-2 + e^-1 + 1) for the second.
     let second = ((-2.0f64).exp() + (-1.0f64).exp() + 1.0).ln();
     assert_close(&dense, &array![1000.0, second].into_dyn(), 1e-12);
     assert_close(&sparse, &dense, 1e-12);
-    assert!(t.sparse_softmax_cross_entropy_with_logits(&[1, 3], logits).is_err());
+    assert!(t
+        .sparse_softmax_cross_entropy_with_logits(&[1, 3], logits)
+        .is_err());
 }
 
 #[test]
 fn parameters_get_gradients_and_repeated_reads_accumulate() {
     let mut params = ParamStore::<f64>::new(0);
-    let w = params.create("w", &[3, 3], Initializer::RandomNormal { mean: 0.0, stddev: 1.0 }).unwrap();
-    let b = params.create("b", &[3], Initializer::Constant(0.1)).unwrap();
-    let report = gradcheck(&params, &[random(&[2, 3], 1.0, 4)], Tolerance::default(), |t, x| {
-        // w is read twice, so its gradient is the sum of two paths.
-        let h = t.tanh(t.bias_add(t.matmul(x[0], t.param(w))?, t.param(b))?);
-        t.matmul(h, t.param(w))
-    })
+    let w = params
+        .create(
+            "w",
+            &[3, 3],
+            Initializer::RandomNormal {
+                mean: 0.0,
+                stddev: 1.0,
+            },
+        )
+        .unwrap();
+    let b = params
+        .create("b", &[3], Initializer::Constant(0.1))
+        .unwrap();
+    let report = gradcheck(
+        &params,
+        &[random(&[2, 3], 1.0, 4)],
+        Tolerance::default(),
+        |t, x| {
+            // w is read twice, so its gradient is the sum of two paths.
+            let h = t.tanh(t.bias_add(t.matmul(x[0], t.param(w))?, t.param(b))?);
+            t.matmul(h, t.param(w))
+        },
+    )
     .unwrap();
     report.assert_ok();
     assert_eq!(report.checked, 6 + 9 + 3);
@@ -172,10 +236,15 @@ fn parameters_get_gradients_and_repeated_reads_accumulate() {
 fn gradcheck_catches_a_wrong_gradient() {
     // The checker must be able to fail: a "gradient" computed from a detached constant path.
     let params = ParamStore::<f64>::new(0);
-    let report = gradcheck(&params, &[random(&[2, 2], 1.0, 1)], Tolerance::default(), |t, x| {
-        let detached = t.constant(t.to_array(x[0]));
-        t.mul(x[0], detached)
-    })
+    let report = gradcheck(
+        &params,
+        &[random(&[2, 2], 1.0, 1)],
+        Tolerance::default(),
+        |t, x| {
+            let detached = t.constant(t.to_array(x[0]));
+            t.mul(x[0], detached)
+        },
+    )
     .unwrap();
     assert!(!report.is_ok());
 }

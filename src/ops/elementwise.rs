@@ -74,7 +74,9 @@ impl<T: Scalar> Tape<'_, T> {
     /// `x * factor` for a constant factor.
     pub fn scale(&self, x: Var, factor: T) -> Var {
         let value = self.value(x).mapv(|v| v * factor);
-        self.push_op(value, &[x], move |ctx| vec![Some(ctx.g().mapv(|v| v * factor))])
+        self.push_op(value, &[x], move |ctx| {
+            vec![Some(ctx.g().mapv(|v| v * factor))]
+        })
     }
 
     /// The logistic sigmoid `1 / (1 + exp(-x))`, computed without overflow for large `|x|`.
@@ -91,8 +93,14 @@ impl<T: Scalar> Tape<'_, T> {
 
     /// `max(x, 0)`; its gradient at 0 is taken as 0, like TensorFlow's.
     pub fn relu(&self, x: Var) -> Var {
-        let value = self.value(x).mapv(|v| if v > T::zero() { v } else { T::zero() });
-        self.unary_from_output(value, x, |y| if y > T::zero() { T::one() } else { T::zero() })
+        let value = self
+            .value(x)
+            .mapv(|v| if v > T::zero() { v } else { T::zero() });
+        self.unary_from_output(
+            value,
+            x,
+            |y| if y > T::zero() { T::one() } else { T::zero() },
+        )
     }
 
     /// Records a unary op whose derivative is a function of its output.

@@ -10,7 +10,12 @@ impl<T: Scalar> Tape<'_, T> {
     pub fn matmul(&self, a: Var, b: Var) -> Result<Var> {
         let value = {
             let (va, vb) = (self.value(a), self.value(b));
-            check(va.ndim() == 2, "matmul", || "a matrix [m, k]".into(), va.shape())?;
+            check(
+                va.ndim() == 2,
+                "matmul",
+                || "a matrix [m, k]".into(),
+                va.shape(),
+            )?;
             check(
                 vb.ndim() == 2 && vb.shape()[0] == va.shape()[1],
                 "matmul",
@@ -23,8 +28,16 @@ impl<T: Scalar> Tape<'_, T> {
         };
         Ok(self.push_op(value, &[a, b], |ctx| {
             let g = ctx.g().view().into_dimensionality::<Ix2>().expect("rank 2");
-            let ma = ctx.input(0).view().into_dimensionality::<Ix2>().expect("rank 2");
-            let mb = ctx.input(1).view().into_dimensionality::<Ix2>().expect("rank 2");
+            let ma = ctx
+                .input(0)
+                .view()
+                .into_dimensionality::<Ix2>()
+                .expect("rank 2");
+            let mb = ctx
+                .input(1)
+                .view()
+                .into_dimensionality::<Ix2>()
+                .expect("rank 2");
             vec![
                 ctx.needs(0).then(|| g.dot(&mb.t()).into_dyn()),
                 ctx.needs(1).then(|| ma.t().dot(&g).into_dyn()),
@@ -40,7 +53,12 @@ impl<T: Scalar> Tape<'_, T> {
             check(
                 vx.ndim() >= 1 && vb.ndim() == 1 && vb.len() == n,
                 "bias_add",
-                || format!("a bias of shape [{n}] (the last dimension of x {:?})", vx.shape()),
+                || {
+                    format!(
+                        "a bias of shape [{n}] (the last dimension of x {:?})",
+                        vx.shape()
+                    )
+                },
                 vb.shape(),
             )?;
             &*vx + &*vb

@@ -22,7 +22,12 @@ pub mod shape;
 use crate::{Error, Result};
 
 /// `Ok(())` when `ok`, else a shape error for `op`.
-pub(crate) fn check(ok: bool, op: &'static str, expected: impl FnOnce() -> String, got: &[usize]) -> Result<()> {
+pub(crate) fn check(
+    ok: bool,
+    op: &'static str,
+    expected: impl FnOnce() -> String,
+    got: &[usize],
+) -> Result<()> {
     if ok {
         Ok(())
     } else {

@@ -13,17 +13,31 @@ impl<T: Scalar> Tape<'_, T> {
     pub fn select(&self, cond: &ArrayD<bool>, a: Var, b: Var) -> Result<Var> {
         let (value, cond) = {
             let (va, vb) = (self.value(a), self.value(b));
-            check(va.shape() == vb.shape(), "select", || format!("{:?} for both branches", va.shape()), vb.shape())?;
+            check(
+                va.shape() == vb.shape(),
+                "select",
+                || format!("{:?} for both branches", va.shape()),
+                vb.shape(),
+            )?;
             let cond = cond
                 .broadcast(va.raw_dim())
-                .ok_or_else(|| Error::shape("select", format!("a condition broadcastable to {:?}", va.shape()), cond.shape()))?
+                .ok_or_else(|| {
+                    Error::shape(
+                        "select",
+                        format!("a condition broadcastable to {:?}", va.shape()),
+                        cond.shape(),
+                    )
+                })?
                 .to_owned();
             let mut out = vb.clone();
-            Zip::from(&mut out).and(&*va).and(&cond).for_each(|o, &x, &c| {
-                if c {
-                    *o = x
-                }
-            });
+            Zip::from(&mut out)
+                .and(&*va)
+                .and(&cond)
+                .for_each(|o, &x, &c| {
+                    if c {
+                        *o = x
+                    }
+                });
             (out, cond)
         };
         Ok(self.push_op(value, &[a, b], move |ctx| {
@@ -37,7 +51,10 @@ impl<T: Scalar> Tape<'_, T> {
                 });
                 d
             };
-            vec![ctx.needs(0).then(|| pick(true)), ctx.needs(1).then(|| pick(false))]
+            vec![
+                ctx.needs(0).then(|| pick(true)),
+                ctx.needs(1).then(|| pick(false)),
+            ]
         }))
     }
 
@@ -76,8 +93,18 @@ impl<T: Scalar> Tape<'_, T> {
     pub fn softmax_cross_entropy_with_logits(&self, labels: Var, logits: Var) -> Result<Var> {
         let (loss, softmax) = {
             let (vl, vz) = (self.value(labels), self.value(logits));
-            check(vz.ndim() == 2, "softmax_cross_entropy_with_logits", || "logits [batch, classes]".into(), vz.shape())?;
-            check(vl.shape() == vz.shape(), "softmax_cross_entropy_with_logits", || format!("labels of shape {:?} like the logits", vz.shape()), vl.shape())?;
+            check(
+                vz.ndim() == 2,
+                "softmax_cross_entropy_with_logits",
+                || "logits [batch, classes]".into(),
+                vz.shape(),
+            )?;
+            check(
+                vl.shape() == vz.shape(),
+                "softmax_cross_entropy_with_logits",
+                || format!("labels of shape {:?} like the logits", vz.shape()),
+                vl.shape(),
+            )?;
             let z = vz.view().into_dimensionality::<Ix2>().expect("rank 2");
             let l = vl.view().into_dimensionality::<Ix2>().expect("rank 2");
             let (softmax, lse) = softmax_rows(z);
@@ -91,11 +118,17 @@ impl<T: Scalar> Tape<'_, T> {
         };
         Ok(self.push_op(loss, &[labels, logits], move |ctx| {
             let g = ctx.g();
-            let l = ctx.input(0).view().into_dimensionality::<Ix2>().expect("rank 2");
+            let l = ctx
+                .input(0)
+                .view()
+                .into_dimensionality::<Ix2>()
+                .expect("rank 2");
             let mut dz = softmax.clone();
             for (b, mut row) in dz.rows_mut().into_iter().enumerate() {
                 let lsum: T = l.row(b).sum();
-                Zip::from(&mut row).and(l.row(b)).for_each(|d, &lab| *d = (*d * lsum - lab) * g[b]);
+                Zip::from(&mut row)
+                    .and(l.row(b))
+                    .for_each(|d, &lab| *d = (*d * lsum - lab) * g[b]);
             }
             vec![None, Some(dz.into_dyn())]
         }))
@@ -104,13 +137,24 @@ impl<T: Scalar> Tape<'_, T> {
     /// Per-example softmax cross-entropy with class-index labels (`[batch]` of indices below
     /// `classes`) and logits `[batch, classes]`, giving `[batch]`
     /// (`tf.nn.sparse_softmax_cross_entropy_with_logits`).
-    pub fn sparse_softmax_cross_entropy_with_logits(&self, labels: &[usize], logits: Var) -> Result<Var> {
+    pub fn sparse_softmax_cross_entropy_with_logits(
+        &self,
+        labels: &[usize],
+        logits: Var,
+    ) -> Result<Var> {
         let (loss, softmax) = {
             let vz = self.value(logits);
-            check(vz.ndim() == 2 && vz.shape()[0] == labels.len(), "sparse_softmax_cross_entropy_with_logits", || format!("logits [{}, classes]", labels.len()), vz.shape())?;
+            check(
+                vz.ndim() == 2 && vz.shape()[0] == labels.len(),
+                "sparse_softmax_cross_entropy_with_logits",
+                || format!("logits [{}, classes]", labels.len()),
+                vz.shape(),
+            )?;
             let classes = vz.shape()[1];
             if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-                return Err(Error::invalid(format!("label {bad} is not below the {classes} classes")));
+                return Err(Error::invalid(format!(
+                    "label {bad} is not below the {classes} classes"
+                )));
             }
             let z = vz.view().into_dimensionality::<Ix2>().expect("rank 2");
             let (softmax, lse) = softmax_rows(z);
@@ -148,7 +192,8 @@ pub(crate) fn check_keep_prob(keep_prob: f64) -> Result<()> {
     if keep_prob > 0.0 && keep_prob <= 1.0 {
         Ok(())
     } else {
-        Err(Error::invalid(format!("keep_prob must be in (0, 1], got {keep_prob}")))
+        Err(Error::invalid(format!(
+            "keep_prob must be in (0, 1], got {keep_prob}"
+        )))
     }
 }
-

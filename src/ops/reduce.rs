@@ -19,14 +19,22 @@ impl<T: Scalar> Tape<'_, T> {
     pub fn mean(&self, x: Var) -> Var {
         let n = self.value(x).len().max(1);
         let s = self.sum(x);
-        self.scale(s, T::one() / T::from_usize(n).expect("count fits the float type"))
+        self.scale(
+            s,
+            T::one() / T::from_usize(n).expect("count fits the float type"),
+        )
     }
 
     /// Sums over `axis`, removing it, or keeping it with size 1 when `keep_dims`.
     pub fn sum_axis(&self, x: Var, axis: usize, keep_dims: bool) -> Result<Var> {
         let value = {
             let vx = self.value(x);
-            check(axis < vx.ndim(), "sum_axis", || format!("an axis below {}", vx.ndim()), &[axis])?;
+            check(
+                axis < vx.ndim(),
+                "sum_axis",
+                || format!("an axis below {}", vx.ndim()),
+                &[axis],
+            )?;
             let s = vx.sum_axis(Axis(axis));
             if keep_dims {
                 s.insert_axis(Axis(axis))
@@ -37,8 +45,14 @@ impl<T: Scalar> Tape<'_, T> {
         Ok(self.push_op(value, &[x], move |ctx| {
             let shape = ctx.input(0).raw_dim();
             let g = ctx.g();
-            let g = if keep_dims { g.view() } else { g.view().insert_axis(Axis(axis)) };
-            vec![Some(g.broadcast(shape).expect("kept axis broadcasts").to_owned())]
+            let g = if keep_dims {
+                g.view()
+            } else {
+                g.view().insert_axis(Axis(axis))
+            };
+            vec![Some(
+                g.broadcast(shape).expect("kept axis broadcasts").to_owned(),
+            )]
         }))
     }
 
@@ -46,6 +60,9 @@ impl<T: Scalar> Tape<'_, T> {
     pub fn mean_axis(&self, x: Var, axis: usize, keep_dims: bool) -> Result<Var> {
         let s = self.sum_axis(x, axis, keep_dims)?;
         let n = self.value(x).shape()[axis].max(1);
-        Ok(self.scale(s, T::one() / T::from_usize(n).expect("count fits the float type")))
+        Ok(self.scale(
+            s,
+            T::one() / T::from_usize(n).expect("count fits the float type"),
+        ))
     }
 }

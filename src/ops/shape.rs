@@ -15,12 +15,26 @@ impl<T: Scalar> Tape<'_, T> {
         let value = {
             let vx = self.value(x);
             let n: usize = shape.iter().product();
-            check(n == vx.len(), "reshape", || format!("a shape with {} elements (from {:?})", vx.len(), vx.shape()), shape)?;
-            vx.as_standard_layout().into_owned().into_shape_with_order(IxDyn(shape)).expect("sizes match")
+            check(
+                n == vx.len(),
+                "reshape",
+                || format!("a shape with {} elements (from {:?})", vx.len(), vx.shape()),
+                shape,
+            )?;
+            vx.as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(IxDyn(shape))
+                .expect("sizes match")
         };
         Ok(self.push_op(value, &[x], |ctx| {
             let shape = ctx.input(0).raw_dim();
-            vec![Some(ctx.g().as_standard_layout().into_owned().into_shape_with_order(shape).expect("sizes match"))]
+            vec![Some(
+                ctx.g()
+                    .as_standard_layout()
+                    .into_owned()
+                    .into_shape_with_order(shape)
+                    .expect("sizes match"),
+            )]
         }))
     }
 
@@ -32,8 +46,12 @@ impl<T: Scalar> Tape<'_, T> {
             let part = part_shape.as_deref().unwrap_or(&[]);
             let n = ctx.input(0).shape()[axis];
             let zeros = ArrayD::zeros(IxDyn(part));
-            let parts: Vec<_> = (0..n).map(|i| ctx.grad(i).unwrap_or(&zeros).view()).collect();
-            vec![Some(tensor::stack(&parts, axis).expect("parts have the unstacked shape"))]
+            let parts: Vec<_> = (0..n)
+                .map(|i| ctx.grad(i).unwrap_or(&zeros).view())
+                .collect();
+            vec![Some(
+                tensor::stack(&parts, axis).expect("parts have the unstacked shape"),
+            )]
         }))
     }
 
@@ -45,7 +63,11 @@ impl<T: Scalar> Tape<'_, T> {
             tensor::stack(&views, axis)?
         };
         Ok(self.push_op(value, xs, move |ctx| {
-            tensor::unstack(ctx.g(), axis).expect("gradient has the stacked shape").into_iter().map(Some).collect()
+            tensor::unstack(ctx.g(), axis)
+                .expect("gradient has the stacked shape")
+                .into_iter()
+                .map(Some)
+                .collect()
         }))
     }
 
@@ -57,21 +79,34 @@ impl<T: Scalar> Tape<'_, T> {
             inverse[p] = i;
         }
         Ok(self.push_op(value, &[x], move |ctx| {
-            vec![Some(tensor::transpose(ctx.g(), &inverse).expect("inverse permutation"))]
+            vec![Some(
+                tensor::transpose(ctx.g(), &inverse).expect("inverse permutation"),
+            )]
         }))
     }
 
     /// Splits `x` along `axis` into equal parts or parts of the given sizes (`tf.split`).
-    pub fn split(&self, x: Var, num_or_sizes: impl Into<NumOrSizes>, axis: usize) -> Result<Vec<Var>> {
+    pub fn split(
+        &self,
+        x: Var,
+        num_or_sizes: impl Into<NumOrSizes>,
+        axis: usize,
+    ) -> Result<Vec<Var>> {
         let values = tensor::split(&*self.value(x), num_or_sizes, axis)?;
         let shapes: Vec<Vec<usize>> = values.iter().map(|v| v.shape().to_vec()).collect();
         Ok(self.push_op_multi(values, &[x], move |ctx| {
             let owned: Vec<ArrayD<T>> = shapes
                 .iter()
                 .enumerate()
-                .map(|(i, s)| ctx.grad(i).cloned().unwrap_or_else(|| ArrayD::zeros(IxDyn(s))))
+                .map(|(i, s)| {
+                    ctx.grad(i)
+                        .cloned()
+                        .unwrap_or_else(|| ArrayD::zeros(IxDyn(s)))
+                })
                 .collect();
-            vec![Some(tensor::concat(&owned, axis).expect("parts have the split shapes"))]
+            vec![Some(
+                tensor::concat(&owned, axis).expect("parts have the split shapes"),
+            )]
         }))
     }
 
@@ -85,17 +120,30 @@ impl<T: Scalar> Tape<'_, T> {
             (value, sizes)
         };
         Ok(self.push_op(value, xs, move |ctx| {
-            tensor::split(ctx.g(), sizes.clone(), axis).expect("sizes add up").into_iter().map(Some).collect()
+            tensor::split(ctx.g(), sizes.clone(), axis)
+                .expect("sizes add up")
+                .into_iter()
+                .map(Some)
+                .collect()
         }))
     }
 
     /// Reverses the first `lengths[b]` elements along `seq_axis` of each batch element `b`
     /// (`tf.reverse_sequence`).
-    pub fn reverse_sequence(&self, x: Var, lengths: &[usize], seq_axis: usize, batch_axis: usize) -> Result<Var> {
+    pub fn reverse_sequence(
+        &self,
+        x: Var,
+        lengths: &[usize],
+        seq_axis: usize,
+        batch_axis: usize,
+    ) -> Result<Var> {
         let value = tensor::reverse_sequence(&*self.value(x), lengths, seq_axis, batch_axis)?;
         let lengths = lengths.to_vec();
         Ok(self.push_op(value, &[x], move |ctx| {
-            vec![Some(tensor::reverse_sequence(ctx.g(), &lengths, seq_axis, batch_axis).expect("same arguments"))]
+            vec![Some(
+                tensor::reverse_sequence(ctx.g(), &lengths, seq_axis, batch_axis)
+                    .expect("same arguments"),
+            )]
         }))
     }
 
@@ -104,19 +152,32 @@ impl<T: Scalar> Tape<'_, T> {
     pub fn gather_rows(&self, x: Var, index: &[usize]) -> Result<Var> {
         let value = {
             let vx = self.value(x);
-            check(vx.ndim() >= 2 && vx.shape()[0] == index.len(), "gather_rows", || format!("x of shape [{}, n, ..]", index.len()), vx.shape())?;
+            check(
+                vx.ndim() >= 2 && vx.shape()[0] == index.len(),
+                "gather_rows",
+                || format!("x of shape [{}, n, ..]", index.len()),
+                vx.shape(),
+            )?;
             let n = vx.shape()[1];
             if let Some(&bad) = index.iter().find(|&&i| i >= n) {
-                return Err(Error::invalid(format!("gather_rows index {bad} is not below {n}")));
+                return Err(Error::invalid(format!(
+                    "gather_rows index {bad} is not below {n}"
+                )));
             }
-            let rows: Vec<_> = index.iter().enumerate().map(|(b, &i)| vx.index_axis(Axis(0), b).index_axis_move(Axis(0), i)).collect();
+            let rows: Vec<_> = index
+                .iter()
+                .enumerate()
+                .map(|(b, &i)| vx.index_axis(Axis(0), b).index_axis_move(Axis(0), i))
+                .collect();
             ndarray::stack(Axis(0), &rows).expect("rows share a shape")
         };
         let index = index.to_vec();
         Ok(self.push_op(value, &[x], move |ctx| {
             let mut dx = ArrayD::zeros(ctx.input(0).raw_dim());
             for (b, &i) in index.iter().enumerate() {
-                dx.index_axis_mut(Axis(0), b).index_axis_mut(Axis(0), i).assign(&ctx.g().index_axis(Axis(0), b));
+                dx.index_axis_mut(Axis(0), b)
+                    .index_axis_mut(Axis(0), i)
+                    .assign(&ctx.g().index_axis(Axis(0), b));
             }
             vec![Some(dx)]
         }))
