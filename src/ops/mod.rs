@@ -1,14 +1,14 @@
-//! Differentiable operations, recorded on a [`Tape`](crate::Tape).
+//! Differentiable operations, recorded on a [`crate::Tape`].
 //!
-//! Every op is a method of [`Tape`](crate::Tape), computes its value at once, checks its
-//! arguments' shapes (a mismatch is an [`Error::Shape`](crate::Error::Shape) naming the op), and
+//! Every op is a method of [`crate::Tape`], computes its value at once, checks its
+//! arguments' shapes (a mismatch is an [`crate::Error::Shape`] naming the op), and
 //! records a hand-derived backward function. Each is checked against finite differences in the
 //! test suite (`tests/ops.rs`).
 //!
 //! | group | ops |
 //! |---|---|
 //! | [linear algebra](linalg) | `matmul`, `bias_add` |
-//! | [elementwise](elementwise) | `add`, `sub`, `mul` (NumPy broadcasting), `scale`, `sigmoid`, `tanh`, `relu` |
+//! | [`elementwise`] | `add`, `sub`, `mul` (NumPy broadcasting), `scale`, `sigmoid`, `tanh`, `relu` |
 //! | [reductions](reduce) | `sum`, `mean`, `sum_axis`, `mean_axis` |
 //! | [shapes](shape) | `reshape`, `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `gather_rows` |
 //! | [neural-network ops](nn) | `select`, `dropout`, `softmax_cross_entropy_with_logits`, `sparse_softmax_cross_entropy_with_logits` |
