@@ -3,6 +3,7 @@
 //! Recurrent neural networks for Rust with TensorFlow 1.x semantics, trained on the CPU.
 #![warn(missing_docs)]
 
+pub mod cell;
 pub mod data;
 pub mod error;
 pub mod gradcheck;
@@ -11,12 +12,20 @@ pub mod layers;
 pub mod metrics;
 pub mod ops;
 pub mod params;
+pub mod rnn;
 pub mod scalar;
 pub mod tape;
 pub mod tensor;
 
+pub use cell::{
+    BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,
+};
 pub use error::{Error, Result};
 pub use layers::Dense;
 pub use params::{ParamId, ParamStore, Scope};
+pub use rnn::{
+    bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
+    static_rnn,
+};
 pub use scalar::Scalar;
 pub use tape::{Grads, Mode, Tape, Var};

@@ -135,6 +135,8 @@ pub struct Tape<'p, T: Scalar> {
     param_vars: RefCell<HashMap<ParamId, Var>>,
     mode: Mode,
     rng: RefCell<StdRng>,
+    /// Dropout masks that must stay fixed for the whole tape (variational dropout), by owner.
+    fixed_masks: RefCell<HashMap<(u64, usize), ArrayD<T>>>,
 }
 
 impl<'p, T: Scalar> Tape<'p, T> {
@@ -156,6 +158,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
             param_vars: RefCell::new(HashMap::new()),
             mode,
             rng: RefCell::new(StdRng::seed_from_u64(0)),
+            fixed_masks: RefCell::new(HashMap::new()),
         }
     }
 
@@ -183,6 +186,35 @@ impl<'p, T: Scalar> Tape<'p, T> {
     /// The generator for random masks.
     pub(crate) fn rng(&self) -> std::cell::RefMut<'_, StdRng> {
         self.rng.borrow_mut()
+    }
+
+    /// The dropout mask that `owner`'s mask number `slot` has on this tape, drawn at first use
+    /// and then reused (TensorFlow draws variational masks once per graph, likewise).
+    pub(crate) fn fixed_dropout_mask(
+        &self,
+        owner: u64,
+        slot: usize,
+        shape: &[usize],
+        keep_prob: f64,
+    ) -> Result<ArrayD<T>> {
+        if let Some(mask) = self.fixed_masks.borrow().get(&(owner, slot)) {
+            if mask.shape() != shape {
+                return Err(Error::shape(
+                    "DropoutWrapper (variational)",
+                    format!(
+                        "the shape {:?} its mask was drawn with on this tape",
+                        mask.shape()
+                    ),
+                    shape,
+                ));
+            }
+            return Ok(mask.clone());
+        }
+        let mask = self.dropout_mask(shape, keep_prob)?;
+        self.fixed_masks
+            .borrow_mut()
+            .insert((owner, slot), mask.clone());
+        Ok(mask)
     }
 
     /// Data or a constant: no gradient flows into it.

@@ -1,0 +1,291 @@
+//! Unrolling cells over sequences: static, dynamic and bidirectional runners.
+//!
+//! Every runner works with every [`Cell`], follows TensorFlow 1.x's semantics, and is
+//! differentiable:
+//!
+//! | TensorFlow 1.x | here |
+//! |---|---|
+//! | `tf.nn.static_rnn(cell, inputs, initial_state, sequence_length=...)` | [`static_rnn`] |
+//! | `tf.nn.dynamic_rnn(cell, inputs, sequence_length, initial_state, time_major=...)` | [`dynamic_rnn`] |
+//! | `tf.nn.static_bidirectional_rnn(fw, bw, inputs, ...)` | [`static_bidirectional_rnn`] |
+//! | `tf.nn.bidirectional_dynamic_rnn(fw, bw, inputs, ...)` | [`bidirectional_dynamic_rnn`] |
+//! | `tf.gather_nd(outputs, [range(batch), sequence_length - 1])` | [`last_relevant_output`] |
+//!
+//! With `sequence_length`, outputs past an example's length are zero and its state is carried
+//! through unchanged, so the final state is the state at its last valid step.
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::cell::{Cell, RnnState};
+use crate::{Error, Result, Scalar, Tape, Var};
+
+/// Checks per-example lengths against the batch size and the number of steps.
+pub(crate) fn check_lengths(lengths: &[usize], batch: usize, steps: usize) -> Result<Vec<usize>> {
+    if lengths.len() != batch {
+        return Err(Error::Shape {
+            op: "sequence_length",
+            expected: format!("one length per example ({batch})"),
+            got: format!("{} lengths", lengths.len()),
+        });
+    }
+    if let Some(&bad) = lengths.iter().find(|&&l| l > steps) {
+        return Err(Error::invalid(format!(
+            "sequence_length {bad} is longer than the {steps} time steps"
+        )));
+    }
+    Ok(lengths.to_vec())
+}
+
+fn initial_state<T: Scalar, C: Cell>(
+    tape: &Tape<'_, T>,
+    cell: &C,
+    initial_state: Option<C::State>,
+    batch: usize,
+) -> Result<C::State> {
+    match initial_state {
+        Some(state) => {
+            crate::cell::check_state(
+                tape,
+                "initial_state",
+                &state.flatten(),
+                &cell.state_size(),
+                batch,
+            )?;
+            Ok(state)
+        }
+        None => Ok(cell.zero_state(tape, batch)),
+    }
+}
+
+/// Unrolls `cell` over a list of per-step inputs, each `[batch, input_size]`
+/// (`tf.nn.static_rnn`).
+///
+/// Returns one output `[batch, output_size]` per step and the final state. With
+/// `sequence_length`, step `t` of example `b` runs only when `t < sequence_length[b]`: later
+/// outputs are zero and the state is carried through.
+pub fn static_rnn<T: Scalar, C: Cell>(
+    tape: &Tape<'_, T>,
+    cell: &C,
+    inputs: &[Var],
+    initial_state: Option<C::State>,
+    sequence_length: Option<&[usize]>,
+) -> Result<(Vec<Var>, C::State)> {
+    let first = inputs
+        .first()
+        .ok_or_else(|| Error::invalid("static_rnn needs at least one input step"))?;
+    let batch = crate::cell::check_input(tape, "static_rnn", *first, cell.input_size())?;
+    for &x in inputs {
+        crate::cell::check_input(tape, "static_rnn", x, cell.input_size())?;
+        let b = tape.shape(x)[0];
+        if b != batch {
+            return Err(Error::Shape {
+                op: "static_rnn",
+                expected: format!("every step with batch {batch}"),
+                got: format!("a step with batch {b}"),
+            });
+        }
+    }
+    let lengths = sequence_length
+        .map(|l| check_lengths(l, batch, inputs.len()))
+        .transpose()?;
+    let mut state = self::initial_state(tape, cell, initial_state, batch)?;
+    let mut outputs = Vec::with_capacity(inputs.len());
+    for (t, &x) in inputs.iter().enumerate() {
+        let (out, new_state) = cell.call(tape, x, &state)?;
+        match &lengths {
+            Some(l) if l.iter().any(|&len| t >= len) => {
+                let alive = ArrayD::from_shape_fn(IxDyn(&[batch, 1]), |i| t < l[i[0]]);
+                let zero = tape.constant(ArrayD::zeros(IxDyn(&tape.shape(out))));
+                outputs.push(tape.select(&alive, out, zero)?);
+                let carried = new_state
+                    .flatten()
+                    .iter()
+                    .zip(state.flatten())
+                    .map(|(&new, old)| tape.select(&alive, new, old))
+                    .collect::<Result<Vec<_>>>()?;
+                state = state.rebuild(&carried);
+            }
+            _ => {
+                outputs.push(out);
+                state = new_state;
+            }
+        }
+    }
+    Ok((outputs, state))
+}
+
+/// Runs `cell` over `inputs` `[batch, time, input_size]` (`[time, batch, input_size]` when
+/// `time_major`), giving outputs `[batch, time, output_size]` (or time-major) and the final
+/// state (`tf.nn.dynamic_rnn`).
+///
+/// Any number of time steps works from call to call. A cell that knows how to run a whole
+/// sequence at once ([`Cell::dynamic_sequence`], as [`crate::cell::BasicLstmCell`] does) is used
+/// that way; the result equals stepping.
+///
+/// ```
+/// use recurrent::cell::BasicLstmCell;
+/// use recurrent::{rnn, ParamStore, Tape};
+///
+/// let mut params = ParamStore::<f32>::new(0);
+/// let cell = BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", 3, 5).unwrap();
+/// let tape = Tape::new(&params);
+/// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 7, 3])));
+/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, None, Some(&[7, 4]), false).unwrap();
+/// assert_eq!(tape.shape(outputs), vec![2, 7, 5]);
+/// // Example 1 stopped after 4 steps: its later outputs are zero.
+/// assert!(tape.value(outputs).slice(ndarray::s![1, 4.., ..]).iter().all(|&v| v == 0.0));
+/// assert_eq!(tape.shape(state.h), vec![2, 5]);
+/// ```
+pub fn dynamic_rnn<T: Scalar, C: Cell>(
+    tape: &Tape<'_, T>,
+    cell: &C,
+    inputs: Var,
+    initial_state: Option<C::State>,
+    sequence_length: Option<&[usize]>,
+    time_major: bool,
+) -> Result<(Var, C::State)> {
+    let shape = tape.shape(inputs);
+    let layout = if time_major {
+        "[time, batch, input_size]"
+    } else {
+        "[batch, time, input_size]"
+    };
+    if shape.len() != 3 || shape[2] != cell.input_size() {
+        return Err(Error::shape(
+            "dynamic_rnn",
+            format!("inputs {layout} with input_size {}", cell.input_size()),
+            &shape,
+        ));
+    }
+    let (time_axis, batch_axis) = if time_major { (0, 1) } else { (1, 0) };
+    let (steps, batch) = (shape[time_axis], shape[batch_axis]);
+    if steps == 0 {
+        return Err(Error::invalid("dynamic_rnn needs at least one time step"));
+    }
+    if let Some(l) = sequence_length {
+        check_lengths(l, batch, steps)?;
+    }
+    let state = self::initial_state(tape, cell, initial_state, batch)?;
+    if let Some(result) = cell.dynamic_sequence(tape, inputs, &state, sequence_length, time_major) {
+        return result;
+    }
+    let steps_in = tape.unstack(inputs, time_axis)?;
+    let (outputs, state) = static_rnn(tape, cell, &steps_in, Some(state), sequence_length)?;
+    Ok((tape.stack(&outputs, time_axis)?, state))
+}
+
+/// Bidirectional [`dynamic_rnn`] (`tf.nn.bidirectional_dynamic_rnn`).
+///
+/// The backward cell reads each example reversed up to its own length, and its outputs are
+/// reversed back, so step `t` of `out_bw` belongs to input step `t`. Returns
+/// `((out_fw, out_bw), (state_fw, state_bw))`; concatenate the outputs on the last axis for
+/// TensorFlow's usual `[batch, time, 2 * units]`.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
+    tape: &Tape<'_, T>,
+    cell_fw: &F,
+    cell_bw: &B,
+    inputs: Var,
+    initial_state_fw: Option<F::State>,
+    initial_state_bw: Option<B::State>,
+    sequence_length: Option<&[usize]>,
+    time_major: bool,
+) -> Result<((Var, Var), (F::State, B::State))> {
+    let (out_fw, state_fw) = dynamic_rnn(
+        tape,
+        cell_fw,
+        inputs,
+        initial_state_fw,
+        sequence_length,
+        time_major,
+    )?;
+    let shape = tape.shape(inputs);
+    let (time_axis, batch_axis) = if time_major { (0, 1) } else { (1, 0) };
+    let full;
+    let lengths = match sequence_length {
+        Some(l) => l,
+        None => {
+            full = vec![shape[time_axis]; shape[batch_axis]];
+            &full
+        }
+    };
+    let reversed = tape.reverse_sequence(inputs, lengths, time_axis, batch_axis)?;
+    let (out_bw, state_bw) = dynamic_rnn(
+        tape,
+        cell_bw,
+        reversed,
+        initial_state_bw,
+        sequence_length,
+        time_major,
+    )?;
+    let out_bw = tape.reverse_sequence(out_bw, lengths, time_axis, batch_axis)?;
+    Ok(((out_fw, out_bw), (state_fw, state_bw)))
+}
+
+/// Bidirectional [`static_rnn`] (`tf.nn.static_bidirectional_rnn`): per-step outputs
+/// `concat([fw_t, bw_t], axis 1)` and both final states.
+#[allow(clippy::type_complexity)]
+pub fn static_bidirectional_rnn<T: Scalar, F: Cell, B: Cell>(
+    tape: &Tape<'_, T>,
+    cell_fw: &F,
+    cell_bw: &B,
+    inputs: &[Var],
+    initial_state_fw: Option<F::State>,
+    initial_state_bw: Option<B::State>,
+    sequence_length: Option<&[usize]>,
+) -> Result<(Vec<Var>, F::State, B::State)> {
+    let (out_fw, state_fw) = static_rnn(tape, cell_fw, inputs, initial_state_fw, sequence_length)?;
+    let reversed = reverse_steps(tape, inputs, sequence_length)?;
+    let (out_bw, state_bw) =
+        static_rnn(tape, cell_bw, &reversed, initial_state_bw, sequence_length)?;
+    let out_bw = reverse_steps(tape, &out_bw, sequence_length)?;
+    let outputs = out_fw
+        .iter()
+        .zip(&out_bw)
+        .map(|(&f, &b)| tape.concat(&[f, b], 1))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((outputs, state_fw, state_bw))
+}
+
+/// Reverses a list of steps, per example up to its length when lengths are given.
+fn reverse_steps<T: Scalar>(
+    tape: &Tape<'_, T>,
+    steps: &[Var],
+    sequence_length: Option<&[usize]>,
+) -> Result<Vec<Var>> {
+    match sequence_length {
+        None => Ok(steps.iter().rev().copied().collect()),
+        Some(lengths) => {
+            let stacked = tape.stack(steps, 0)?;
+            let reversed = tape.reverse_sequence(stacked, lengths, 0, 1)?;
+            tape.unstack(reversed, 0)
+        }
+    }
+}
+
+/// The output at each example's last valid step: row `b` of the result is
+/// `outputs[b, sequence_length[b] - 1]` for batch-major `outputs` `[batch, time, units]`, or the
+/// last step for every example when `sequence_length` is `None`. An example of length 0 gets
+/// its (zero) output at step 0.
+pub fn last_relevant_output<T: Scalar>(
+    tape: &Tape<'_, T>,
+    outputs: Var,
+    sequence_length: Option<&[usize]>,
+) -> Result<Var> {
+    let shape = tape.shape(outputs);
+    if shape.len() != 3 || shape[1] == 0 {
+        return Err(Error::shape(
+            "last_relevant_output",
+            "batch-major outputs [batch, time, units]",
+            &shape,
+        ));
+    }
+    let index: Vec<usize> = match sequence_length {
+        Some(l) => check_lengths(l, shape[0], shape[1])?
+            .iter()
+            .map(|&len| len.max(1) - 1)
+            .collect(),
+        None => vec![shape[1] - 1; shape[0]],
+    };
+    tape.gather_rows(outputs, &index)
+}
