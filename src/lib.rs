@@ -10,6 +10,7 @@ pub mod init;
 pub mod layers;
 pub mod metrics;
 pub mod ops;
+pub mod optim;
 pub mod params;
 pub mod scalar;
 pub mod tape;
