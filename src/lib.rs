@@ -11,6 +11,7 @@ pub mod init;
 pub mod layers;
 pub mod metrics;
 pub mod ops;
+pub mod optim;
 pub mod params;
 pub mod rnn;
 pub mod scalar;

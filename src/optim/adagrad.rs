@@ -1,0 +1,97 @@
+//! Adagrad.
+
+use ndarray::{ArrayD, Zip};
+
+use super::{
+    assert_learning_rate, check_grads, check_learning_rate, check_positive, Optimizer, Slots,
+};
+use crate::{Grads, ParamId, ParamStore, Result, Scalar};
+
+/// Adagrad (`tf.train.AdagradOptimizer`; Duchi, Hazan & Singer, 2011).
+///
+/// For every parameter `var` with gradient `g` and its slot `accum` (`"accumulator"`, every element
+/// initialised to `initial_accumulator_value`):
+///
+/// ```text
+/// accum ← accum + g²
+/// var   ← var − lr · g / √accum
+/// ```
+///
+/// Defaults (TensorFlow's): `initial_accumulator_value = 0.1` (it must be positive, so the first
+/// step never divides by zero); the learning rate has no default.
+#[derive(Debug, Clone)]
+pub struct Adagrad<T: Scalar> {
+    lr: f64,
+    initial_accumulator_value: f64,
+    step: u64,
+    slots: Slots<T>,
+}
+
+impl<T: Scalar> Adagrad<T> {
+    /// Adagrad with learning rate `lr` (finite, `>= 0`) and `initial_accumulator_value = 0.1`.
+    pub fn new(lr: f64) -> Result<Self> {
+        Ok(Adagrad {
+            lr: check_learning_rate("Adagrad", lr)?,
+            initial_accumulator_value: 0.1,
+            step: 0,
+            slots: Slots::new(&["accumulator"]),
+        })
+    }
+
+    /// Sets the starting value of the accumulators (finite, `> 0`), used for parameters that have
+    /// no accumulator yet.
+    pub fn with_initial_accumulator_value(mut self, value: f64) -> Result<Self> {
+        self.initial_accumulator_value =
+            check_positive("Adagrad", "initial_accumulator_value", value)?;
+        Ok(self)
+    }
+
+    /// The starting value of the accumulators.
+    pub fn initial_accumulator_value(&self) -> f64 {
+        self.initial_accumulator_value
+    }
+}
+
+impl<T: Scalar> Optimizer<T> for Adagrad<T> {
+    fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
+        const OP: &str = "Adagrad::apply";
+        check_grads(OP, params, grads)?;
+        self.slots.check(OP, params, grads)?;
+        let lr = T::from_f64_lossy(self.lr);
+        for (id, g) in grads.iter() {
+            let var = params.value_mut(id);
+            let [accum] =
+                self.slots
+                    .get_or_init(id, var.shape(), &[self.initial_accumulator_value])
+            else {
+                unreachable!("one slot")
+            };
+            Zip::from(var).and(g).and(accum).for_each(|w, &g, a| {
+                *a += g * g;
+                *w -= lr * g / a.sqrt();
+            });
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = assert_learning_rate("Adagrad", lr);
+    }
+
+    fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    fn slot_names(&self) -> Vec<&'static str> {
+        self.slots.names().to_vec()
+    }
+
+    fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
+        self.slots.get(id, name)
+    }
+}

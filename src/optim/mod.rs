@@ -1,0 +1,291 @@
+//! Optimizers, gradient clipping and learning-rate schedules, as in TensorFlow 1.x's `tf.train`.
+//!
+//! An [`Optimizer`] turns the [`Grads`] of one [`Tape::backward`](crate::Tape::backward) call into
+//! an update of a [`ParamStore`]: `opt.apply(&mut params, &grads)`. Each optimizer follows the
+//! update rule and the defaults of the TensorFlow 1.x class it names; its documentation writes the
+//! rule out as equations. Its state ("slots", such as Adam's `m` and `v`) is kept inside the
+//! optimizer, per [`ParamId`], created at a parameter's first update.
+//!
+//! | TensorFlow 1.x                               | `recurrent::optim`                          |
+//! |----------------------------------------------|---------------------------------------------|
+//! | `tf.train.GradientDescentOptimizer(lr)`      | [`GradientDescent::new(lr)`](GradientDescent::new) |
+//! | `tf.train.MomentumOptimizer(lr, m, use_nesterov)` | [`Momentum::new(lr, m)`](Momentum::new)`?.with_nesterov(..)` |
+//! | `tf.train.AdamOptimizer(lr, b1, b2, eps)`    | [`Adam::new(lr)`](Adam::new)`?.with_beta1(..)?` ... |
+//! | `tf.contrib.opt.AdamWOptimizer(wd, lr, ..)`  | [`AdamW::new(lr, wd)`](AdamW::new)          |
+//! | `tf.train.RMSPropOptimizer(lr, decay, momentum, eps, centered)` | [`RmsProp::new(lr)`](RmsProp::new)`?.with_decay(..)?` ... |
+//! | `tf.train.AdagradOptimizer(lr, init_accum)`  | [`Adagrad::new(lr)`](Adagrad::new)`?.with_initial_accumulator_value(..)?` |
+//! | `tf.clip_by_global_norm(grads, clip_norm)`   | [`clip_by_global_norm(&mut grads, clip_norm)`](clip_by_global_norm) |
+//! | `tf.clip_by_value(g, min, max)` on every gradient | [`clip_by_value(&mut grads, min, max)`](clip_by_value) |
+//! | `tf.train.exponential_decay`                 | [`ExponentialDecay`]                        |
+//! | `tf.train.piecewise_constant`                | [`PiecewiseConstant`]                       |
+//! | `tf.train.cosine_decay`                      | [`CosineDecay`]                             |
+//!
+//! # Rules shared by every optimizer
+//! - Hyper-parameters are checked when the optimizer is built: a learning rate that is negative or
+//!   not finite, a decay rate outside `[0, 1)`, an epsilon that is not positive, ... is an
+//!   [`Error::InvalidArgument`].
+//! - [`Optimizer::apply`] first checks every gradient, then updates: a gradient for a parameter the
+//!   store does not hold is an [`Error::InvalidArgument`], a gradient
+//!   whose shape differs from its parameter's an [`Error::Shape`]; on error
+//!   nothing (parameters, slots, step count) changes.
+//! - Parameters without a gradient in `grads` are left untouched, and so are their slots.
+//! - Each successful `apply` is one step: [`Optimizer::step_count`] goes up by one (TensorFlow's
+//!   `global_step`, and the `t` of Adam's bias correction).
+//! - Elementwise arithmetic runs in the parameters' type `T` (as TensorFlow's kernels do); scalar
+//!   coefficients (such as Adam's bias-corrected rate) are computed in `f64` and then rounded to `T`.
+//!
+//! # Example: a training step
+//!
+//! ```
+//! # fn main() -> recurrent::Result<()> {
+//! use ndarray::array;
+//! use recurrent::optim::{Adam, LearningRateSchedule, ExponentialDecay, Optimizer};
+//! use recurrent::{init::Initializer, ParamStore, Tape};
+//!
+//! let mut params = ParamStore::<f64>::new(0);
+//! let w = params.create("w", &[2, 1], Initializer::Zeros)?;
+//! let mut opt = Adam::new(0.1)?;
+//! let schedule = ExponentialDecay::new(0.1, 100, 0.5, false)?;
+//!
+//! let loss_at = |params: &ParamStore<f64>| -> recurrent::Result<f64> {
+//!     // loss = mean((x @ w - 3)^2)
+//!     let tape = Tape::inference(params);
+//!     let x = tape.constant(array![[1.0, 2.0]].into_dyn());
+//!     let err = tape.sub(tape.matmul(x, tape.param(w))?, tape.constant(array![[3.0]].into_dyn()))?;
+//!     let loss = tape.mean(tape.mul(err, err)?);
+//!     Ok(tape.scalar(loss))
+//! };
+//! let before = loss_at(&params)?;
+//! for _ in 0..20 {
+//!     let grads = {
+//!         let tape = Tape::new(&params);
+//!         let x = tape.constant(array![[1.0, 2.0]].into_dyn());
+//!         let y = tape.matmul(x, tape.param(w))?;
+//!         let err = tape.sub(y, tape.constant(array![[3.0]].into_dyn()))?;
+//!         let loss = tape.mean(tape.mul(err, err)?);
+//!         tape.backward(loss)?
+//!     }; // the tape is dropped here, so the store can be updated
+//!     opt.set_learning_rate(schedule.rate(opt.step_count()));
+//!     opt.apply(&mut params, &grads)?;
+//! }
+//! assert_eq!(opt.step_count(), 20);
+//! assert!(loss_at(&params)? < 0.1 * before);
+//! # Ok(())
+//! # }
+//! ```
+
+mod adagrad;
+mod adam;
+mod clip;
+mod rmsprop;
+mod schedule;
+mod sgd;
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayD, IxDyn};
+
+pub use adagrad::Adagrad;
+pub use adam::{Adam, AdamW};
+pub use clip::{clip_by_global_norm, clip_by_value};
+pub use rmsprop::RmsProp;
+pub use schedule::{CosineDecay, ExponentialDecay, LearningRateSchedule, PiecewiseConstant};
+pub use sgd::{GradientDescent, Momentum};
+
+use crate::{Error, Grads, ParamId, ParamStore, Result, Scalar};
+
+/// Applies gradients to parameters, one step at a time.
+///
+/// Implementations keep their per-parameter state inside themselves; one optimizer serves one
+/// [`ParamStore`]. The trait is object safe: `Box<dyn Optimizer<f32>>` picks an optimizer at run
+/// time.
+pub trait Optimizer<T: Scalar> {
+    /// Performs one update step with `grads` and increments [`Optimizer::step_count`].
+    ///
+    /// Parameters without a gradient in `grads` are not changed.
+    ///
+    /// # Errors
+    /// Checked before anything changes:
+    /// - [`Error::InvalidArgument`] if a gradient names a parameter `params` does not hold, or if the
+    ///   optimizer holds state for a parameter of another shape (it was used with another store);
+    /// - [`Error::Shape`] if a gradient's shape is not its parameter's.
+    fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()>;
+
+    /// The current learning rate.
+    fn learning_rate(&self) -> f64;
+
+    /// Changes the learning rate for the following steps (for example from a
+    /// [`LearningRateSchedule`]); the optimizer's state is kept.
+    ///
+    /// # Panics
+    /// If `lr` is negative or not finite.
+    fn set_learning_rate(&mut self, lr: f64);
+
+    /// The number of successful [`Optimizer::apply`] calls so far.
+    fn step_count(&self) -> u64;
+
+    /// The names of the optimizer's per-parameter slots, as TensorFlow names them
+    /// (`["m", "v"]` for Adam); empty for plain gradient descent.
+    fn slot_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// The slot `name` of parameter `id` (TensorFlow's `Optimizer.get_slot`), if the parameter has
+    /// been updated at least once.
+    fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
+        let _ = (id, name);
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation of hyper-parameters
+// ---------------------------------------------------------------------------------------------
+
+/// A learning rate: finite and `>= 0`.
+pub(crate) fn check_learning_rate(op: &str, lr: f64) -> Result<f64> {
+    if lr.is_finite() && lr >= 0.0 {
+        Ok(lr)
+    } else {
+        Err(Error::invalid(format!(
+            "{op}: learning rate must be finite and >= 0, got {lr}"
+        )))
+    }
+}
+
+/// Panics with the message of [`check_learning_rate`] (for `set_learning_rate`).
+pub(crate) fn assert_learning_rate(op: &str, lr: f64) -> f64 {
+    match check_learning_rate(op, lr) {
+        Ok(lr) => lr,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A decay rate in `[0, 1)`.
+pub(crate) fn check_unit(op: &str, what: &str, x: f64) -> Result<f64> {
+    if (0.0..1.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(Error::invalid(format!(
+            "{op}: {what} must be in [0, 1), got {x}"
+        )))
+    }
+}
+
+/// A finite value `> 0`.
+pub(crate) fn check_positive(op: &str, what: &str, x: f64) -> Result<f64> {
+    if x.is_finite() && x > 0.0 {
+        Ok(x)
+    } else {
+        Err(Error::invalid(format!(
+            "{op}: {what} must be finite and > 0, got {x}"
+        )))
+    }
+}
+
+/// A finite value `>= 0`.
+pub(crate) fn check_non_negative(op: &str, what: &str, x: f64) -> Result<f64> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(x)
+    } else {
+        Err(Error::invalid(format!(
+            "{op}: {what} must be finite and >= 0, got {x}"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gradient checks and slots
+// ---------------------------------------------------------------------------------------------
+
+/// Checks that every gradient names a parameter of `params` and has its shape.
+pub(crate) fn check_grads<T: Scalar>(
+    op: &'static str,
+    params: &ParamStore<T>,
+    grads: &Grads<T>,
+) -> Result<()> {
+    for (id, g) in grads.iter() {
+        if !params.contains(id) {
+            return Err(Error::invalid(format!(
+                "{op}: gradient for parameter #{} but the store holds only {} parameters",
+                id.index(),
+                params.len()
+            )));
+        }
+        let want = params.value(id).shape();
+        if g.shape() != want {
+            return Err(Error::Shape {
+                op,
+                expected: format!("{want:?} (the shape of {:?})", params.name(id)),
+                got: format!("{:?}", g.shape()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Per-parameter state arrays, named as TensorFlow names its slots, each of its parameter's shape.
+#[derive(Debug, Clone)]
+pub(crate) struct Slots<T: Scalar> {
+    names: &'static [&'static str],
+    map: HashMap<ParamId, Vec<ArrayD<T>>>,
+}
+
+impl<T: Scalar> Slots<T> {
+    /// No state yet; every parameter will get one array per name.
+    pub(crate) fn new(names: &'static [&'static str]) -> Self {
+        Slots {
+            names,
+            map: HashMap::new(),
+        }
+    }
+
+    /// The slot names.
+    pub(crate) fn names(&self) -> &'static [&'static str] {
+        self.names
+    }
+
+    /// Checks that the state kept for each parameter in `grads` has that parameter's shape.
+    pub(crate) fn check(
+        &self,
+        op: &'static str,
+        params: &ParamStore<T>,
+        grads: &Grads<T>,
+    ) -> Result<()> {
+        for (id, _) in grads.iter() {
+            if let Some(state) = self.map.get(&id) {
+                let want = params.value(id).shape();
+                if state[0].shape() != want {
+                    return Err(Error::invalid(format!(
+                        "{op}: the optimizer's state for parameter {:?} has shape {:?} but the parameter has shape {want:?}; \
+                         an optimizer serves one ParamStore",
+                        params.name(id),
+                        state[0].shape()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The state of `id`, created with every element of slot `k` equal to `init[k]` if absent.
+    pub(crate) fn get_or_init(
+        &mut self,
+        id: ParamId,
+        shape: &[usize],
+        init: &[f64],
+    ) -> &mut [ArrayD<T>] {
+        debug_assert_eq!(init.len(), self.names.len());
+        self.map.entry(id).or_insert_with(|| {
+            init.iter()
+                .map(|&x| ArrayD::from_elem(IxDyn(shape), T::from_f64_lossy(x)))
+                .collect()
+        })
+    }
+
+    /// The slot `name` of `id`, if created.
+    pub(crate) fn get(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
+        let k = self.names.iter().position(|n| *n == name)?;
+        self.map.get(&id).map(|s| &s[k])
+    }
+}

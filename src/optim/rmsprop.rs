@@ -1,0 +1,184 @@
+//! RMSProp.
+
+use ndarray::{ArrayD, Zip};
+
+use super::{
+    assert_learning_rate, check_grads, check_learning_rate, check_non_negative, check_positive,
+    check_unit, Optimizer, Slots,
+};
+use crate::{Grads, ParamId, ParamStore, Result, Scalar};
+
+/// RMSProp (`tf.train.RMSPropOptimizer`; Hinton, Coursera lecture 6e).
+///
+/// For every parameter `var` with gradient `g` and its slots `ms` (`"rms"`, initialised to **ones**,
+/// as in TensorFlow 1.x), `mom` (`"momentum"`, zeros) and, when centered, `mg` (`"mg"`, zeros):
+///
+/// ```text
+/// ms  ← decay · ms + (1 − decay) · g²
+/// mom ← momentum · mom + lr · g / √(ms + ε)                 (centered = false)
+///
+/// mg  ← decay · mg + (1 − decay) · g                        (centered = true)
+/// mom ← momentum · mom + lr · g / √(ms − mg² + ε)
+///
+/// var ← var − mom
+/// ```
+///
+/// Note that `ε` is inside the square root, and that with `momentum = 0` the update is
+/// `lr · g / √(ms + ε)`.
+///
+/// Defaults (TensorFlow's): `decay = 0.9`, `momentum = 0.0`, `ε = 1e-10`, `centered = false`; the
+/// learning rate has no default.
+///
+/// ```
+/// # fn main() -> recurrent::Result<()> {
+/// use recurrent::optim::RmsProp;
+/// let opt = RmsProp::<f32>::new(0.01)?.with_momentum(0.9)?.with_centered(true);
+/// assert_eq!(opt.decay(), 0.9);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RmsProp<T: Scalar> {
+    lr: f64,
+    decay: f64,
+    momentum: f64,
+    epsilon: f64,
+    centered: bool,
+    step: u64,
+    /// `ms` and `mom`.
+    slots: Slots<T>,
+    /// `mg`, only when centered.
+    mg: Slots<T>,
+}
+
+impl<T: Scalar> RmsProp<T> {
+    /// RMSProp with learning rate `lr` (finite, `>= 0`) and TensorFlow's other defaults.
+    pub fn new(lr: f64) -> Result<Self> {
+        Ok(RmsProp {
+            lr: check_learning_rate("RmsProp", lr)?,
+            decay: 0.9,
+            momentum: 0.0,
+            epsilon: 1e-10,
+            centered: false,
+            step: 0,
+            slots: Slots::new(&["rms", "momentum"]),
+            mg: Slots::new(&["mg"]),
+        })
+    }
+
+    /// Sets the decay of the moving averages, in `[0, 1)`.
+    pub fn with_decay(mut self, decay: f64) -> Result<Self> {
+        self.decay = check_unit("RmsProp", "decay", decay)?;
+        Ok(self)
+    }
+
+    /// Sets the momentum (finite, `>= 0`).
+    pub fn with_momentum(mut self, momentum: f64) -> Result<Self> {
+        self.momentum = check_non_negative("RmsProp", "momentum", momentum)?;
+        Ok(self)
+    }
+
+    /// Sets `ε` (finite, `> 0`).
+    pub fn with_epsilon(mut self, epsilon: f64) -> Result<Self> {
+        self.epsilon = check_positive("RmsProp", "epsilon", epsilon)?;
+        Ok(self)
+    }
+
+    /// Normalises by the centered second moment (an estimate of the variance) when `true`.
+    pub fn with_centered(mut self, centered: bool) -> Self {
+        self.centered = centered;
+        self
+    }
+
+    /// The decay of the moving averages.
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// The momentum.
+    pub fn momentum(&self) -> f64 {
+        self.momentum
+    }
+
+    /// `ε`.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
+    /// Whether the second moment is centered.
+    pub fn centered(&self) -> bool {
+        self.centered
+    }
+}
+
+impl<T: Scalar> Optimizer<T> for RmsProp<T> {
+    fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
+        const OP: &str = "RmsProp::apply";
+        check_grads(OP, params, grads)?;
+        self.slots.check(OP, params, grads)?;
+        self.mg.check(OP, params, grads)?;
+        let lr = T::from_f64_lossy(self.lr);
+        let rho = T::from_f64_lossy(self.decay);
+        let one_rho = T::from_f64_lossy(1.0 - self.decay);
+        let mu = T::from_f64_lossy(self.momentum);
+        let eps = T::from_f64_lossy(self.epsilon);
+        for (id, g) in grads.iter() {
+            let var = params.value_mut(id);
+            let [ms, mom] = self.slots.get_or_init(id, var.shape(), &[1.0, 0.0]) else {
+                unreachable!("two slots")
+            };
+            if self.centered {
+                let [mg] = self.mg.get_or_init(id, var.shape(), &[0.0]) else {
+                    unreachable!("one slot")
+                };
+                Zip::from(var)
+                    .and(g)
+                    .and(ms)
+                    .and(mom)
+                    .and(mg)
+                    .for_each(|w, &g, ms, mom, mg| {
+                        *ms = rho * *ms + one_rho * g * g;
+                        *mg = rho * *mg + one_rho * g;
+                        *mom = mu * *mom + lr * g / (*ms - *mg * *mg + eps).sqrt();
+                        *w -= *mom;
+                    });
+            } else {
+                Zip::from(var)
+                    .and(g)
+                    .and(ms)
+                    .and(mom)
+                    .for_each(|w, &g, ms, mom| {
+                        *ms = rho * *ms + one_rho * g * g;
+                        *mom = mu * *mom + lr * g / (*ms + eps).sqrt();
+                        *w -= *mom;
+                    });
+            }
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = assert_learning_rate("RmsProp", lr);
+    }
+
+    fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    fn slot_names(&self) -> Vec<&'static str> {
+        let mut names = self.slots.names().to_vec();
+        if self.centered {
+            names.extend_from_slice(self.mg.names());
+        }
+        names
+    }
+
+    fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
+        self.slots.get(id, name).or_else(|| self.mg.get(id, name))
+    }
+}

@@ -1,0 +1,172 @@
+//! Gradient descent with and without momentum.
+
+use ndarray::{ArrayD, Zip};
+
+use super::{
+    assert_learning_rate, check_grads, check_learning_rate, check_non_negative, Optimizer, Slots,
+};
+use crate::{Grads, ParamId, ParamStore, Result, Scalar};
+
+/// Plain gradient descent (`tf.train.GradientDescentOptimizer`).
+///
+/// For every parameter `var` with gradient `g`:
+///
+/// ```text
+/// var ← var − lr · g
+/// ```
+///
+/// The learning rate has no default in TensorFlow and none here. There are no slots.
+///
+/// ```
+/// use ndarray::array;
+/// use recurrent::optim::{GradientDescent, Optimizer};
+/// use recurrent::{Grads, ParamStore};
+///
+/// let mut params = ParamStore::<f64>::new(0);
+/// let w = params.create_from("w", array![1.0, 2.0].into_dyn()).unwrap();
+/// let mut grads = Grads::new();
+/// grads.insert(w, array![0.5, -1.0].into_dyn());
+/// let mut opt = GradientDescent::new(0.1).unwrap();
+/// opt.apply(&mut params, &grads).unwrap();
+/// assert_eq!(params.value(w), &array![0.95, 2.1].into_dyn());
+/// ```
+#[derive(Debug, Clone)]
+pub struct GradientDescent {
+    lr: f64,
+    step: u64,
+}
+
+impl GradientDescent {
+    /// Gradient descent with learning rate `lr` (finite, `>= 0`).
+    pub fn new(lr: f64) -> Result<Self> {
+        Ok(GradientDescent {
+            lr: check_learning_rate("GradientDescent", lr)?,
+            step: 0,
+        })
+    }
+}
+
+impl<T: Scalar> Optimizer<T> for GradientDescent {
+    fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
+        check_grads("GradientDescent::apply", params, grads)?;
+        let lr = T::from_f64_lossy(self.lr);
+        for (id, g) in grads.iter() {
+            Zip::from(params.value_mut(id))
+                .and(g)
+                .for_each(|w, &g| *w -= lr * g);
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = assert_learning_rate("GradientDescent", lr);
+    }
+
+    fn step_count(&self) -> u64 {
+        self.step
+    }
+}
+
+/// Gradient descent with (optionally Nesterov) momentum (`tf.train.MomentumOptimizer`).
+///
+/// For every parameter `var` with gradient `g` and its slot `accum` (`"momentum"`, zeros at first):
+///
+/// ```text
+/// accum ← momentum · accum + g
+/// var   ← var − lr · accum                       (use_nesterov = false)
+/// var   ← var − lr · (g + momentum · accum)      (use_nesterov = true, with the new accum)
+/// ```
+///
+/// TensorFlow gives no default for `learning_rate` and `momentum`; `use_nesterov` defaults to
+/// `false`. Note that the learning rate multiplies the accumulator at each step, so changing it
+/// changes the size of the whole accumulated step at once (TensorFlow's behaviour).
+#[derive(Debug, Clone)]
+pub struct Momentum<T: Scalar> {
+    lr: f64,
+    momentum: f64,
+    use_nesterov: bool,
+    step: u64,
+    slots: Slots<T>,
+}
+
+impl<T: Scalar> Momentum<T> {
+    /// Momentum with learning rate `lr` (finite, `>= 0`) and `momentum` (finite, `>= 0`),
+    /// without Nesterov.
+    pub fn new(lr: f64, momentum: f64) -> Result<Self> {
+        Ok(Momentum {
+            lr: check_learning_rate("Momentum", lr)?,
+            momentum: check_non_negative("Momentum", "momentum", momentum)?,
+            use_nesterov: false,
+            step: 0,
+            slots: Slots::new(&["momentum"]),
+        })
+    }
+
+    /// Switches Nesterov momentum on or off (`use_nesterov`).
+    pub fn with_nesterov(mut self, use_nesterov: bool) -> Self {
+        self.use_nesterov = use_nesterov;
+        self
+    }
+
+    /// The momentum coefficient.
+    pub fn momentum(&self) -> f64 {
+        self.momentum
+    }
+
+    /// Whether Nesterov momentum is used.
+    pub fn use_nesterov(&self) -> bool {
+        self.use_nesterov
+    }
+}
+
+impl<T: Scalar> Optimizer<T> for Momentum<T> {
+    fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
+        const OP: &str = "Momentum::apply";
+        check_grads(OP, params, grads)?;
+        self.slots.check(OP, params, grads)?;
+        let lr = T::from_f64_lossy(self.lr);
+        let mu = T::from_f64_lossy(self.momentum);
+        let nesterov = self.use_nesterov;
+        for (id, g) in grads.iter() {
+            let var = params.value_mut(id);
+            let [accum] = self.slots.get_or_init(id, var.shape(), &[0.0]) else {
+                unreachable!("one slot")
+            };
+            Zip::from(var).and(g).and(accum).for_each(|w, &g, a| {
+                *a = mu * *a + g;
+                if nesterov {
+                    *w -= lr * (g + mu * *a);
+                } else {
+                    *w -= lr * *a;
+                }
+            });
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = assert_learning_rate("Momentum", lr);
+    }
+
+    fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    fn slot_names(&self) -> Vec<&'static str> {
+        self.slots.names().to_vec()
+    }
+
+    fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
+        self.slots.get(id, name)
+    }
+}
