@@ -3,6 +3,7 @@
 //! Recurrent neural networks for Rust with TensorFlow 1.x semantics, trained on the CPU.
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod gradcheck;
