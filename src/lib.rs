@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod cell;
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod gradcheck;

@@ -1,0 +1,541 @@
+//! Saving and loading a [`ParamStore`] as [safetensors] files.
+//!
+//! safetensors is the ecosystem's standard format for named tensors: an 8-byte little-endian
+//! header length, a JSON header (`{"name": {"dtype", "shape", "data_offsets"}, "__metadata__": {..}}`)
+//! and the raw little-endian, row-major data. Python reads it with
+//! `safetensors.numpy.load_file` (or `safetensors.torch`) without running any code from the file.
+//!
+//! # What a checkpoint holds
+//! - One tensor per parameter, named by its path (`rnn/basic_lstm_cell/kernel`), with the
+//!   parameter's shape and dtype `F32` or `F64` ([`Scalar::DTYPE`]).
+//! - Metadata: `"format": "recurrent"`, `"recurrent_version"` (the crate version that wrote it)
+//!   and `"recurrent_order"` (the parameter names in creation order, newline-separated, so
+//!   [`load_new`] can restore it; left out if a name contains a newline). Loading never requires
+//!   them: files written by other tools load as long as names, shapes and dtypes fit.
+//!
+//! The tensor data is fully determined by the store, but the order of the metadata entries in the
+//! JSON header follows a hash map's iteration order, so two saves of one store may differ in
+//! those header bytes.
+//!
+//! # Loading
+//! [`load`] fills a store the code has already built (the model defines the parameters, the
+//! checkpoint supplies the values). Everything is checked before anything is written: every
+//! parameter must be present, every tensor must belong to a parameter, and shapes and dtypes must
+//! agree. On any mismatch the result is an [`Error::Checkpoint`] listing every problem by
+//! parameter name, and the store is left exactly as it was. A file that is not valid safetensors
+//! (truncated, corrupt header, offsets that do not fit) is an [`Error::Format`] naming the file.
+//!
+//! A dtype mismatch (an `F64` checkpoint into an `f32` model) is an error by default;
+//! [`load_converting`] accepts `F32` and `F64` tensors in either kind of store and rounds to
+//! the nearest representable value. [`load_new`] builds a fresh store from a file alone.
+//!
+//! # Saving
+//! [`save`] is atomic: it writes a temporary file `.{name}.tmp-{pid}-{n}` next to the target,
+//! flushes it to disk, and renames it over the target. If anything fails the temporary file is
+//! removed and an existing target is left untouched.
+//!
+//! # Example
+//! ```
+//! use recurrent::{checkpoint, init::Initializer, ParamStore};
+//!
+//! let mut params = ParamStore::<f32>::new(1);
+//! params.create("dense/kernel", &[3, 2], Initializer::GlorotUniform)?;
+//! params.create("dense/bias", &[2], Initializer::Zeros)?;
+//!
+//! let path = std::env::temp_dir().join(format!("recurrent-doc-{}.safetensors", std::process::id()));
+//! checkpoint::save(&params, &path)?;
+//!
+//! // The same model built again (other seed, other initial values), then restored.
+//! let mut restored = ParamStore::<f32>::new(2);
+//! let kernel = restored.create("dense/kernel", &[3, 2], Initializer::GlorotUniform)?;
+//! restored.create("dense/bias", &[2], Initializer::Zeros)?;
+//! checkpoint::load(&mut restored, &path)?;
+//! assert_eq!(restored.value(kernel), params.value(params.id("dense/kernel").unwrap()));
+//!
+//! // Or without the model's code: a store in the original creation order.
+//! let fresh = checkpoint::load_new::<f32>(&path, 0)?;
+//! assert_eq!(fresh.name(fresh.ids().next().unwrap()), "dense/kernel");
+//! std::fs::remove_file(&path)?;
+//! # Ok::<(), recurrent::Error>(())
+//! ```
+//!
+//! [safetensors]: https://huggingface.co/docs/safetensors
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ndarray::{ArrayD, IxDyn};
+use safetensors::tensor::{Dtype, SafeTensors, View};
+
+use crate::{Error, ParamId, ParamStore, Result, Scalar};
+
+/// The value of the `"format"` metadata entry of checkpoints written by this crate.
+pub const FORMAT: &str = "recurrent";
+
+const FORMAT_KEY: &str = "format";
+const VERSION_KEY: &str = "recurrent_version";
+const ORDER_KEY: &str = "recurrent_order";
+/// How many problems a mismatch error lists before summarising the rest.
+const MAX_LISTED_PROBLEMS: usize = 20;
+
+/// Serialises every parameter of `params` into safetensors bytes (see the [module docs](self)).
+pub fn save_to_bytes<T: Scalar>(params: &ParamStore<T>) -> Result<Vec<u8>> {
+    let dtype = dtype_of::<T>()?;
+    let tensors: Vec<(&str, Encoded)> = params
+        .iter()
+        .map(|(_, name, value)| {
+            let encoded = Encoded {
+                dtype,
+                shape: value.shape().to_vec(),
+                data: encode(value),
+            };
+            (name, encoded)
+        })
+        .collect();
+
+    let mut metadata = HashMap::new();
+    metadata.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
+    metadata.insert(
+        VERSION_KEY.to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    if tensors.iter().all(|(name, _)| !name.contains('\n')) {
+        let order: Vec<&str> = tensors.iter().map(|(name, _)| *name).collect();
+        metadata.insert(ORDER_KEY.to_string(), order.join("\n"));
+    }
+
+    safetensors::serialize(tensors.iter().map(|(n, t)| (*n, t)), Some(metadata))
+        .map_err(|e| Error::Checkpoint(format!("cannot serialise the parameters: {e}")))
+}
+
+/// Saves every parameter of `params` to the safetensors file `path`, atomically.
+///
+/// The data goes to a temporary file in the same folder, is flushed to disk and then renamed over
+/// `path`. On error the temporary file is removed and an existing file at `path` is untouched.
+pub fn save<T: Scalar>(params: &ParamStore<T>, path: &Path) -> Result<()> {
+    let bytes = save_to_bytes(params)?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads the safetensors bytes `bytes` into the existing parameters of `params`.
+///
+/// Every parameter must be in the checkpoint with its shape and dtype, and every tensor of the
+/// checkpoint must be a parameter; otherwise nothing is changed and the error lists each problem
+/// by parameter name. See [`load`].
+pub fn load_from_bytes<T: Scalar>(params: &mut ParamStore<T>, bytes: &[u8]) -> Result<()> {
+    load_impl(params, bytes, "checkpoint bytes", false)
+}
+
+/// Like [`load_from_bytes`], but accepts `F32` and `F64` tensors whatever the store's type,
+/// rounding to the nearest representable value.
+pub fn load_from_bytes_converting<T: Scalar>(
+    params: &mut ParamStore<T>,
+    bytes: &[u8],
+) -> Result<()> {
+    load_impl(params, bytes, "checkpoint bytes", true)
+}
+
+/// Loads the safetensors file `path` into the existing parameters of `params`.
+///
+/// The model's code has created the parameters; the file supplies their values. All of the
+/// following are checked before any value changes, and each is an [`Error::Checkpoint`] naming the
+/// parameter, with `params` left exactly as it was:
+/// - a parameter of the store missing from the file;
+/// - a tensor in the file that is not a parameter of the store;
+/// - a shape that differs;
+/// - a dtype other than the store's (`F64` data into an `f32` store; see [`load_converting`]).
+///
+/// A file that is not valid safetensors is an [`Error::Format`] naming it, an unreadable file an
+/// [`Error::Io`]. Metadata is not required, so files written by other tools load too.
+pub fn load<T: Scalar>(params: &mut ParamStore<T>, path: &Path) -> Result<()> {
+    let bytes = read(path)?;
+    load_impl(params, &bytes, &source_of(path), false)
+}
+
+/// Like [`load`], but accepts `F32` and `F64` tensors whatever the store's type, rounding to the
+/// nearest representable value (for example, weights trained in `f64` into an `f32` model).
+pub fn load_converting<T: Scalar>(params: &mut ParamStore<T>, path: &Path) -> Result<()> {
+    let bytes = read(path)?;
+    load_impl(params, &bytes, &source_of(path), true)
+}
+
+/// A new store (its initializers seeded with `seed`) holding every tensor of the safetensors
+/// bytes `bytes`. See [`load_new`].
+pub fn load_new_from_bytes<T: Scalar>(bytes: &[u8], seed: u64) -> Result<ParamStore<T>> {
+    load_new_impl(bytes, "checkpoint bytes", seed)
+}
+
+/// A new store (its initializers seeded with `seed`) holding every tensor of the file `path`.
+///
+/// The parameters are created in the order recorded by [`save`] (the original creation order);
+/// for files without that record (written by other tools), in the order of their data in the
+/// file, which for most writers, this crate included, is sorted by dtype and then name. Every
+/// tensor must have the store's dtype and at least one element.
+pub fn load_new<T: Scalar>(path: &Path, seed: u64) -> Result<ParamStore<T>> {
+    let bytes = read(path)?;
+    load_new_impl(&bytes, &source_of(path), seed)
+}
+
+/// A tensor ready for `safetensors::serialize`.
+struct Encoded {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Encoded {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// One tensor of a parsed checkpoint, its data borrowed from the input.
+struct Entry<'a> {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: &'a [u8],
+}
+
+/// A validated checkpoint: its tensors in file (data offset) order and its metadata.
+struct Parsed<'a> {
+    entries: Vec<Entry<'a>>,
+    metadata: HashMap<String, String>,
+}
+
+fn dtype_of<T: Scalar>() -> Result<Dtype> {
+    match T::DTYPE {
+        "F32" => Ok(Dtype::F32),
+        "F64" => Ok(Dtype::F64),
+        other => Err(Error::Checkpoint(format!(
+            "checkpoints support the dtypes F32 and F64, not {other}"
+        ))),
+    }
+}
+
+/// The little-endian bytes of `value` in logical (row-major) order, in the dtype of `T`.
+fn encode<T: Scalar>(value: &ArrayD<T>) -> Vec<u8> {
+    let any = value as &dyn Any;
+    if let Some(v) = any.downcast_ref::<ArrayD<f32>>() {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    } else if let Some(v) = any.downcast_ref::<ArrayD<f64>>() {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    } else if T::DTYPE == "F32" {
+        // Another `Scalar` type that declares itself 32-bit.
+        value
+            .iter()
+            .flat_map(|x| (x.to_f64_lossless() as f32).to_le_bytes())
+            .collect()
+    } else {
+        value
+            .iter()
+            .flat_map(|x| x.to_f64_lossless().to_le_bytes())
+            .collect()
+    }
+}
+
+/// `values` as a `Vec<T>`: moved unchanged when `S` is `T` (bit-exact, NaN payloads included),
+/// otherwise converted through `f64`.
+fn cast_vec<S: Scalar, T: Scalar>(values: Vec<S>) -> Vec<T> {
+    let mut slot = Some(values);
+    if let Some(same) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<T>>>() {
+        return same.take().unwrap_or_default();
+    }
+    slot.unwrap_or_default()
+        .into_iter()
+        .map(|x| T::from_f64_lossy(x.to_f64_lossless()))
+        .collect()
+}
+
+/// Decodes an `F32` or `F64` tensor into an array of `T`, checking the byte length against the
+/// shape. Never panics on inconsistent input.
+fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<ArrayD<T>> {
+    let corrupt = |what: &str| {
+        Error::Format(format!(
+            "{source}: tensor {:?} {what} (dtype {}, shape {:?}, {} bytes)",
+            entry.name,
+            entry.dtype,
+            entry.shape,
+            entry.data.len()
+        ))
+    };
+    let count = entry
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| corrupt("has a shape whose size overflows"))?;
+    let width = match entry.dtype {
+        Dtype::F32 => 4,
+        Dtype::F64 => 8,
+        _ => return Err(corrupt("is not F32 or F64")),
+    };
+    if count.checked_mul(width) != Some(entry.data.len()) {
+        return Err(corrupt("has a byte length that does not match its shape"));
+    }
+    let values: Vec<T> = if width == 4 {
+        let v: Vec<f32> = entry
+            .data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        cast_vec(v)
+    } else {
+        let v: Vec<f64> = entry
+            .data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        cast_vec(v)
+    };
+    ArrayD::from_shape_vec(IxDyn(&entry.shape), values)
+        .map_err(|e| corrupt(&format!("cannot be shaped ({e})")))
+}
+
+/// Parses and validates safetensors bytes (header, offsets, sizes) without copying the data.
+fn parse<'a>(bytes: &'a [u8], source: &str) -> Result<Parsed<'a>> {
+    let invalid = |what: String| {
+        Error::Format(format!(
+            "{source}: not a valid safetensors checkpoint: {what}"
+        ))
+    };
+    let (header_len, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| invalid(e.to_string()))?;
+    let data = header_len
+        .checked_add(8)
+        .and_then(|start| bytes.get(start..))
+        .ok_or_else(|| invalid("the header length exceeds the file".to_string()))?;
+    let mut entries = Vec::new();
+    for name in metadata.offset_keys() {
+        let info = metadata
+            .info(&name)
+            .ok_or_else(|| invalid(format!("tensor {name:?} has no header entry")))?;
+        let (start, end) = info.data_offsets;
+        let slice = data
+            .get(start..end)
+            .ok_or_else(|| invalid(format!("tensor {name:?} lies outside the data")))?;
+        entries.push(Entry {
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            data: slice,
+            name,
+        });
+    }
+    Ok(Parsed {
+        entries,
+        metadata: metadata.metadata().clone().unwrap_or_default(),
+    })
+}
+
+fn load_impl<T: Scalar>(
+    params: &mut ParamStore<T>,
+    bytes: &[u8],
+    source: &str,
+    converting: bool,
+) -> Result<()> {
+    let dtype = dtype_of::<T>()?;
+    let parsed = parse(bytes, source)?;
+
+    let mut problems = Vec::new();
+    let mut updates: Vec<(ParamId, ArrayD<T>)> = Vec::with_capacity(params.len());
+    let mut found = HashSet::new();
+    for entry in &parsed.entries {
+        let Some(id) = params.id(&entry.name) else {
+            problems.push(format!(
+                "unexpected tensor {:?} (the model has no parameter of that name)",
+                entry.name
+            ));
+            continue;
+        };
+        found.insert(id);
+        let dtype_ok =
+            entry.dtype == dtype || (converting && matches!(entry.dtype, Dtype::F32 | Dtype::F64));
+        if !dtype_ok {
+            let hint = if matches!(entry.dtype, Dtype::F32 | Dtype::F64) {
+                " (the `_converting` loaders cast)"
+            } else {
+                ""
+            };
+            problems.push(format!(
+                "parameter {:?} is stored as {} but the model uses {}{hint}",
+                entry.name,
+                entry.dtype,
+                T::DTYPE
+            ));
+            continue;
+        }
+        let expected = params.value(id).shape();
+        if entry.shape != expected {
+            problems.push(format!(
+                "parameter {:?} has shape {:?} in the checkpoint but {:?} in the model",
+                entry.name, entry.shape, expected
+            ));
+            continue;
+        }
+        match decode::<T>(entry, source) {
+            Ok(value) => updates.push((id, value)),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    for (id, name, _) in params.iter() {
+        if !found.contains(&id) {
+            problems.push(format!("missing parameter {name:?}"));
+        }
+    }
+
+    if !problems.is_empty() {
+        let total = problems.len();
+        let mut listed = problems
+            .into_iter()
+            .take(MAX_LISTED_PROBLEMS)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if total > MAX_LISTED_PROBLEMS {
+            listed.push_str(&format!("; and {} more", total - MAX_LISTED_PROBLEMS));
+        }
+        return Err(Error::Checkpoint(format!(
+            "{source} does not fit the model, nothing was loaded: {listed}"
+        )));
+    }
+    // Every check passed: from here on nothing can fail.
+    for (id, value) in updates {
+        *params.value_mut(id) = value;
+    }
+    Ok(())
+}
+
+fn load_new_impl<T: Scalar>(bytes: &[u8], source: &str, seed: u64) -> Result<ParamStore<T>> {
+    let dtype = dtype_of::<T>()?;
+    let parsed = parse(bytes, source)?;
+    let order = creation_order(&parsed);
+
+    let mut params = ParamStore::new(seed);
+    for index in order {
+        let entry = &parsed.entries[index];
+        if entry.dtype != dtype {
+            return Err(Error::Checkpoint(format!(
+                "{source}: tensor {:?} is stored as {} but the store uses {}",
+                entry.name,
+                entry.dtype,
+                T::DTYPE
+            )));
+        }
+        let value = decode::<T>(entry, source)?;
+        params.create_from(&entry.name, value).map_err(|e| {
+            Error::Checkpoint(format!(
+                "{source}: tensor {:?} cannot be a parameter: {e}",
+                entry.name
+            ))
+        })?;
+    }
+    Ok(params)
+}
+
+/// Indices into `parsed.entries` in the recorded creation order if the metadata holds a valid
+/// one (a permutation of the tensor names), else in file order.
+fn creation_order(parsed: &Parsed<'_>) -> Vec<usize> {
+    let file_order: Vec<usize> = (0..parsed.entries.len()).collect();
+    let Some(recorded) = parsed.metadata.get(ORDER_KEY) else {
+        return file_order;
+    };
+    let index: HashMap<&str, usize> = parsed
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.as_str(), i))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut order = Vec::with_capacity(parsed.entries.len());
+    for name in recorded.split('\n') {
+        match index.get(name) {
+            Some(&i) if seen.insert(i) => order.push(i),
+            _ => return file_order,
+        }
+    }
+    if order.len() == parsed.entries.len() {
+        order
+    } else {
+        file_order
+    }
+}
+
+fn source_of(path: &Path) -> String {
+    format!("checkpoint {}", path.display())
+}
+
+/// `err` with `context` prepended to its message, keeping its kind.
+fn io_context(err: io::Error, context: String) -> Error {
+    Error::Io(io::Error::new(err.kind(), format!("{context}: {err}")))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| io_context(e, format!("cannot read checkpoint {}", path.display())))
+}
+
+/// Writes `bytes` to `path` through a temporary sibling file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+    let file_name = path.file_name().ok_or_else(|| {
+        Error::Checkpoint(format!(
+            "cannot save to {}: the path does not name a file",
+            path.display()
+        ))
+    })?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let context = || format!("cannot save checkpoint {}", path.display());
+
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io_context(e, context()))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        // Best effort: the original error is the one worth reporting.
+        let _ = fs::remove_file(&tmp);
+        return Err(io_context(e, context()));
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Flushes the rename to disk where the platform allows it (best effort: the file is in place).
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+    }
+}
