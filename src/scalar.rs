@@ -37,6 +37,12 @@ pub trait Scalar:
 
     /// Widens to `f64`.
     fn to_f64_lossless(self) -> f64;
+
+    /// Applies the logistic sigmoid to every element (vectorised for `f32`, see [`crate::math`]).
+    fn sigmoid_in_place(xs: &mut [Self]);
+
+    /// Applies `tanh` to every element (vectorised for `f32`, see [`crate::math`]).
+    fn tanh_in_place(xs: &mut [Self]);
 }
 
 impl Scalar for f32 {
@@ -47,6 +53,12 @@ impl Scalar for f32 {
     fn to_f64_lossless(self) -> f64 {
         self as f64
     }
+    fn sigmoid_in_place(xs: &mut [Self]) {
+        crate::math::sigmoid_in_place_f32(xs)
+    }
+    fn tanh_in_place(xs: &mut [Self]) {
+        crate::math::tanh_in_place_f32(xs)
+    }
 }
 
 impl Scalar for f64 {
@@ -56,5 +68,20 @@ impl Scalar for f64 {
     }
     fn to_f64_lossless(self) -> f64 {
         self
+    }
+    fn sigmoid_in_place(xs: &mut [Self]) {
+        for x in xs {
+            *x = if *x >= 0.0 {
+                1.0 / (1.0 + (-*x).exp())
+            } else {
+                let e = x.exp();
+                e / (1.0 + e)
+            };
+        }
+    }
+    fn tanh_in_place(xs: &mut [Self]) {
+        for x in xs {
+            *x = x.tanh();
+        }
     }
 }

@@ -706,3 +706,25 @@ fn f32_and_f64_agree() {
     .unwrap();
     assert_close(&t32.to_array(o32).mapv(f64::from), &t64.to_array(o64), 1e-5);
 }
+
+#[test]
+fn lstm_gradients_with_the_batch_split_across_threads() {
+    // 40 examples make two shards of 20 on a machine with two or more cores (and one otherwise,
+    // which this test then checks too); lengths differ within each shard.
+    let mut params = ParamStore::<f64>::new(17);
+    let cell = lstm(&mut params, "lstm", 2, 3, 170);
+    let lengths: Vec<usize> = (0..40).map(|b| b % 4).collect();
+    let inputs = [
+        random(&[40, 3, 2], 1.0, 23),
+        random(&[40, 3], 1.0, 24),
+        random(&[40, 3], 1.0, 25),
+    ];
+    gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
+        let init = LstmState { c: v[1], h: v[2] };
+        let (out, state) = dynamic_rnn(t, &cell, v[0], Some(init), Some(&lengths), false)?;
+        let flat = t.reshape(out, &[120, 3])?;
+        t.concat(&[flat, state.c, state.h], 0)
+    })
+    .unwrap()
+    .assert_ok();
+}

@@ -1,11 +1,10 @@
 //! `BasicLstmCell` and its fused kernels.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, Axis, Ix2, Ix3};
+use ndarray::{Array3, ArrayD, Axis, Ix2, Ix3};
 
+use super::lstm_kernel;
 use super::{check_input, check_state, zeros, Cell, RnnState};
 use crate::init::Initializer;
-use crate::ops::elementwise::sigmoid;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
 
@@ -184,7 +183,8 @@ impl BasicLstmCell {
         self.bias
     }
 
-    /// Records the fused LSTM over a sequence (one step is a sequence of length 1).
+    /// Records the fused LSTM over a sequence (one step is a sequence of length 1) as one tape
+    /// op with outputs `[outputs, c_last, h_last]`.
     fn record<T: Scalar>(
         &self,
         tape: &Tape<'_, T>,
@@ -193,68 +193,61 @@ impl BasicLstmCell {
         state: &LstmState,
         sequence_length: Option<&[usize]>,
     ) -> Result<Vec<Var>> {
-        let (h_units, in_size) = (self.num_units, self.input_size);
-        let x_tm: Array3<T> = {
+        let (units, in_size) = (self.num_units, self.input_size);
+        // The kernel works batch-major: [batch, time, in].
+        let x: Array3<T> = {
             let x = tape.value(inputs);
             let shape = x.shape().to_vec();
             match layout {
                 Layout::Step => {
                     check_input(tape, "BasicLstmCell", inputs, in_size)?;
-                    x.view()
-                        .into_shape_with_order((1, shape[0], in_size))
-                        .map_err(|_| Error::invalid("non-contiguous input"))?
-                        .to_owned()
+                    let x2 = x.view().into_dimensionality::<Ix2>().expect("rank 2");
+                    x2.insert_axis(Axis(1)).as_standard_layout().into_owned()
                 }
                 Layout::TimeMajor | Layout::BatchMajor => {
                     if shape.len() != 3 || shape[2] != in_size {
+                        let order = if layout == Layout::TimeMajor {
+                            "time, batch"
+                        } else {
+                            "batch, time"
+                        };
                         return Err(Error::shape(
                             "dynamic_rnn",
-                            format!(
-                                "inputs of shape [{}, {}, {in_size}]",
-                                if layout == Layout::TimeMajor {
-                                    "time, batch"
-                                } else {
-                                    "batch, time"
-                                },
-                                "…"
-                            )
-                            .replace(", …", ""),
+                            format!("inputs of shape [{order}, {in_size}]"),
                             &shape,
                         ));
                     }
                     let x3 = x.view().into_dimensionality::<Ix3>().expect("rank 3");
-                    if layout == Layout::TimeMajor {
-                        x3.as_standard_layout().into_owned()
-                    } else {
-                        x3.permuted_axes([1, 0, 2])
+                    match layout {
+                        Layout::TimeMajor => x3
+                            .permuted_axes([1, 0, 2])
                             .as_standard_layout()
-                            .into_owned()
+                            .into_owned(),
+                        _ => x3.as_standard_layout().into_owned(),
                     }
                 }
             }
         };
-        let (steps, batch) = (x_tm.shape()[0], x_tm.shape()[1]);
+        let (batch, steps) = (x.shape()[0], x.shape()[1]);
         check_state(
             tape,
             "BasicLstmCell",
             &state.flatten(),
-            &[h_units, h_units],
+            &[units, units],
             batch,
         )?;
-        let lengths = match sequence_length {
-            Some(l) => Some(super::super::rnn::check_lengths(l, batch, steps)?),
-            None => None,
-        };
+        let lengths = sequence_length
+            .map(|l| crate::rnn::check_lengths(l, batch, steps))
+            .transpose()?;
 
         let forward = {
             let kernel = tape.value(tape.param(self.kernel));
             let bias = tape.value(tape.param(self.bias));
-            let kernel = kernel.view().into_dimensionality::<Ix2>().expect("rank 2");
             let c0 = tape.value(state.c);
             let h0 = tape.value(state.h);
-            lstm_forward(
-                x_tm.view(),
-                kernel,
+            lstm_kernel::forward(
+                x.view(),
+                kernel.view().into_dimensionality::<Ix2>().expect("rank 2"),
                 bias.as_slice().expect("standard layout"),
                 c0.view().into_dimensionality::<Ix2>().expect("checked"),
                 h0.view().into_dimensionality::<Ix2>().expect("checked"),
@@ -262,12 +255,10 @@ impl BasicLstmCell {
                 lengths.as_deref(),
             )
         };
-        let c_final = forward.cs.index_axis(Axis(0), steps).to_owned().into_dyn();
-        let h_final = forward.hs.index_axis(Axis(0), steps).to_owned().into_dyn();
         let outputs = match layout {
-            Layout::Step => forward.outputs.index_axis(Axis(0), 0).to_owned().into_dyn(),
-            Layout::TimeMajor => forward.outputs.clone().into_dyn(),
-            Layout::BatchMajor => forward
+            Layout::Step => forward.outputs.index_axis(Axis(1), 0).to_owned().into_dyn(),
+            Layout::BatchMajor => forward.outputs.clone().into_dyn(),
+            Layout::TimeMajor => forward
                 .outputs
                 .view()
                 .permuted_axes([1, 0, 2])
@@ -275,11 +266,10 @@ impl BasicLstmCell {
                 .into_owned()
                 .into_dyn(),
         };
-        let record = if tape.is_training() {
-            Some((forward, x_tm))
-        } else {
-            None
-        };
+        let c_last = forward.c_last.clone().into_dyn();
+        let h_last = forward.h_last.clone().into_dyn();
+        // An inference tape keeps nothing for a backward pass.
+        let saved = tape.is_training().then_some((forward, x));
         let parents = [
             inputs,
             state.c,
@@ -288,17 +278,17 @@ impl BasicLstmCell {
             tape.param(self.bias),
         ];
         Ok(
-            tape.push_op_multi(vec![outputs, c_final, h_final], &parents, move |ctx| {
-                let (forward, x_tm) = record.as_ref().expect("recorded when training");
-                let kernel = ctx
-                    .input(3)
-                    .view()
-                    .into_dimensionality::<Ix2>()
-                    .expect("rank 2");
-                let d_out: Option<Array3<T>> = ctx.grad(0).map(|g| match layout {
+            tape.push_op_multi(vec![outputs, c_last, h_last], &parents, move |ctx| {
+                let (forward, x) = saved.as_ref().expect("kept on a training tape");
+                let d_outputs: Option<Array3<T>> = ctx.grad(0).map(|g| match layout {
                     Layout::Step => g
                         .view()
-                        .insert_axis(Axis(0))
+                        .into_dimensionality::<Ix2>()
+                        .expect("rank 2")
+                        .insert_axis(Axis(1))
+                        .to_owned(),
+                    Layout::BatchMajor => g
+                        .view()
                         .into_dimensionality::<Ix3>()
                         .expect("rank 3")
                         .to_owned(),
@@ -306,20 +296,18 @@ impl BasicLstmCell {
                         .view()
                         .into_dimensionality::<Ix3>()
                         .expect("rank 3")
-                        .to_owned(),
-                    Layout::BatchMajor => g
-                        .view()
-                        .into_dimensionality::<Ix3>()
-                        .expect("rank 3")
                         .permuted_axes([1, 0, 2])
                         .as_standard_layout()
                         .into_owned(),
                 });
-                let grads = lstm_backward(
+                let grads = lstm_kernel::backward(
                     forward,
-                    x_tm.view(),
-                    kernel,
-                    d_out.as_ref().map(|d| d.view()),
+                    x.view(),
+                    ctx.input(3)
+                        .view()
+                        .into_dimensionality::<Ix2>()
+                        .expect("rank 2"),
+                    d_outputs.as_ref().map(|d| d.view()),
                     ctx.grad(1)
                         .map(|g| g.view().into_dimensionality::<Ix2>().expect("rank 2")),
                     ctx.grad(2)
@@ -327,9 +315,9 @@ impl BasicLstmCell {
                     ctx.needs(0),
                 );
                 let dx = grads.dx.map(|dx| match layout {
-                    Layout::Step => dx.index_axis(Axis(0), 0).to_owned().into_dyn(),
-                    Layout::TimeMajor => dx.into_dyn(),
-                    Layout::BatchMajor => dx
+                    Layout::Step => dx.index_axis_move(Axis(1), 0).into_dyn(),
+                    Layout::BatchMajor => dx.into_dyn(),
+                    Layout::TimeMajor => dx
                         .permuted_axes([1, 0, 2])
                         .as_standard_layout()
                         .into_owned()
@@ -441,243 +429,5 @@ impl Cell for BasicLstmCell {
                     )
                 }),
         )
-    }
-}
-
-/// What the forward pass keeps for the backward pass, all time-major.
-struct LstmForward<T> {
-    /// Activated gates `[time, batch, 4 * units]` in the order i, j, f, o.
-    gates: Array3<T>,
-    /// `c` before and after every step: `[time + 1, batch, units]`, `cs[0]` the initial state.
-    cs: Array3<T>,
-    /// `tanh(c)` after every step: `[time, batch, units]`.
-    tanh_cs: Array3<T>,
-    /// `h` before and after every step: `[time + 1, batch, units]`.
-    hs: Array3<T>,
-    /// Outputs `[time, batch, units]` (zero past an example's length).
-    outputs: Array3<T>,
-    /// Per-example lengths, if given.
-    lengths: Option<Vec<usize>>,
-}
-
-struct LstmGrads<T> {
-    dx: Option<Array3<T>>,
-    dc0: Array2<T>,
-    dh0: Array2<T>,
-    dkernel: Array2<T>,
-    dbias: ndarray::Array1<T>,
-}
-
-/// The LSTM over a whole time-major sequence.
-///
-/// The input projection of every step is one matrix product `[time * batch, in] @ W_x` before
-/// the loop; each step then adds `h @ W_h` in place and applies the gates.
-fn lstm_forward<T: Scalar>(
-    x: ndarray::ArrayView3<'_, T>,
-    kernel: ArrayView2<'_, T>,
-    bias: &[T],
-    c0: ArrayView2<'_, T>,
-    h0: ArrayView2<'_, T>,
-    forget_bias: T,
-    lengths: Option<&[usize]>,
-) -> LstmForward<T> {
-    let (steps, batch, in_size) = x.dim();
-    let units = bias.len() / 4;
-    let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
-    let x_flat = x
-        .into_shape_with_order((steps * batch, in_size))
-        .expect("standard layout");
-    let mut gates = Array2::<T>::zeros((steps * batch, 4 * units));
-    for mut row in gates.rows_mut() {
-        row.as_slice_mut()
-            .expect("contiguous")
-            .copy_from_slice(bias);
-    }
-    general_mat_mul(T::one(), &x_flat, &w_x, T::one(), &mut gates);
-    let mut gates = gates
-        .into_shape_with_order((steps, batch, 4 * units))
-        .expect("sizes match");
-    let mut cs = Array3::<T>::zeros((steps + 1, batch, units));
-    let mut hs = Array3::<T>::zeros((steps + 1, batch, units));
-    let mut tanh_cs = Array3::<T>::zeros((steps, batch, units));
-    let mut outputs = Array3::<T>::zeros((steps, batch, units));
-    cs.index_axis_mut(Axis(0), 0).assign(&c0);
-    hs.index_axis_mut(Axis(0), 0).assign(&h0);
-    for t in 0..steps {
-        let mut z = gates.index_axis_mut(Axis(0), t);
-        let (h_prev, mut h_next) = hs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
-        general_mat_mul(T::one(), &h_prev, &w_h, T::one(), &mut z);
-        let (c_prev, mut c_next) = cs.multi_slice_mut((s![t, .., ..], s![t + 1, .., ..]));
-        let mut tanh_c = tanh_cs.index_axis_mut(Axis(0), t);
-        let mut out = outputs.index_axis_mut(Axis(0), t);
-        for b in 0..batch {
-            let alive = lengths.map_or(true, |l| t < l[b]);
-            let cp = c_prev.row(b);
-            let cp = cp.as_slice().expect("contiguous");
-            if !alive {
-                // Past this example's length: carry the state, output zero.
-                c_next.row_mut(b).assign(&c_prev.row(b));
-                h_next.row_mut(b).assign(&h_prev.row(b));
-                continue;
-            }
-            let mut zr = z.row_mut(b);
-            let zr = zr.as_slice_mut().expect("contiguous");
-            let mut cn = c_next.row_mut(b);
-            let cn = cn.as_slice_mut().expect("contiguous");
-            let mut hn = h_next.row_mut(b);
-            let hn = hn.as_slice_mut().expect("contiguous");
-            let mut tc = tanh_c.row_mut(b);
-            let tc = tc.as_slice_mut().expect("contiguous");
-            let mut o_row = out.row_mut(b);
-            let o_row = o_row.as_slice_mut().expect("contiguous");
-            let (zi, rest) = zr.split_at_mut(units);
-            let (zj, rest) = rest.split_at_mut(units);
-            let (zf, zo) = rest.split_at_mut(units);
-            for k in 0..units {
-                let i = sigmoid(zi[k]);
-                let j = zj[k].tanh();
-                let f = sigmoid(zf[k] + forget_bias);
-                let o = sigmoid(zo[k]);
-                let c = cp[k] * f + i * j;
-                let th = c.tanh();
-                zi[k] = i;
-                zj[k] = j;
-                zf[k] = f;
-                zo[k] = o;
-                cn[k] = c;
-                tc[k] = th;
-                hn[k] = th * o;
-                o_row[k] = th * o;
-            }
-        }
-    }
-    LstmForward {
-        gates,
-        cs,
-        tanh_cs,
-        hs,
-        outputs,
-        lengths: lengths.map(<[usize]>::to_vec),
-    }
-}
-
-/// Backpropagation through time for [`lstm_forward`].
-///
-/// The per-step work is the gate derivatives and one product `dz_t @ W_h^T`; the weight
-/// gradients of all steps are two products after the loop, and the input gradient one.
-fn lstm_backward<T: Scalar>(
-    fwd: &LstmForward<T>,
-    x: ndarray::ArrayView3<'_, T>,
-    kernel: ArrayView2<'_, T>,
-    d_outputs: Option<ndarray::ArrayView3<'_, T>>,
-    d_c_final: Option<ArrayView2<'_, T>>,
-    d_h_final: Option<ArrayView2<'_, T>>,
-    need_dx: bool,
-) -> LstmGrads<T> {
-    let (steps, batch, in_size) = x.dim();
-    let units = fwd.cs.shape()[2];
-    let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
-    let mut dz = Array3::<T>::zeros((steps, batch, 4 * units));
-    // Gradients flowing into c_t and h_t from later steps (and from the final state).
-    let mut dc = d_c_final.map_or_else(|| Array2::zeros((batch, units)), |g| g.to_owned());
-    let mut dh = d_h_final.map_or_else(|| Array2::zeros((batch, units)), |g| g.to_owned());
-    let mut dh_prev = Array2::<T>::zeros((batch, units));
-    for t in (0..steps).rev() {
-        if let Some(d_out) = &d_outputs {
-            let d_out = d_out.index_axis(Axis(0), t);
-            match &fwd.lengths {
-                None => dh += &d_out,
-                // A step past an example's length output a constant zero: no gradient flows back
-                // from it.
-                Some(l) => {
-                    for (b, mut row) in dh.rows_mut().into_iter().enumerate() {
-                        if t < l[b] {
-                            row += &d_out.row(b);
-                        }
-                    }
-                }
-            }
-        }
-        let gates = fwd.gates.index_axis(Axis(0), t);
-        let c_prev = fwd.cs.index_axis(Axis(0), t);
-        let tanh_c = fwd.tanh_cs.index_axis(Axis(0), t);
-        let mut dz_t = dz.index_axis_mut(Axis(0), t);
-        for b in 0..batch {
-            let alive = fwd.lengths.as_ref().map_or(true, |l| t < l[b]);
-            if !alive {
-                // The state was carried: its gradient passes straight through (dz stays zero).
-                continue;
-            }
-            let g = gates.row(b);
-            let g = g.as_slice().expect("contiguous");
-            let (gi, rest) = g.split_at(units);
-            let (gj, rest) = rest.split_at(units);
-            let (gf, go) = rest.split_at(units);
-            let cp = c_prev.row(b);
-            let cp = cp.as_slice().expect("contiguous");
-            let tc = tanh_c.row(b);
-            let tc = tc.as_slice().expect("contiguous");
-            let mut dcr = dc.row_mut(b);
-            let dcr = dcr.as_slice_mut().expect("contiguous");
-            let dhr = dh.row(b);
-            let dhr = dhr.as_slice().expect("contiguous");
-            let mut dzr = dz_t.row_mut(b);
-            let dzr = dzr.as_slice_mut().expect("contiguous");
-            let (dzi, rest) = dzr.split_at_mut(units);
-            let (dzj, rest) = rest.split_at_mut(units);
-            let (dzf, dzo) = rest.split_at_mut(units);
-            for k in 0..units {
-                let (i, j, f, o, th) = (gi[k], gj[k], gf[k], go[k], tc[k]);
-                let one = T::one();
-                let dck = dcr[k] + dhr[k] * o * (one - th * th);
-                dzi[k] = dck * j * i * (one - i);
-                dzj[k] = dck * i * (one - j * j);
-                dzf[k] = dck * cp[k] * f * (one - f);
-                dzo[k] = dhr[k] * th * o * (one - o);
-                dcr[k] = dck * f;
-            }
-        }
-        general_mat_mul(T::one(), &dz_t, &w_h.t(), T::zero(), &mut dh_prev);
-        if let Some(l) = &fwd.lengths {
-            for (b, &len) in l.iter().enumerate() {
-                if t >= len {
-                    // Carried rows: dz is zero, so dh_prev is the carried gradient alone.
-                    dh_prev.row_mut(b).assign(&dh.row(b));
-                }
-            }
-        }
-        std::mem::swap(&mut dh, &mut dh_prev);
-    }
-    let dz_flat = dz
-        .view()
-        .into_shape_with_order((steps * batch, 4 * units))
-        .expect("standard layout");
-    let x_flat = x
-        .into_shape_with_order((steps * batch, in_size))
-        .expect("standard layout");
-    let h_prev_flat = fwd
-        .hs
-        .slice(s![..steps, .., ..])
-        .into_shape_with_order((steps * batch, units))
-        .expect("standard layout");
-    let mut dkernel = Array2::<T>::zeros((in_size + units, 4 * units));
-    {
-        let (mut dw_x, mut dw_h) = dkernel.view_mut().split_at(Axis(0), in_size);
-        general_mat_mul(T::one(), &x_flat.t(), &dz_flat, T::zero(), &mut dw_x);
-        general_mat_mul(T::one(), &h_prev_flat.t(), &dz_flat, T::zero(), &mut dw_h);
-    }
-    let dbias = dz_flat.sum_axis(Axis(0));
-    let dx = need_dx.then(|| {
-        dz_flat
-            .dot(&w_x.t())
-            .into_shape_with_order((steps, batch, in_size))
-            .expect("sizes match")
-    });
-    LstmGrads {
-        dx,
-        dc0: dc,
-        dh0: dh,
-        dkernel,
-        dbias,
     }
 }

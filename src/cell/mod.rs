@@ -42,6 +42,7 @@ mod basic_rnn;
 mod dropout;
 mod gru;
 mod lstm;
+mod lstm_kernel;
 mod multi;
 
 pub use basic_rnn::BasicRnnCell;

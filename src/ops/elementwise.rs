@@ -81,13 +81,15 @@ impl<T: Scalar> Tape<'_, T> {
 
     /// The logistic sigmoid `1 / (1 + exp(-x))`, computed without overflow for large `|x|`.
     pub fn sigmoid(&self, x: Var) -> Var {
-        let value = self.value(x).mapv(sigmoid);
+        let mut value = self.value(x).as_standard_layout().into_owned();
+        T::sigmoid_in_place(value.as_slice_mut().expect("standard layout"));
         self.unary_from_output(value, x, |y| y * (T::one() - y))
     }
 
     /// The hyperbolic tangent.
     pub fn tanh(&self, x: Var) -> Var {
-        let value = self.value(x).mapv(|v| v.tanh());
+        let mut value = self.value(x).as_standard_layout().into_owned();
+        T::tanh_in_place(value.as_slice_mut().expect("standard layout"));
         self.unary_from_output(value, x, |y| T::one() - y * y)
     }
 
@@ -117,16 +119,5 @@ impl<T: Scalar> Tape<'_, T> {
                 .for_each(|d, &y| *d *= derivative(y));
             vec![Some(dx)]
         })
-    }
-}
-
-/// The logistic sigmoid, stable for large `|x|`.
-#[inline]
-pub(crate) fn sigmoid<T: Scalar>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
     }
 }

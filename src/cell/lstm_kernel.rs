@@ -1,0 +1,386 @@
+//! The fused LSTM over a whole batch-major sequence, forward and backward, sharded over the batch.
+//!
+//! Layout: every buffer is batch-major (`[batch, time, ..]`), so a shard of examples is one
+//! contiguous block and its input projection and weight gradients are single matrix products.
+//! Per step, a shard does one product `h_{t-1} @ W_h` (forward) or `dz_t @ W_h^T` (backward)
+//! and the gate arithmetic; nothing is allocated inside the time loop.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{
+    s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
+};
+
+use crate::parallel::shard_rows;
+use crate::Scalar;
+
+/// What the forward pass keeps for the backward pass.
+pub(super) struct Forward<T> {
+    /// Activated gates `[batch, time, 4 * units]` in the order i, j, f, o.
+    pub gates: Array3<T>,
+    /// `c_{t-1}` for every step `t`: `[batch, time, units]` (`c_prev[:, 0]` is the initial `c`).
+    pub c_prev: Array3<T>,
+    /// `h_{t-1}` for every step `t`: `[batch, time, units]`.
+    pub h_prev: Array3<T>,
+    /// `tanh(c_t)`: `[batch, time, units]`.
+    pub tanh_c: Array3<T>,
+    /// Outputs `[batch, time, units]`: `h_t`, or zero past an example's length.
+    pub outputs: Array3<T>,
+    /// The final state (at each example's last valid step).
+    pub c_last: Array2<T>,
+    /// The final output state.
+    pub h_last: Array2<T>,
+    /// Per-example lengths, if given.
+    pub lengths: Option<Vec<usize>>,
+}
+
+/// The gradients of one fused LSTM run.
+pub(super) struct Grads<T> {
+    pub dx: Option<Array3<T>>,
+    pub dc0: Array2<T>,
+    pub dh0: Array2<T>,
+    pub dkernel: Array2<T>,
+    pub dbias: Array1<T>,
+}
+
+fn alive(lengths: Option<&[usize]>, b: usize, t: usize) -> bool {
+    lengths.is_none() || lengths.is_some_and(|l| t < l[b])
+}
+
+/// Runs the LSTM over `x` `[batch, time, in]` from the state `(c0, h0)`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward<T: Scalar>(
+    x: ArrayView3<'_, T>,
+    kernel: ArrayView2<'_, T>,
+    bias: &[T],
+    c0: ArrayView2<'_, T>,
+    h0: ArrayView2<'_, T>,
+    forget_bias: T,
+    lengths: Option<&[usize]>,
+) -> Forward<T> {
+    let (batch, steps, in_size) = x.dim();
+    let units = bias.len() / 4;
+    let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
+    let mut fwd = Forward {
+        gates: Array3::zeros((batch, steps, 4 * units)),
+        c_prev: Array3::zeros((batch, steps, units)),
+        h_prev: Array3::zeros((batch, steps, units)),
+        tanh_c: Array3::zeros((batch, steps, units)),
+        outputs: Array3::zeros((batch, steps, units)),
+        c_last: Array2::zeros((batch, units)),
+        h_last: Array2::zeros((batch, units)),
+        lengths: lengths.map(<[usize]>::to_vec),
+    };
+    fwd.c_prev.index_axis_mut(Axis(1), 0).assign(&c0);
+    fwd.h_prev.index_axis_mut(Axis(1), 0).assign(&h0);
+    let rows = shard_rows(batch);
+    let shards: Vec<ForwardShard<'_, T>> = x
+        .axis_chunks_iter(Axis(0), rows)
+        .zip(fwd.gates.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(fwd.c_prev.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(fwd.h_prev.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(fwd.tanh_c.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(fwd.outputs.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(fwd.c_last.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(fwd.h_last.axis_chunks_iter_mut(Axis(0), rows))
+        .enumerate()
+        .map(
+            |(k, (((((((x, gates), c_prev), h_prev), tanh_c), outputs), c_last), h_last))| {
+                let first = k * rows;
+                let lengths = lengths.map(|l| &l[first..first + x.dim().0]);
+                ForwardShard {
+                    x,
+                    gates,
+                    c_prev,
+                    h_prev,
+                    tanh_c,
+                    outputs,
+                    c_last,
+                    h_last,
+                    lengths,
+                }
+            },
+        )
+        .collect();
+    run_shards(shards, |shard| shard.run(w_x, w_h, bias, forget_bias));
+    fwd
+}
+
+struct ForwardShard<'a, T> {
+    x: ArrayView3<'a, T>,
+    gates: ArrayViewMut3<'a, T>,
+    c_prev: ArrayViewMut3<'a, T>,
+    h_prev: ArrayViewMut3<'a, T>,
+    tanh_c: ArrayViewMut3<'a, T>,
+    outputs: ArrayViewMut3<'a, T>,
+    c_last: ArrayViewMut2<'a, T>,
+    h_last: ArrayViewMut2<'a, T>,
+    lengths: Option<&'a [usize]>,
+}
+
+impl<T: Scalar> ForwardShard<'_, T> {
+    fn run(mut self, w_x: ArrayView2<'_, T>, w_h: ArrayView2<'_, T>, bias: &[T], forget_bias: T) {
+        let lengths = self.lengths;
+        let (batch, steps, in_size) = self.x.dim();
+        let units = bias.len() / 4;
+        {
+            // Input projection of every step at once: [batch * time, in] @ W_x + bias.
+            let mut z = self
+                .gates
+                .view_mut()
+                .into_shape_with_order((batch * steps, 4 * units))
+                .expect("contiguous shard");
+            for mut row in z.rows_mut() {
+                row.as_slice_mut()
+                    .expect("contiguous")
+                    .copy_from_slice(bias);
+            }
+            let x = self
+                .x
+                .into_shape_with_order((batch * steps, in_size))
+                .expect("contiguous shard");
+            general_mat_mul(T::one(), &x, &w_x, T::one(), &mut z);
+        }
+        let mut c_next = Array2::<T>::zeros((batch, units));
+        let mut h_next = Array2::<T>::zeros((batch, units));
+        for t in 0..steps {
+            let mut z = self.gates.index_axis_mut(Axis(1), t);
+            let h_prev = self.h_prev.index_axis(Axis(1), t);
+            general_mat_mul(T::one(), &h_prev, &w_h, T::one(), &mut z);
+            let c_prev = self.c_prev.index_axis(Axis(1), t);
+            let mut tanh_c = self.tanh_c.index_axis_mut(Axis(1), t);
+            let mut out = self.outputs.index_axis_mut(Axis(1), t);
+            for b in 0..batch {
+                if !alive(lengths, b, t) {
+                    // Past this example's length: carry the state; the output stays zero.
+                    c_next.row_mut(b).assign(&c_prev.row(b));
+                    h_next.row_mut(b).assign(&h_prev.row(b));
+                    continue;
+                }
+                let mut zr = z.row_mut(b);
+                let zr = zr.as_slice_mut().expect("contiguous");
+                let (zi, rest) = zr.split_at_mut(units);
+                let (zj, rest) = rest.split_at_mut(units);
+                let (zf, zo) = rest.split_at_mut(units);
+                T::sigmoid_in_place(zi);
+                T::tanh_in_place(zj);
+                zf.iter_mut().for_each(|v| *v += forget_bias);
+                T::sigmoid_in_place(zf);
+                T::sigmoid_in_place(zo);
+                let cp = c_prev.row(b);
+                let cp = cp.as_slice().expect("contiguous");
+                let mut cn = c_next.row_mut(b);
+                let cn = cn.as_slice_mut().expect("contiguous");
+                for k in 0..units {
+                    cn[k] = cp[k] * zf[k] + zi[k] * zj[k];
+                }
+                let mut tc = tanh_c.row_mut(b);
+                let tc = tc.as_slice_mut().expect("contiguous");
+                tc.copy_from_slice(cn);
+                T::tanh_in_place(tc);
+                let mut hn = h_next.row_mut(b);
+                let hn = hn.as_slice_mut().expect("contiguous");
+                for k in 0..units {
+                    hn[k] = tc[k] * zo[k];
+                }
+                out.row_mut(b)
+                    .as_slice_mut()
+                    .expect("contiguous")
+                    .copy_from_slice(hn);
+            }
+            if t + 1 < steps {
+                self.c_prev.index_axis_mut(Axis(1), t + 1).assign(&c_next);
+                self.h_prev.index_axis_mut(Axis(1), t + 1).assign(&h_next);
+            } else {
+                self.c_last.assign(&c_next);
+                self.h_last.assign(&h_next);
+            }
+        }
+    }
+}
+
+/// Backpropagation through time for [`forward`]: gradients of the kernel, bias, initial state
+/// and (when `need_dx`) the input, given the gradients of the outputs and of the final state.
+pub(super) fn backward<T: Scalar>(
+    fwd: &Forward<T>,
+    x: ArrayView3<'_, T>,
+    kernel: ArrayView2<'_, T>,
+    d_outputs: Option<ArrayView3<'_, T>>,
+    d_c_last: Option<ArrayView2<'_, T>>,
+    d_h_last: Option<ArrayView2<'_, T>>,
+    need_dx: bool,
+) -> Grads<T> {
+    let (batch, _, in_size) = x.dim();
+    let units = fwd.c_last.ncols();
+    let mut grads = Grads {
+        dx: need_dx.then(|| Array3::zeros(x.raw_dim())),
+        dc0: d_c_last.map_or_else(|| Array2::zeros((batch, units)), |g| g.to_owned()),
+        dh0: d_h_last.map_or_else(|| Array2::zeros((batch, units)), |g| g.to_owned()),
+        dkernel: Array2::zeros(kernel.raw_dim()),
+        dbias: Array1::zeros(4 * units),
+    };
+    let rows = shard_rows(batch);
+    let n_shards = batch.div_ceil(rows);
+    let mut dx_chunks: Vec<Option<ArrayViewMut3<'_, T>>> = match grads.dx.as_mut() {
+        Some(dx) => dx.axis_chunks_iter_mut(Axis(0), rows).map(Some).collect(),
+        None => (0..n_shards).map(|_| None).collect(),
+    };
+    let shards: Vec<BackwardShard<'_, T>> = grads
+        .dc0
+        .axis_chunks_iter_mut(Axis(0), rows)
+        .zip(grads.dh0.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(dx_chunks.iter_mut())
+        .enumerate()
+        .map(|(k, ((dc, dh), dx))| {
+            let r = k * rows..(k * rows + dc.nrows());
+            BackwardShard {
+                x: x.slice(s![r.clone(), .., ..]),
+                gates: fwd.gates.slice(s![r.clone(), .., ..]),
+                c_prev: fwd.c_prev.slice(s![r.clone(), .., ..]),
+                h_prev: fwd.h_prev.slice(s![r.clone(), .., ..]),
+                tanh_c: fwd.tanh_c.slice(s![r.clone(), .., ..]),
+                d_outputs: d_outputs.as_ref().map(|d| d.slice(s![r.clone(), .., ..])),
+                lengths: fwd.lengths.as_ref().map(|l| &l[r.clone()]),
+                dc,
+                dh,
+                dx: dx.take(),
+            }
+        })
+        .collect();
+    let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
+    let partials = run_shards(shards, |shard| shard.run(w_x, w_h));
+    // Partial sums are added in shard order, so a given thread count is deterministic.
+    for (dkernel, dbias) in partials {
+        grads.dkernel += &dkernel;
+        grads.dbias += &dbias;
+    }
+    grads
+}
+
+/// Runs each shard's work on its own thread (the first on the calling thread) and returns the
+/// results in shard order.
+fn run_shards<S: Send, R: Send>(shards: Vec<S>, work: impl Fn(S) -> R + Sync) -> Vec<R> {
+    let mut shards = shards.into_iter();
+    let Some(first) = shards.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = shards.map(|s| scope.spawn(move || work(s))).collect();
+        let mut results = vec![work(first)];
+        results.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("LSTM shard thread panicked")),
+        );
+        results
+    })
+}
+
+struct BackwardShard<'a, T> {
+    x: ArrayView3<'a, T>,
+    gates: ArrayView3<'a, T>,
+    c_prev: ArrayView3<'a, T>,
+    h_prev: ArrayView3<'a, T>,
+    tanh_c: ArrayView3<'a, T>,
+    d_outputs: Option<ArrayView3<'a, T>>,
+    lengths: Option<&'a [usize]>,
+    /// In: the gradient of the final `c`; out: the gradient of the initial `c`.
+    dc: ArrayViewMut2<'a, T>,
+    /// In: the gradient of the final `h`; out: the gradient of the initial `h`.
+    dh: ArrayViewMut2<'a, T>,
+    dx: Option<ArrayViewMut3<'a, T>>,
+}
+
+impl<T: Scalar> BackwardShard<'_, T> {
+    /// Returns this shard's share of the kernel and bias gradients.
+    fn run(mut self, w_x: ArrayView2<'_, T>, w_h: ArrayView2<'_, T>) -> (Array2<T>, Array1<T>) {
+        let (batch, steps, in_size) = self.x.dim();
+        let units = self.dc.ncols();
+        let one = T::one();
+        let mut dz = Array3::<T>::zeros((batch, steps, 4 * units));
+        let mut dh = self.dh.to_owned();
+        let mut dh_prev = Array2::<T>::zeros((batch, units));
+        for t in (0..steps).rev() {
+            if let Some(d_out) = &self.d_outputs {
+                for b in 0..batch {
+                    // A step past an example's length output a constant zero: no gradient.
+                    if alive(self.lengths, b, t) {
+                        let mut row = dh.row_mut(b);
+                        row += &d_out.slice(s![b, t, ..]);
+                    }
+                }
+            }
+            let gates = self.gates.index_axis(Axis(1), t);
+            let c_prev = self.c_prev.index_axis(Axis(1), t);
+            let tanh_c = self.tanh_c.index_axis(Axis(1), t);
+            let mut dz_t = dz.index_axis_mut(Axis(1), t);
+            for b in 0..batch {
+                if !alive(self.lengths, b, t) {
+                    // The state was carried: its gradient passes straight through (dz stays 0).
+                    continue;
+                }
+                let g = gates.row(b);
+                let g = g.as_slice().expect("contiguous");
+                let (gi, rest) = g.split_at(units);
+                let (gj, rest) = rest.split_at(units);
+                let (gf, go) = rest.split_at(units);
+                let cp = c_prev.row(b);
+                let cp = cp.as_slice().expect("contiguous");
+                let tc = tanh_c.row(b);
+                let tc = tc.as_slice().expect("contiguous");
+                let mut dcr = self.dc.row_mut(b);
+                let dcr = dcr.as_slice_mut().expect("contiguous");
+                let dhr = dh.row(b);
+                let dhr = dhr.as_slice().expect("contiguous");
+                let mut dzr = dz_t.row_mut(b);
+                let dzr = dzr.as_slice_mut().expect("contiguous");
+                let (dzi, rest) = dzr.split_at_mut(units);
+                let (dzj, rest) = rest.split_at_mut(units);
+                let (dzf, dzo) = rest.split_at_mut(units);
+                for k in 0..units {
+                    let (i, j, f, o, th) = (gi[k], gj[k], gf[k], go[k], tc[k]);
+                    let dc = dcr[k] + dhr[k] * o * (one - th * th);
+                    dzi[k] = dc * j * i * (one - i);
+                    dzj[k] = dc * i * (one - j * j);
+                    dzf[k] = dc * cp[k] * f * (one - f);
+                    dzo[k] = dhr[k] * th * o * (one - o);
+                    dcr[k] = dc * f;
+                }
+            }
+            general_mat_mul(one, &dz_t, &w_h.t(), T::zero(), &mut dh_prev);
+            for b in 0..batch {
+                if !alive(self.lengths, b, t) {
+                    // Carried rows: dz is zero, so dh_prev is the carried gradient alone.
+                    dh_prev.row_mut(b).assign(&dh.row(b));
+                }
+            }
+            std::mem::swap(&mut dh, &mut dh_prev);
+        }
+        self.dh.assign(&dh);
+        // Weight gradients of every step at once.
+        let dz = dz
+            .into_shape_with_order((batch * steps, 4 * units))
+            .expect("standard layout");
+        let x = self
+            .x
+            .into_shape_with_order((batch * steps, in_size))
+            .expect("contiguous shard");
+        let h_prev = self
+            .h_prev
+            .into_shape_with_order((batch * steps, units))
+            .expect("contiguous shard");
+        let mut dkernel = Array2::<T>::zeros((in_size + units, 4 * units));
+        {
+            let (mut dw_x, mut dw_h) = dkernel.view_mut().split_at(Axis(0), in_size);
+            general_mat_mul(one, &x.t(), &dz, T::zero(), &mut dw_x);
+            general_mat_mul(one, &h_prev.t(), &dz, T::zero(), &mut dw_h);
+        }
+        if let Some(dx) = self.dx.take() {
+            let mut dx = dx
+                .into_shape_with_order((batch * steps, in_size))
+                .expect("contiguous shard");
+            general_mat_mul(one, &dz, &w_x.t(), T::zero(), &mut dx);
+        }
+        (dkernel, dz.sum_axis(Axis(0)))
+    }
+}
