@@ -123,6 +123,11 @@ fn fans(shape: &[usize]) -> (f64, f64) {
 }
 
 fn normal(mean: f64, stddev: f64) -> Result<Normal<f64>> {
+    if !(stddev >= 0.0 && stddev.is_finite() && mean.is_finite()) {
+        return Err(Error::invalid(format!(
+            "normal initializer needs a finite mean and stddev >= 0, got ({mean}, {stddev})"
+        )));
+    }
     Normal::new(mean, stddev).map_err(|e| Error::invalid(format!("normal({mean}, {stddev}): {e}")))
 }
 
