@@ -728,3 +728,136 @@ fn lstm_gradients_with_the_batch_split_across_threads() {
     .unwrap()
     .assert_ok();
 }
+
+/// A cell written by a user with tape ops: `h' = tanh(x @ w + h * u)` (elementwise recurrence).
+struct UserCell {
+    w: recurrent::ParamId,
+    u: recurrent::ParamId,
+    units: usize,
+    input: usize,
+}
+
+impl Cell for UserCell {
+    type State = Var;
+    fn input_size(&self) -> usize {
+        self.input
+    }
+    fn output_size(&self) -> usize {
+        self.units
+    }
+    fn state_size(&self) -> Vec<usize> {
+        vec![self.units]
+    }
+    fn zero_state<T: recurrent::Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Var {
+        tape.constant(ArrayD::zeros(IxDyn(&[batch, self.units])))
+    }
+    fn call<T: recurrent::Scalar>(
+        &self,
+        tape: &Tape<'_, T>,
+        x: Var,
+        h: &Var,
+    ) -> recurrent::Result<(Var, Var)> {
+        let pre = tape.add(
+            tape.matmul(x, tape.param(self.w))?,
+            tape.mul(*h, tape.param(self.u))?,
+        )?;
+        let h = tape.tanh(pre);
+        Ok((h, h))
+    }
+    fn param_ids(&self) -> Vec<recurrent::ParamId> {
+        vec![self.w, self.u]
+    }
+}
+
+#[test]
+fn a_user_cell_works_with_every_runner_and_wrapper() {
+    use recurrent::init::Initializer;
+    let mut params = ParamStore::<f64>::new(18);
+    let mut user = |name: &str, input: usize| {
+        let w = params
+            .create(
+                &format!("{name}/w"),
+                &[input, 3],
+                Initializer::GlorotUniform,
+            )
+            .unwrap();
+        let u = params
+            .create(
+                &format!("{name}/u"),
+                &[3],
+                Initializer::RandomUniform {
+                    min: -1.0,
+                    max: 1.0,
+                },
+            )
+            .unwrap();
+        UserCell {
+            w,
+            u,
+            units: 3,
+            input,
+        }
+    };
+    let fw = user("fw", 2);
+    let bw = user("bw", 2);
+    let stack = MultiCell::new(vec![user("l0", 2), user("l1", 3)]).unwrap();
+    let dropped = DropoutWrapper::new(user("d", 2))
+        .with_output_keep_prob(0.7)
+        .unwrap()
+        .with_variational(true);
+    // (The shared contract also demands shape errors that a user's cell need not raise itself.)
+    assert_static_equals_dynamic(&params, &stack, Some(&[4, 1, 3]), true);
+    let x = random(&[2, 3, 2], 1.0, 26);
+    let tol = Tolerance::default();
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let ((f, b), (sf, sb)) =
+            bidirectional_dynamic_rnn(t, &fw, &bw, v[0], None, None, Some(&[3, 2]), false)?;
+        let (s_out, s_states) = dynamic_rnn(t, &stack, v[0], None, None, false)?;
+        let (d_out, _) = dynamic_rnn(t, &dropped, v[0], None, None, false)?;
+        let seqs = t.reshape(t.concat(&[f, b, s_out, d_out], 2)?, &[6, 12])?;
+        let states = t.concat(&[sf, sb, s_states[1], s_states[0]], 1)?;
+        t.concat(&[seqs, states], 0)
+    })
+    .unwrap()
+    .assert_ok();
+}
+
+#[test]
+fn bidirectional_gradients_with_initial_states() {
+    let mut params = ParamStore::<f64>::new(19);
+    let fw = lstm(&mut params, "fw", 2, 3, 190);
+    let bw = GruCell::new(&mut params, "bw", 2, 3).unwrap();
+    let inputs = [
+        random(&[2, 3, 2], 1.0, 27),
+        random(&[2, 3], 1.0, 28),
+        random(&[2, 3], 1.0, 29),
+        random(&[2, 3], 1.0, 30),
+    ];
+    gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
+        let init_fw = LstmState { c: v[1], h: v[2] };
+        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
+            t,
+            &fw,
+            &bw,
+            v[0],
+            Some(init_fw),
+            Some(v[3]),
+            Some(&[3, 1]),
+            false,
+        )?;
+        let seqs = t.reshape(t.concat(&[f, b], 2)?, &[6, 6])?;
+        t.concat(&[seqs, t.concat(&[sf.c, sb], 1)?], 0)
+    })
+    .unwrap()
+    .assert_ok();
+    let steps: Vec<ArrayD<f64>> = (0..3).map(|k| random(&[2, 2], 1.0, 31 + k)).collect();
+    let mut all = steps.clone();
+    all.push(random(&[2, 3], 1.0, 40));
+    gradcheck(&params, &all, Tolerance::default(), |t, v| {
+        let (outs, _, sb) =
+            static_bidirectional_rnn(t, &fw, &bw, &v[..3], None, Some(v[3]), Some(&[2, 3]))?;
+        t.concat(&[outs[0], outs[1], outs[2], t.concat(&[sb, sb], 1)?], 0)
+    })
+    .unwrap()
+    .assert_ok();
+}
