@@ -548,12 +548,14 @@ impl<T: Scalar> Grads<T> {
         }
     }
 
-    /// The L2 norm of all parameter gradients together (`tf.global_norm`).
-    pub fn global_norm(&self) -> T {
+    /// The L2 norm of all parameter gradients together (`tf.global_norm`), accumulated in `f64`
+    /// so that large `f32` gradients do not overflow the sum of squares.
+    pub fn global_norm(&self) -> f64 {
         self.params
             .values()
-            .map(|g| g.iter().map(|x| *x * *x).sum::<T>())
-            .sum::<T>()
+            .flat_map(|g| g.iter())
+            .map(|x| x.to_f64_lossless().powi(2))
+            .sum::<f64>()
             .sqrt()
     }
 

@@ -39,11 +39,7 @@ pub fn clip_by_global_norm<T: Scalar>(grads: &mut Grads<T>, clip_norm: f64) -> R
             "clip_by_global_norm: clip_norm must be finite and > 0, got {clip_norm}"
         )));
     }
-    let norm = grads
-        .iter()
-        .map(|(_, g)| g.iter().map(|x| x.to_f64_lossless().powi(2)).sum::<f64>())
-        .sum::<f64>()
-        .sqrt();
+    let norm = grads.global_norm();
     if !norm.is_finite() {
         grads.scale(T::nan());
     } else if norm > clip_norm {
