@@ -362,12 +362,7 @@ impl<T: Scalar> Batch<T> {
     /// # Panics
     /// If a label is 10 or more (impossible for batches from a [`DataSet`]).
     pub fn one_hot(&self) -> Array2<T> {
-        let mut out = Array2::zeros((self.labels.len(), NUM_CLASSES));
-        for (i, &l) in self.labels.iter().enumerate() {
-            assert!(l < NUM_CLASSES, "label {l} is not a digit 0..{NUM_CLASSES}");
-            out[[i, l]] = T::one();
-        }
-        out
+        crate::tensor::one_hot(&self.labels, NUM_CLASSES).expect("batch labels are digits 0..10")
     }
 
     /// The images as sequences for a recurrent network, `[n, 28, 28]` (batch-major): time step
