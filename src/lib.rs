@@ -60,6 +60,7 @@
 
 pub mod cell;
 pub mod checkpoint;
+pub mod convert;
 pub mod data;
 pub mod error;
 pub mod gradcheck;

@@ -55,7 +55,7 @@ impl<T: Scalar> Adagrad<T> {
 impl<T: Scalar> Optimizer<T> for Adagrad<T> {
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
         const OP: &str = "Adagrad::apply";
-        check_grads(OP, params, grads)?;
+        check_grads(OP, params, grads, self.step + 1)?;
         self.slots.check(OP, params, grads)?;
         let lr = T::from_f64_lossy(self.lr);
         for (id, g) in grads.iter() {

@@ -108,7 +108,7 @@ impl<T: Scalar> Adam<T> {
         grads: &Grads<T>,
         weight_decay: f64,
     ) -> Result<()> {
-        check_grads(op, params, grads)?;
+        check_grads(op, params, grads, self.step + 1)?;
         self.slots.check(op, params, grads)?;
         let t = (self.step + 1) as f64;
         let lr_t = T::from_f64_lossy(

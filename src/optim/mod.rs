@@ -26,8 +26,12 @@
 //!   [`Error::InvalidArgument`].
 //! - [`Optimizer::apply`] first checks every gradient, then updates: a gradient for a parameter the
 //!   store does not hold is an [`Error::InvalidArgument`], a gradient
-//!   whose shape differs from its parameter's an [`Error::Shape`]; on error
-//!   nothing (parameters, slots, step count) changes.
+//!   whose shape differs from its parameter's an [`Error::Shape`], a gradient holding a NaN or an
+//!   infinity an [`Error::NonFinite`] naming the parameter and the step
+//!   (`"gradient of rnn/basic_lstm_cell/kernel at step 12"`, the 1-based step the update would
+//!   have been); on error nothing (parameters, slots, step count) changes, so training stops at
+//!   the step that diverged instead of writing NaN weights. [`check_finite_loss`] does the same
+//!   for the loss.
 //! - Parameters without a gradient in `grads` are left untouched, and so are their slots.
 //! - Each successful `apply` is one step: [`Optimizer::step_count`] goes up by one (TensorFlow's
 //!   `global_step`, and the `t` of Adam's bias correction).
@@ -108,7 +112,9 @@ pub trait Optimizer<T: Scalar> {
     /// Checked before anything changes:
     /// - [`Error::InvalidArgument`] if a gradient names a parameter `params` does not hold, or if the
     ///   optimizer holds state for a parameter of another shape (it was used with another store);
-    /// - [`Error::Shape`] if a gradient's shape is not its parameter's.
+    /// - [`Error::Shape`] if a gradient's shape is not its parameter's;
+    /// - [`Error::NonFinite`] if a gradient holds a NaN or an infinity: the message names the
+    ///   parameter and the step (`step_count() + 1`) as `"gradient of {name} at step {step}"`.
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()>;
 
     /// The current learning rate.
@@ -198,11 +204,13 @@ pub(crate) fn check_non_negative(op: &str, what: &str, x: f64) -> Result<f64> {
 // Gradient checks and slots
 // ---------------------------------------------------------------------------------------------
 
-/// Checks that every gradient names a parameter of `params` and has its shape.
+/// Checks that every gradient names a parameter of `params`, has its shape and is finite;
+/// `step` is the (1-based) step the update would be, for the message of a non-finite gradient.
 pub(crate) fn check_grads<T: Scalar>(
     op: &'static str,
     params: &ParamStore<T>,
     grads: &Grads<T>,
+    step: u64,
 ) -> Result<()> {
     for (id, g) in grads.iter() {
         if !params.contains(id) {
@@ -221,7 +229,38 @@ pub(crate) fn check_grads<T: Scalar>(
             });
         }
     }
+    if !grads.all_finite() {
+        // `iter` is in creation order: the message names the first offending parameter.
+        if let Some((id, _)) = grads.iter().find(|(_, g)| g.iter().any(|x| !x.is_finite())) {
+            return Err(Error::NonFinite(format!(
+                "gradient of {} at step {step}",
+                params.name(id)
+            )));
+        }
+    }
     Ok(())
+}
+
+/// Checks that a loss is finite, so training can stop at the step where it diverged.
+///
+/// `step` is the step the loss belongs to, as the caller counts (for example
+/// `opt.step_count() + 1` before the update it would feed).
+///
+/// # Errors
+/// [`Error::NonFinite`] naming the step and the value if `loss` is NaN or infinite.
+///
+/// ```
+/// use recurrent::optim::check_finite_loss;
+/// assert!(check_finite_loss(0.25f32, 3).is_ok());
+/// let err = check_finite_loss(f64::NAN, 7).unwrap_err();
+/// assert_eq!(err.to_string(), "non-finite value: loss NaN at step 7");
+/// ```
+pub fn check_finite_loss<T: Scalar>(loss: T, step: u64) -> Result<()> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite(format!("loss {loss} at step {step}")))
+    }
 }
 
 /// Per-parameter state arrays, named as TensorFlow names its slots, each of its parameter's shape.

@@ -114,7 +114,7 @@ impl<T: Scalar> RmsProp<T> {
 impl<T: Scalar> Optimizer<T> for RmsProp<T> {
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
         const OP: &str = "RmsProp::apply";
-        check_grads(OP, params, grads)?;
+        check_grads(OP, params, grads, self.step + 1)?;
         self.slots.check(OP, params, grads)?;
         self.mg.check(OP, params, grads)?;
         let lr = T::from_f64_lossy(self.lr);

@@ -48,7 +48,7 @@ impl GradientDescent {
 
 impl<T: Scalar> Optimizer<T> for GradientDescent {
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
-        check_grads("GradientDescent::apply", params, grads)?;
+        check_grads("GradientDescent::apply", params, grads, self.step + 1)?;
         let lr = T::from_f64_lossy(self.lr);
         for (id, g) in grads.iter() {
             Zip::from(params.value_mut(id))
@@ -127,7 +127,7 @@ impl<T: Scalar> Momentum<T> {
 impl<T: Scalar> Optimizer<T> for Momentum<T> {
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
         const OP: &str = "Momentum::apply";
-        check_grads(OP, params, grads)?;
+        check_grads(OP, params, grads, self.step + 1)?;
         self.slots.check(OP, params, grads)?;
         let lr = T::from_f64_lossy(self.lr);
         let mu = T::from_f64_lossy(self.momentum);

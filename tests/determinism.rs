@@ -1,0 +1,147 @@
+//! Training is deterministic: the same seeds give bit-identical parameters.
+//!
+//! The model is a small LSTM with dropout (`DropoutWrapper` on inputs and outputs, masks drawn
+//! from `Tape::with_seed(step)`), a dense layer on the last output, softmax cross-entropy and
+//! Adam, trained for a few steps on seeded random data.
+//!
+//! # Thread counts
+//! The only code that could split work over threads is `ndarray`'s matrix product through
+//! `matrixmultiply`. This crate does not enable ndarray's `matrixmultiply-threading` feature (see
+//! `Cargo.lock`: `matrixmultiply` is built without `thread-tree`), so every product runs on one
+//! thread and `MATMUL_NUM_THREADS` has no effect: identity across thread counts holds trivially
+//! today. The test still checks it the way it would matter once threading is enabled:
+//! `MATMUL_NUM_THREADS` is read once per process, so [`same_bits_across_matmul_thread_counts`]
+//! runs the training in two child processes (this test binary re-run with
+//! `MATMUL_NUM_THREADS=1` and `=2`) and compares the printed parameter bits. (matrixmultiply's
+//! threading splits the output into blocks, each computed by one thread in the same order, so
+//! it is expected to stay bit-identical when enabled.)
+
+use ndarray::{Array2, ArrayD, IxDyn};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use recurrent::optim::{check_finite_loss, Adam, Optimizer};
+use recurrent::{
+    dynamic_rnn, last_relevant_output, BasicLstmCell, Dense, DropoutWrapper, ParamStore, Tape,
+};
+
+const STEPS: u64 = 5;
+const BATCH: usize = 8;
+const TIME: usize = 6;
+const INPUT: usize = 5;
+const UNITS: usize = 16;
+const CLASSES: usize = 4;
+
+/// Trains the model for [`STEPS`] steps and returns every parameter's bits in creation order.
+fn train(seed: u64) -> Vec<(String, Vec<u64>)> {
+    let mut params = ParamStore::<f64>::new(seed);
+    let cell = DropoutWrapper::new(
+        BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", INPUT, UNITS).unwrap(),
+    )
+    .with_input_keep_prob(0.8)
+    .unwrap()
+    .with_output_keep_prob(0.7)
+    .unwrap();
+    let dense = Dense::new(&mut params, "dense", UNITS, CLASSES).unwrap();
+    let mut opt = Adam::new(0.01).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    for step in 0..STEPS {
+        let x = ArrayD::from_shape_simple_fn(IxDyn(&[BATCH, TIME, INPUT]), || {
+            rng.random_range(-1.0..1.0)
+        });
+        let mut y = Array2::<f64>::zeros((BATCH, CLASSES));
+        for b in 0..BATCH {
+            y[[b, rng.random_range(0..CLASSES)]] = 1.0;
+        }
+        let lengths: Vec<usize> = (0..BATCH).map(|_| rng.random_range(1..=TIME)).collect();
+        let (loss, grads) = {
+            let tape = Tape::new(&params).with_seed(step);
+            let xv = tape.constant(x);
+            let (out, _) = dynamic_rnn(&tape, &cell, xv, None, Some(&lengths), false).unwrap();
+            let last = last_relevant_output(&tape, out, Some(&lengths)).unwrap();
+            let logits = dense.forward(&tape, last).unwrap();
+            let labels = tape.constant(y.into_dyn());
+            let loss = tape.mean(
+                tape.softmax_cross_entropy_with_logits(labels, logits)
+                    .unwrap(),
+            );
+            (tape.scalar(loss), tape.backward(loss).unwrap())
+        };
+        check_finite_loss(loss, step + 1).unwrap();
+        opt.apply(&mut params, &grads).unwrap();
+    }
+    params
+        .iter()
+        .map(|(_, name, v)| (name.to_string(), v.iter().map(|x| x.to_bits()).collect()))
+        .collect()
+}
+
+fn digest(bits: &[(String, Vec<u64>)]) -> String {
+    // FNV-1a over names and bits: enough to compare two runs printed by child processes.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, values) in bits {
+        for byte in name
+            .bytes()
+            .chain(values.iter().flat_map(|v| v.to_le_bytes()))
+        {
+            h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+#[test]
+fn same_seed_gives_bit_identical_parameters() {
+    let a = train(3);
+    let b = train(3);
+    assert_eq!(a, b);
+    // And the training did something: another seed gives other parameters.
+    assert_ne!(a, train(4));
+    let mut init = ParamStore::<f64>::new(3);
+    BasicLstmCell::new(&mut init, "rnn/basic_lstm_cell", INPUT, UNITS).unwrap();
+    let kernel0: Vec<u64> = init
+        .value(init.id("rnn/basic_lstm_cell/kernel").unwrap())
+        .iter()
+        .map(|x| x.to_bits())
+        .collect();
+    assert_ne!(a[0].1, kernel0, "the kernel was updated");
+}
+
+/// Run by [`same_bits_across_matmul_thread_counts`] in child processes: prints the digest.
+#[test]
+fn determinism_child() {
+    if std::env::var_os("RECURRENT_DETERMINISM_CHILD").is_some() {
+        println!("DIGEST {}", digest(&train(3)));
+    }
+}
+
+#[test]
+fn same_bits_across_matmul_thread_counts() {
+    let exe = std::env::current_exe().unwrap();
+    let run = |threads: &str| -> String {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "determinism_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("RECURRENT_DETERMINISM_CHILD", "1")
+            .env("MATMUL_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "child failed: {out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        stdout
+            .lines()
+            .find_map(|l| {
+                // The harness may print "test determinism_child ... " on the same line.
+                let rest = l.split("DIGEST ").nth(1)?;
+                rest.split_whitespace().next().map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no digest in {stdout}"))
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one, two, "MATMUL_NUM_THREADS=1 vs 2");
+    // The children compute what this process computes.
+    assert_eq!(one, digest(&train(3)));
+}
