@@ -5,16 +5,11 @@
 //! Adam, trained for a few steps on seeded random data.
 //!
 //! # Thread counts
-//! The only code that could split work over threads is `ndarray`'s matrix product through
-//! `matrixmultiply`. This crate does not enable ndarray's `matrixmultiply-threading` feature (see
-//! `Cargo.lock`: `matrixmultiply` is built without `thread-tree`), so every product runs on one
-//! thread and `MATMUL_NUM_THREADS` has no effect: identity across thread counts holds trivially
-//! today. The test still checks it the way it would matter once threading is enabled:
-//! `MATMUL_NUM_THREADS` is read once per process, so [`same_bits_across_matmul_thread_counts`]
-//! runs the training in two child processes (this test binary re-run with
-//! `MATMUL_NUM_THREADS=1` and `=2`) and compares the printed parameter bits. (matrixmultiply's
-//! threading splits the output into blocks, each computed by one thread in the same order, so
-//! it is expected to stay bit-identical when enabled.)
+//! The fused LSTM splits a batch into shards that depend only on the batch size (at most 64
+//! examples each) and adds their partial weight gradients in shard order, whatever the number of
+//! threads that run them; `ndarray`'s matrix products run single-threaded (the crate does not
+//! enable `matrixmultiply`'s threading). So parameters are bit-identical across thread counts too:
+//! [`same_bits_across_thread_counts`] trains a batch of 150 (three shards) with 1, 2 and 3 threads.
 
 use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
@@ -25,7 +20,7 @@ use recurrent::{
 };
 
 const STEPS: u64 = 5;
-const BATCH: usize = 8;
+const BATCH: usize = 150;
 const TIME: usize = 6;
 const INPUT: usize = 5;
 const UNITS: usize = 16;
@@ -106,42 +101,17 @@ fn same_seed_gives_bit_identical_parameters() {
     assert_ne!(a[0].1, kernel0, "the kernel was updated");
 }
 
-/// Run by [`same_bits_across_matmul_thread_counts`] in child processes: prints the digest.
 #[test]
-fn determinism_child() {
-    if std::env::var_os("RECURRENT_DETERMINISM_CHILD").is_some() {
-        println!("DIGEST {}", digest(&train(3)));
-    }
-}
-
-#[test]
-fn same_bits_across_matmul_thread_counts() {
-    let exe = std::env::current_exe().unwrap();
-    let run = |threads: &str| -> String {
-        let out = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "determinism_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("RECURRENT_DETERMINISM_CHILD", "1")
-            .env("MATMUL_NUM_THREADS", threads)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "child failed: {out:?}");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        stdout
-            .lines()
-            .find_map(|l| {
-                // The harness may print "test determinism_child ... " on the same line.
-                let rest = l.split("DIGEST ").nth(1)?;
-                rest.split_whitespace().next().map(str::to_string)
-            })
-            .unwrap_or_else(|| panic!("no digest in {stdout}"))
-    };
-    let (one, two) = (run("1"), run("2"));
-    assert_eq!(one, two, "MATMUL_NUM_THREADS=1 vs 2");
-    // The children compute what this process computes.
-    assert_eq!(one, digest(&train(3)));
+fn same_bits_across_thread_counts() {
+    // The setting is global; other tests running meanwhile only change speed, not results.
+    let runs: Vec<_> = [1, 2, 3]
+        .into_iter()
+        .map(|threads| {
+            recurrent::parallel::set_num_threads(threads);
+            digest(&train(3))
+        })
+        .collect();
+    recurrent::parallel::set_num_threads(0);
+    assert_eq!(runs[0], runs[1], "1 vs 2 threads");
+    assert_eq!(runs[0], runs[2], "1 vs 3 threads");
 }

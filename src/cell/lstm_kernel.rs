@@ -10,7 +10,7 @@ use ndarray::{
     s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };
 
-use crate::parallel::shard_rows;
+use crate::parallel::{run_shards, shard_rows};
 use crate::Scalar;
 
 /// What the forward pass keeps for the backward pass.
@@ -255,32 +255,12 @@ pub(super) fn backward<T: Scalar>(
         .collect();
     let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
     let partials = run_shards(shards, |shard| shard.run(w_x, w_h));
-    // Partial sums are added in shard order, so a given thread count is deterministic.
+    // Partial sums are added in shard order: the result does not depend on the thread count.
     for (dkernel, dbias) in partials {
         grads.dkernel += &dkernel;
         grads.dbias += &dbias;
     }
     grads
-}
-
-/// Runs each shard's work on its own thread (the first on the calling thread) and returns the
-/// results in shard order.
-fn run_shards<S: Send, R: Send>(shards: Vec<S>, work: impl Fn(S) -> R + Sync) -> Vec<R> {
-    let mut shards = shards.into_iter();
-    let Some(first) = shards.next() else {
-        return Vec::new();
-    };
-    std::thread::scope(|scope| {
-        let work = &work;
-        let handles: Vec<_> = shards.map(|s| scope.spawn(move || work(s))).collect();
-        let mut results = vec![work(first)];
-        results.extend(
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("LSTM shard thread panicked")),
-        );
-        results
-    })
 }
 
 struct BackwardShard<'a, T> {
