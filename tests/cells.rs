@@ -709,20 +709,20 @@ fn f32_and_f64_agree() {
 
 #[test]
 fn lstm_gradients_with_the_batch_split_across_threads() {
-    // 40 examples make two shards of 20 on a machine with two or more cores (and one otherwise,
-    // which this test then checks too); lengths differ within each shard.
+    // 130 examples make three shards (44, 43, 43; at most 64 each), spread over the threads the
+    // machine has; lengths differ within each shard.
     let mut params = ParamStore::<f64>::new(17);
     let cell = lstm(&mut params, "lstm", 2, 3, 170);
-    let lengths: Vec<usize> = (0..40).map(|b| b % 4).collect();
+    let lengths: Vec<usize> = (0..130).map(|b| b % 4).collect();
     let inputs = [
-        random(&[40, 3, 2], 1.0, 23),
-        random(&[40, 3], 1.0, 24),
-        random(&[40, 3], 1.0, 25),
+        random(&[130, 3, 2], 1.0, 23),
+        random(&[130, 3], 1.0, 24),
+        random(&[130, 3], 1.0, 25),
     ];
     gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
         let init = LstmState { c: v[1], h: v[2] };
         let (out, state) = dynamic_rnn(t, &cell, v[0], Some(init), Some(&lengths), false)?;
-        let flat = t.reshape(out, &[120, 3])?;
+        let flat = t.reshape(out, &[390, 3])?;
         t.concat(&[flat, state.c, state.h], 0)
     })
     .unwrap()
