@@ -76,6 +76,7 @@ pub mod rnn;
 pub mod scalar;
 pub mod tape;
 pub mod tensor;
+mod workspace;
 
 pub use cell::{
     BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,

@@ -43,6 +43,11 @@ pub trait Scalar:
 
     /// Applies `tanh` to every element (vectorised for `f32`, see [`crate::math`]).
     fn tanh_in_place(xs: &mut [Self]);
+
+    /// Runs `f` on this thread's pool of reusable buffers (an implementation detail of the
+    /// fused kernels).
+    #[doc(hidden)]
+    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R;
 }
 
 impl Scalar for f32 {
@@ -58,6 +63,9 @@ impl Scalar for f32 {
     }
     fn tanh_in_place(xs: &mut [Self]) {
         crate::math::tanh_in_place_f32(xs)
+    }
+    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
+        crate::workspace::with_pool_f32(f)
     }
 }
 
@@ -83,5 +91,8 @@ impl Scalar for f64 {
         for x in xs {
             *x = x.tanh();
         }
+    }
+    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
+        crate::workspace::with_pool_f64(f)
     }
 }

@@ -240,7 +240,7 @@ impl BasicLstmCell {
             .map(|l| crate::rnn::check_lengths(l, batch, steps))
             .transpose()?;
 
-        let forward = {
+        let mut forward = {
             let kernel = tape.value(tape.param(self.kernel));
             let bias = tape.value(tape.param(self.bias));
             let c0 = tape.value(state.c);
@@ -255,11 +255,11 @@ impl BasicLstmCell {
                 lengths.as_deref(),
             )
         };
+        let outputs = std::mem::take(&mut forward.outputs);
         let outputs = match layout {
-            Layout::Step => forward.outputs.index_axis(Axis(1), 0).to_owned().into_dyn(),
-            Layout::BatchMajor => forward.outputs.clone().into_dyn(),
-            Layout::TimeMajor => forward
-                .outputs
+            Layout::Step => outputs.index_axis_move(Axis(1), 0).into_dyn(),
+            Layout::BatchMajor => outputs.into_dyn(),
+            Layout::TimeMajor => outputs
                 .view()
                 .permuted_axes([1, 0, 2])
                 .as_standard_layout()

@@ -11,10 +11,10 @@ use ndarray::{
 };
 
 use crate::parallel::{run_shards, shard_rows};
-use crate::Scalar;
+use crate::{workspace, Scalar};
 
 /// What the forward pass keeps for the backward pass.
-pub(super) struct Forward<T> {
+pub(super) struct Forward<T: Scalar> {
     /// Activated gates `[batch, time, 4 * units]` in the order i, j, f, o.
     pub gates: Array3<T>,
     /// `c_{t-1}` for every step `t`: `[batch, time, units]` (`c_prev[:, 0]` is the initial `c`).
@@ -23,7 +23,8 @@ pub(super) struct Forward<T> {
     pub h_prev: Array3<T>,
     /// `tanh(c_t)`: `[batch, time, units]`.
     pub tanh_c: Array3<T>,
-    /// Outputs `[batch, time, units]`: `h_t`, or zero past an example's length.
+    /// Outputs `[batch, time, units]`: `h_t`, or zero past an example's length (taken by the
+    /// caller for the tape; the backward pass does not need them).
     pub outputs: Array3<T>,
     /// The final state (at each example's last valid step).
     pub c_last: Array2<T>,
@@ -31,6 +32,20 @@ pub(super) struct Forward<T> {
     pub h_last: Array2<T>,
     /// Per-example lengths, if given.
     pub lengths: Option<Vec<usize>>,
+}
+
+impl<T: Scalar> Drop for Forward<T> {
+    /// The large buffers go back to the pool for the next step.
+    fn drop(&mut self) {
+        for buffer in [
+            &mut self.gates,
+            &mut self.c_prev,
+            &mut self.h_prev,
+            &mut self.tanh_c,
+        ] {
+            workspace::recycle_array(std::mem::take(buffer));
+        }
+    }
 }
 
 /// The gradients of one fused LSTM run.
@@ -61,10 +76,10 @@ pub(super) fn forward<T: Scalar>(
     let units = bias.len() / 4;
     let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
     let mut fwd = Forward {
-        gates: Array3::zeros((batch, steps, 4 * units)),
-        c_prev: Array3::zeros((batch, steps, units)),
-        h_prev: Array3::zeros((batch, steps, units)),
-        tanh_c: Array3::zeros((batch, steps, units)),
+        gates: workspace::zeros((batch, steps, 4 * units)),
+        c_prev: workspace::zeros((batch, steps, units)),
+        h_prev: workspace::zeros((batch, steps, units)),
+        tanh_c: workspace::zeros((batch, steps, units)),
         outputs: Array3::zeros((batch, steps, units)),
         c_last: Array2::zeros((batch, units)),
         h_last: Array2::zeros((batch, units)),
@@ -284,7 +299,7 @@ impl<T: Scalar> BackwardShard<'_, T> {
         let (batch, steps, in_size) = self.x.dim();
         let units = self.dc.ncols();
         let one = T::one();
-        let mut dz = Array3::<T>::zeros((batch, steps, 4 * units));
+        let mut dz: Array3<T> = workspace::zeros((batch, steps, 4 * units));
         let mut dh = self.dh.to_owned();
         let mut dh_prev = Array2::<T>::zeros((batch, units));
         for t in (0..steps).rev() {
@@ -378,6 +393,8 @@ impl<T: Scalar> BackwardShard<'_, T> {
                 .expect("contiguous shard");
             general_mat_mul(one, &dz, &w_x.t(), T::zero(), &mut dx);
         }
-        (dkernel, dz.sum_axis(Axis(0)))
+        let dbias = dz.sum_axis(Axis(0));
+        workspace::recycle_array(dz);
+        (dkernel, dbias)
     }
 }
