@@ -10,8 +10,12 @@ use std::cell::RefCell;
 
 use crate::Scalar;
 
-/// The most buffers a thread keeps; beyond this, returned buffers are freed.
-const MAX_POOLED: usize = 48;
+/// The most buffers a thread keeps (a statically unrolled bidirectional LSTM holds four per step
+/// and direction); beyond this, returned buffers are freed.
+const MAX_POOLED: usize = 512;
+
+/// The most elements a thread's pool holds in all (256 MiB of `f32`).
+const MAX_POOLED_ELEMENTS: usize = 64 << 20;
 
 thread_local! {
     static POOL_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -56,7 +60,8 @@ pub(crate) fn recycle<T: Scalar>(buffer: Vec<T>) {
         return;
     }
     T::with_pool(|pool| {
-        if pool.len() < MAX_POOLED {
+        let held: usize = pool.iter().map(Vec::capacity).sum();
+        if pool.len() < MAX_POOLED && held + buffer.capacity() <= MAX_POOLED_ELEMENTS {
             pool.push(buffer);
         }
     });

@@ -1,6 +1,6 @@
 //! `BasicLstmCell` and its fused kernels.
 
-use ndarray::{Array3, ArrayD, Axis, Ix2, Ix3};
+use ndarray::{Array3, ArrayD, Axis, CowArray, Ix2, Ix3};
 
 use super::lstm_kernel;
 use super::{check_input, check_state, zeros, Cell, RnnState};
@@ -280,25 +280,25 @@ impl BasicLstmCell {
         Ok(
             tape.push_op_multi(vec![outputs, c_last, h_last], &parents, move |ctx| {
                 let (forward, x) = saved.as_ref().expect("kept on a training tape");
-                let d_outputs: Option<Array3<T>> = ctx.grad(0).map(|g| match layout {
-                    Layout::Step => g
-                        .view()
-                        .into_dimensionality::<Ix2>()
-                        .expect("rank 2")
-                        .insert_axis(Axis(1))
-                        .to_owned(),
-                    Layout::BatchMajor => g
-                        .view()
-                        .into_dimensionality::<Ix3>()
-                        .expect("rank 3")
-                        .to_owned(),
-                    Layout::TimeMajor => g
-                        .view()
-                        .into_dimensionality::<Ix3>()
-                        .expect("rank 3")
-                        .permuted_axes([1, 0, 2])
-                        .as_standard_layout()
-                        .into_owned(),
+                // Views where the layout allows; only time-major gradients need a transposed copy.
+                let d_outputs: Option<CowArray<'_, T, Ix3>> = ctx.grad(0).map(|g| match layout {
+                    Layout::Step => CowArray::from(
+                        g.view()
+                            .into_dimensionality::<Ix2>()
+                            .expect("rank 2")
+                            .insert_axis(Axis(1)),
+                    ),
+                    Layout::BatchMajor => {
+                        CowArray::from(g.view().into_dimensionality::<Ix3>().expect("rank 3"))
+                    }
+                    Layout::TimeMajor => CowArray::from(
+                        g.view()
+                            .into_dimensionality::<Ix3>()
+                            .expect("rank 3")
+                            .permuted_axes([1, 0, 2])
+                            .as_standard_layout()
+                            .into_owned(),
+                    ),
                 });
                 let grads = lstm_kernel::backward(
                     forward,
