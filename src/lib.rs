@@ -66,6 +66,7 @@ pub mod error;
 pub mod gradcheck;
 pub mod init;
 pub mod layers;
+mod linalg;
 pub mod math;
 pub mod metrics;
 pub mod ops;

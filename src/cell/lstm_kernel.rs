@@ -5,11 +5,11 @@
 //! Per step, a shard does one product `h_{t-1} @ W_h` (forward) or `dz_t @ W_h^T` (backward)
 //! and the gate arithmetic; nothing is allocated inside the time loop.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{
     s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
 };
 
+use crate::linalg::gemm;
 use crate::parallel::{run_shards, shard_rows};
 use crate::{workspace, Scalar};
 
@@ -153,14 +153,14 @@ impl<T: Scalar> ForwardShard<'_, T> {
                 .x
                 .into_shape_with_order((batch * steps, in_size))
                 .expect("contiguous shard");
-            general_mat_mul(T::one(), &x, &w_x, T::one(), &mut z);
+            gemm(T::one(), &x, &w_x, T::one(), &mut z.view_mut());
         }
         let mut c_next = Array2::<T>::zeros((batch, units));
         let mut h_next = Array2::<T>::zeros((batch, units));
         for t in 0..steps {
             let mut z = self.gates.index_axis_mut(Axis(1), t);
             let h_prev = self.h_prev.index_axis(Axis(1), t);
-            general_mat_mul(T::one(), &h_prev, &w_h, T::one(), &mut z);
+            gemm(T::one(), &h_prev, &w_h, T::one(), &mut z);
             let c_prev = self.c_prev.index_axis(Axis(1), t);
             let mut tanh_c = self.tanh_c.index_axis_mut(Axis(1), t);
             let mut out = self.outputs.index_axis_mut(Axis(1), t);
@@ -359,7 +359,13 @@ impl<T: Scalar> BackwardShard<'_, T> {
                     dcr[k] = dc * f;
                 }
             }
-            general_mat_mul(one, &dz_t, &w_h.t(), T::zero(), &mut dh_prev);
+            gemm(
+                one,
+                &dz_t.view(),
+                &w_h.t(),
+                T::zero(),
+                &mut dh_prev.view_mut(),
+            );
             for b in 0..batch {
                 if !alive(self.lengths, b, t) {
                     // Carried rows: dz is zero, so dh_prev is the carried gradient alone.
@@ -384,14 +390,14 @@ impl<T: Scalar> BackwardShard<'_, T> {
         let mut dkernel = Array2::<T>::zeros((in_size + units, 4 * units));
         {
             let (mut dw_x, mut dw_h) = dkernel.view_mut().split_at(Axis(0), in_size);
-            general_mat_mul(one, &x.t(), &dz, T::zero(), &mut dw_x);
-            general_mat_mul(one, &h_prev.t(), &dz, T::zero(), &mut dw_h);
+            gemm(one, &x.t(), &dz.view(), T::zero(), &mut dw_x);
+            gemm(one, &h_prev.t(), &dz.view(), T::zero(), &mut dw_h);
         }
         if let Some(dx) = self.dx.take() {
             let mut dx = dx
                 .into_shape_with_order((batch * steps, in_size))
                 .expect("contiguous shard");
-            general_mat_mul(one, &dz, &w_x.t(), T::zero(), &mut dx);
+            gemm(one, &dz.view(), &w_x.t(), T::zero(), &mut dx);
         }
         let dbias = dz.sum_axis(Axis(0));
         workspace::recycle_array(dz);

@@ -3,6 +3,7 @@
 use ndarray::{Axis, Ix2};
 
 use super::check;
+use crate::linalg::matmul;
 use crate::{Result, Scalar, Tape, Var};
 
 impl<T: Scalar> Tape<'_, T> {
@@ -24,7 +25,7 @@ impl<T: Scalar> Tape<'_, T> {
             )?;
             let ma = va.view().into_dimensionality::<Ix2>().expect("rank 2");
             let mb = vb.view().into_dimensionality::<Ix2>().expect("rank 2");
-            ma.dot(&mb).into_dyn()
+            matmul(&ma, &mb).into_dyn()
         };
         Ok(self.push_op(value, &[a, b], |ctx| {
             let g = ctx.g().view().into_dimensionality::<Ix2>().expect("rank 2");
@@ -39,8 +40,8 @@ impl<T: Scalar> Tape<'_, T> {
                 .into_dimensionality::<Ix2>()
                 .expect("rank 2");
             vec![
-                ctx.needs(0).then(|| g.dot(&mb.t()).into_dyn()),
-                ctx.needs(1).then(|| ma.t().dot(&g).into_dyn()),
+                ctx.needs(0).then(|| matmul(&g, &mb.t()).into_dyn()),
+                ctx.needs(1).then(|| matmul(&ma.t(), &g).into_dyn()),
             ]
         }))
     }
