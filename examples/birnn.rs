@@ -48,7 +48,7 @@ impl Model for BiLstmClassifier {
 }
 
 fn main() -> AnyResult<()> {
-    let cli: Cli = common::parse(&[("steps", "2000"), ("hidden", "256")]);
+    let cli: Cli = common::parse(&[("steps", "1500"), ("hidden", "256")]);
     let args = &cli.train;
 
     let mut params = ParamStore::<f32>::new(args.seed);

@@ -8,7 +8,10 @@
 //! cargo run --release --example mnist_lstm -- --data-dir /work/shared/mnist
 //! ```
 //!
-//! Expected (seed 42, 2 cores): FILLED IN AFTER MEASURING.
+//! Measured with the defaults (2000 steps, seed 42) on a 2-core machine shared with other jobs:
+//! test accuracy 97.66% on all 10000 test images (96.17% on the first 1280), validation 97.94%,
+//! 203 s wall time, median 88.9 ms per training step (about 54 ms on an idle machine), 1365
+//! examples/s, peak RSS 126 MB. `--load` of the `--save`d parameters gives the same 97.66%.
 //!
 //! `--unroll static` (the default) feeds `tape.unstack(x, 1)` to `static_rnn`;
 //! `--unroll dynamic` feeds the `[batch, 28, 28]` tensor to `dynamic_rnn` and takes

@@ -54,7 +54,7 @@ impl Model for StackedClassifier {
 }
 
 fn main() -> AnyResult<()> {
-    let cli: Cli = common::parse(&[("steps", "3000"), ("hidden", "128")]);
+    let cli: Cli = common::parse(&[("steps", "2000"), ("hidden", "128")]);
     let args = &cli.train;
 
     let mut params = ParamStore::<f32>::new(args.seed);
