@@ -10,7 +10,10 @@
 //! cargo run --release --example birnn -- --data-dir /work/shared/mnist
 //! ```
 //!
-//! Expected (seed 42, 2 cores): FILLED IN AFTER MEASURING.
+//! Measured with the defaults (3000 steps, seed 42) on a 2-core machine shared with other jobs:
+//! test accuracy 98.46% on all 10000 test images (97.81% on the first 1280), validation 98.54%,
+//! 862 s wall time, median 251 ms per training step, 486 examples/s. A 1500-step run (seed 42)
+//! ends at 97.33% (462 s): validation accuracy passes 98% only after four epochs (1720 steps).
 
 mod common;
 
@@ -48,7 +51,7 @@ impl Model for BiLstmClassifier {
 }
 
 fn main() -> AnyResult<()> {
-    let cli: Cli = common::parse(&[("steps", "1500"), ("hidden", "256")]);
+    let cli: Cli = common::parse(&[("steps", "3000"), ("hidden", "256")]);
     let args = &cli.train;
 
     let mut params = ParamStore::<f32>::new(args.seed);

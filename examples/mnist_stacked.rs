@@ -10,7 +10,10 @@
 //! cargo run --release --example mnist_stacked -- --data-dir /work/shared/mnist
 //! ```
 //!
-//! Expected (seed 42, 2 cores): FILLED IN AFTER MEASURING.
+//! Measured with the defaults (2000 steps, seed 42) on a 2-core machine shared with other jobs:
+//! test accuracy 98.62% on all 10000 test images (97.81% on the first 1280), validation 98.54%,
+//! 543 s wall time, median 243 ms per training step, 513 examples/s. Validation accuracy
+//! passes 98% after two epochs (860 steps), so `--steps 1000` is a quicker run.
 
 mod common;
 
