@@ -12,6 +12,9 @@
 //! test accuracy 97.66% on all 10000 test images (96.17% on the first 1280), validation 97.94%,
 //! 203 s wall time, median 88.9 ms per training step (about 54 ms on an idle machine), 1365
 //! examples/s, peak RSS 126 MB. `--load` of the `--save`d parameters gives the same 97.66%.
+//! `--steps 800`: 96.34% (96.25% on the first 1280), 54 s, 56.9 ms/step.
+//! `--unroll dynamic --epochs 10` (4297 steps): 98.24% (97.50% on the first 1280), 290 s,
+//! 58.9 ms/step. Static and dynamic unrolling give the same losses step for step.
 //!
 //! `--unroll static` (the default) feeds `tape.unstack(x, 1)` to `static_rnn`;
 //! `--unroll dynamic` feeds the `[batch, 28, 28]` tensor to `dynamic_rnn` and takes
