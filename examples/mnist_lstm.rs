@@ -1,0 +1,92 @@
+//! MNIST with one LSTM: each 28x28 image is read as 28 time steps of 28 pixels.
+//!
+//! `BasicLstmCell(128, forget_bias = 1.0)` -> output of the last step -> dense -> 10 logits,
+//! softmax cross-entropy, Adam (learning rate 0.001), batches of 128 (the classic TensorFlow 1.x
+//! tutorial, `recurrent_network.py`).
+//!
+//! ```text
+//! cargo run --release --example mnist_lstm -- --data-dir /work/shared/mnist
+//! ```
+//!
+//! Measured with the defaults (2000 steps, seed 42) on a 2-core machine shared with other jobs:
+//! test accuracy 97.66% on all 10000 test images (96.17% on the first 1280), validation 97.94%,
+//! 203 s wall time, median 88.9 ms per training step (about 54 ms on an idle machine), 1365
+//! examples/s, peak RSS 126 MB. `--load` of the `--save`d parameters gives the same 97.66%.
+//! `--steps 800`: 96.34% (96.25% on the first 1280), 54 s, 56.9 ms/step.
+//! `--unroll dynamic --epochs 10` (4297 steps): 98.24% (97.50% on the first 1280), 290 s,
+//! 58.9 ms/step. Static and dynamic unrolling give the same losses step for step.
+//!
+//! `--unroll static` (the default) feeds `tape.unstack(x, 1)` to `static_rnn`;
+//! `--unroll dynamic` feeds the `[batch, 28, 28]` tensor to `dynamic_rnn` and takes
+//! `last_relevant_output`. Both train the same model with the same parameter names.
+
+mod common;
+
+use clap::{Parser, ValueEnum};
+use common::{AnyResult, Model, TrainArgs};
+use recurrent::cell::BasicLstmCell;
+use recurrent::data::Batch;
+use recurrent::{dynamic_rnn, last_relevant_output, static_rnn, Dense, ParamStore, Tape, Var};
+
+/// Train an LSTM on MNIST, one image row per time step.
+#[derive(Parser, Debug)]
+struct Cli {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// How the LSTM is unrolled over the 28 steps.
+    #[arg(long, value_enum, default_value_t = Unroll::Static)]
+    unroll: Unroll,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum Unroll {
+    /// `static_rnn` over a list of 28 per-step tensors.
+    Static,
+    /// `dynamic_rnn` over one `[batch, 28, 28]` tensor.
+    Dynamic,
+}
+
+struct LstmClassifier {
+    cell: BasicLstmCell,
+    dense: Dense,
+    unroll: Unroll,
+}
+
+impl Model for LstmClassifier {
+    fn logits(&self, tape: &Tape<'_, f32>, batch: &Batch<f32>) -> recurrent::Result<Var> {
+        let x = tape.constant(batch.images_as_sequences().into_dyn()); // [batch, 28, 28]
+        let last = match self.unroll {
+            Unroll::Static => {
+                let steps = tape.unstack(x, 1)?; // 28 x [batch, 28]
+                let (outputs, _state) = static_rnn(tape, &self.cell, &steps, None, None)?;
+                *outputs.last().expect("28 steps")
+            }
+            Unroll::Dynamic => {
+                let (outputs, _state) = dynamic_rnn(tape, &self.cell, x, None, None, false)?;
+                last_relevant_output(tape, outputs, None)?
+            }
+        };
+        self.dense.forward(tape, last)
+    }
+}
+
+fn main() -> AnyResult<()> {
+    let cli: Cli = common::parse(&[("steps", "2000"), ("hidden", "128")]);
+    let args = &cli.train;
+
+    let mut params = ParamStore::<f32>::new(args.seed);
+    let cell = BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", 28, args.hidden)?
+        .with_forget_bias(1.0)?;
+    let dense = Dense::new(&mut params, "dense", args.hidden, 10)?;
+    let model = LstmClassifier {
+        cell,
+        dense,
+        unroll: cli.unroll,
+    };
+
+    let lines = [format!(
+        "model: 28 steps x 28 pixels -> BasicLstmCell({}, forget_bias 1.0), {:?} unroll -> dense -> 10",
+        args.hidden, cli.unroll
+    )];
+    common::run("mnist_lstm", &lines, args, params, &model)
+}
