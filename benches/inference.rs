@@ -21,7 +21,7 @@ fn inference(c: &mut Criterion) {
         .throughput(Throughput::Elements(BATCH as u64))
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+        .measurement_time(Duration::from_secs(5));
     group.bench_function("lstm128", |b| {
         b.iter(|| black_box(model.predict(black_box(&x)).expect("forward")))
     });

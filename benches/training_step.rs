@@ -25,7 +25,7 @@ fn training_step(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .sample_size(20)
         .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(5));
+        .measurement_time(Duration::from_secs(8));
     for name in NAMES {
         let mut model = Model::new(name, 0);
         let mut k = 0;
