@@ -1,0 +1,167 @@
+//! Training steps of the reference models on real MNIST, timed the way
+//! `shared/bench/bench_torch.py` times PyTorch, for `benches/compare.sh`.
+//!
+//! For each model named on the command line (all three when none is; a name is matched as a
+//! substring, like criterion's filters): 10 warm-up and 50 timed training steps (forward, mean
+//! sparse softmax cross-entropy, backward, Adam update; `benches/models/mod.rs`) on shuffled
+//! MNIST training batches of 128 (`Mnist::load(dir, 0)`, `next_batch`), each step timed alone.
+//! Prints the median, minimum and maximum ms per step and examples per second, and writes
+//! `$BENCH_RESULTS/recurrent_bench.json` (default `/tmp/recurrent-bench`), shaped like
+//! `bench_torch.py`'s `torch_bench.json`.
+//!
+//! Not a criterion bench (`harness = false`): `cargo bench --bench compare -- lstm128 bilstm256
+//! multi3`. MNIST is read from `MNIST_DIR` (else `data/mnist`) and never downloaded; when it is
+//! missing a plain `cargo bench` skips this, a run that names a model fails. Threads:
+//! `RECURRENT_NUM_THREADS` (compare.sh sets 2, as `bench_torch.py` uses 2), else all cores.
+
+mod models;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use recurrent::data::{resolve_data_dir, Mnist};
+use recurrent::parallel::num_threads;
+use serde_json::{json, Map, Value};
+
+use models::{Model, BATCH, NAMES};
+
+const WARM: usize = 10;
+const TIMED: usize = 50;
+
+/// User plus system CPU time of this process in seconds, all threads (Linux `/proc`; clock
+/// ticks taken as the usual 100 per second).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 of `rest` (1-based).
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+fn run(name: &str, mnist: &mut Mnist) -> recurrent::Result<Value> {
+    let mut model = Model::new(name, 0);
+    let mut times = Vec::with_capacity(TIMED);
+    let (mut c0, mut w0) = (None, Instant::now());
+    let mut last_loss = 0.0;
+    for step in 0..WARM + TIMED {
+        let batch = mnist.train.next_batch::<f32>(BATCH);
+        let x = batch.images_as_sequences();
+        if step == WARM {
+            c0 = cpu_seconds();
+            w0 = Instant::now();
+        }
+        let t0 = Instant::now();
+        last_loss = model.train_step(&x, &batch.labels)?;
+        if step >= WARM {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let wall = w0.elapsed().as_secs_f64();
+    let cpu_over_wall = match (c0, cpu_seconds()) {
+        (Some(c0), Some(c1)) => Value::from((c1 - c0) / wall),
+        _ => Value::Null,
+    };
+    times.sort_by(f64::total_cmp);
+    let med = median(&times);
+    let (min, max) = (times[0], times[times.len() - 1]);
+    let examples_per_s = BATCH as f64 / (med / 1e3);
+    println!(
+        "{name:<10} median {med:8.2} ms/step  min {min:8.2}  max {max:8.2}  {examples_per_s:8.0} examples/s  (loss after {} steps {last_loss:.3})",
+        WARM + TIMED
+    );
+    Ok(json!({
+        "median_ms_per_step": med,
+        "min_ms": min,
+        "max_ms": max,
+        "examples_per_s": examples_per_s,
+        "params": model.num_params(),
+        "cpu_over_wall": cpu_over_wall,
+    }))
+}
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench` (and criterion options meant for other benches): only the
+    // free arguments are model filters.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<&str> = NAMES
+        .into_iter()
+        .filter(|name| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let dir = resolve_data_dir(None);
+    let mut mnist = match Mnist::load(&dir, 0) {
+        Ok(m) => m,
+        Err(e) if filters.is_empty() => {
+            println!(
+                "compare: skipped, no MNIST in {} ({e}); set MNIST_DIR",
+                dir.display()
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("compare: cannot load MNIST from {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "recurrent {}: training steps on MNIST batches of {BATCH} ({WARM} warm-up, {TIMED} timed), {} thread(s)",
+        env!("CARGO_PKG_VERSION"),
+        num_threads()
+    );
+    let mut configs = Map::new();
+    for name in selected {
+        match run(name, &mut mnist) {
+            Ok(result) => {
+                configs.insert(name.to_string(), result);
+            }
+            Err(e) => {
+                eprintln!("compare: {name} failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let results = json!({
+        "recurrent_version": env!("CARGO_PKG_VERSION"),
+        "num_threads": num_threads(),
+        "batch_size": BATCH,
+        "warm_up_steps": WARM,
+        "timed_steps": TIMED,
+        "configs": configs,
+    });
+    let outdir = std::env::var("BENCH_RESULTS").unwrap_or_else(|_| "/tmp/recurrent-bench".into());
+    let path = Path::new(&outdir).join("recurrent_bench.json");
+    let written = std::fs::create_dir_all(&outdir).and_then(|()| {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&results).expect("JSON") + "\n",
+        )
+    });
+    match written {
+        Ok(()) => {
+            println!("wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("compare: cannot write {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
