@@ -242,6 +242,9 @@ pub(super) fn backward<T: Scalar>(
     };
     let rows = shard_rows(batch);
     let n_shards = batch.div_ceil(rows);
+    // Allocated here, on the calling thread, so that its pool serves every step (the shard
+    // threads are new each call and their pools die with them).
+    let mut dz_all: Array3<T> = workspace::zeros((batch, x.dim().1, 4 * units));
     let mut dx_chunks: Vec<Option<ArrayViewMut3<'_, T>>> = match grads.dx.as_mut() {
         Some(dx) => dx.axis_chunks_iter_mut(Axis(0), rows).map(Some).collect(),
         None => (0..n_shards).map(|_| None).collect(),
@@ -251,8 +254,9 @@ pub(super) fn backward<T: Scalar>(
         .axis_chunks_iter_mut(Axis(0), rows)
         .zip(grads.dh0.axis_chunks_iter_mut(Axis(0), rows))
         .zip(dx_chunks.iter_mut())
+        .zip(dz_all.axis_chunks_iter_mut(Axis(0), rows))
         .enumerate()
-        .map(|(k, ((dc, dh), dx))| {
+        .map(|(k, (((dc, dh), dx), dz))| {
             let r = k * rows..(k * rows + dc.nrows());
             BackwardShard {
                 x: x.slice(s![r.clone(), .., ..]),
@@ -265,6 +269,7 @@ pub(super) fn backward<T: Scalar>(
                 dc,
                 dh,
                 dx: dx.take(),
+                dz,
             }
         })
         .collect();
@@ -275,6 +280,7 @@ pub(super) fn backward<T: Scalar>(
         grads.dkernel += &dkernel;
         grads.dbias += &dbias;
     }
+    workspace::recycle_array(dz_all);
     grads
 }
 
@@ -291,6 +297,8 @@ struct BackwardShard<'a, T> {
     /// In: the gradient of the final `h`; out: the gradient of the initial `h`.
     dh: ArrayViewMut2<'a, T>,
     dx: Option<ArrayViewMut3<'a, T>>,
+    /// Scratch for the gate pre-activation gradients, `[batch, time, 4 * units]`, zeroed.
+    dz: ArrayViewMut3<'a, T>,
 }
 
 impl<T: Scalar> BackwardShard<'_, T> {
@@ -299,7 +307,7 @@ impl<T: Scalar> BackwardShard<'_, T> {
         let (batch, steps, in_size) = self.x.dim();
         let units = self.dc.ncols();
         let one = T::one();
-        let mut dz: Array3<T> = workspace::zeros((batch, steps, 4 * units));
+        let mut dz = self.dz;
         let mut dh = self.dh.to_owned();
         let mut dh_prev = Array2::<T>::zeros((batch, units));
         for t in (0..steps).rev() {
@@ -399,8 +407,6 @@ impl<T: Scalar> BackwardShard<'_, T> {
                 .expect("contiguous shard");
             gemm(one, &dz.view(), &w_x.t(), T::zero(), &mut dx);
         }
-        let dbias = dz.sum_axis(Axis(0));
-        workspace::recycle_array(dz);
-        (dkernel, dbias)
+        (dkernel, dz.sum_axis(Axis(0)))
     }
 }
