@@ -32,8 +32,10 @@ pub(crate) fn with_pool_f64<R>(f: impl FnOnce(&mut Vec<Vec<f64>>) -> R) -> R {
     POOL_F64.with(|p| f(&mut p.borrow_mut()))
 }
 
-/// A zero-filled buffer of `len` elements, reusing a pooled allocation when one is big enough.
-pub(crate) fn zeroed<T: Scalar>(len: usize) -> Vec<T> {
+/// A buffer of `len` elements, reusing a pooled allocation when one is big enough; zero-filled
+/// when `zero`, else holding whatever values the buffer last held (for callers that write every
+/// element they later read).
+fn take<T: Scalar>(len: usize, zero: bool) -> Vec<T> {
     let reused = T::with_pool(|pool| {
         // The smallest buffer that fits, so large ones stay available for large requests.
         let best = pool
@@ -46,7 +48,11 @@ pub(crate) fn zeroed<T: Scalar>(len: usize) -> Vec<T> {
     });
     match reused {
         Some(mut buffer) => {
-            buffer.clear();
+            if zero {
+                buffer.clear();
+            } else {
+                buffer.truncate(len);
+            }
             buffer.resize(len, T::zero());
             buffer
         }
@@ -67,14 +73,15 @@ pub(crate) fn recycle<T: Scalar>(buffer: Vec<T>) {
     });
 }
 
-/// A zero-filled array of the given shape from the pool.
-pub(crate) fn zeros<T: Scalar, Sh>(shape: Sh) -> ndarray::Array<T, Sh::Dim>
+/// An array of the given shape from the pool whose elements are unspecified (stale values from
+/// an earlier use, or zeros): only for buffers whose every element is written before it is read.
+pub(crate) fn scratch<T: Scalar, Sh>(shape: Sh) -> ndarray::Array<T, Sh::Dim>
 where
     Sh: ndarray::ShapeBuilder,
 {
     let shape = shape.into_shape_with_order();
     let len = ndarray::Dimension::size(shape.raw_dim());
-    ndarray::Array::from_shape_vec(shape, zeroed(len)).expect("length matches the shape")
+    ndarray::Array::from_shape_vec(shape, take(len, false)).expect("length matches the shape")
 }
 
 /// Gives an array's allocation back to the pool.

@@ -76,10 +76,12 @@ pub(super) fn forward<T: Scalar>(
     let units = bias.len() / 4;
     let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
     let mut fwd = Forward {
-        gates: workspace::zeros((batch, steps, 4 * units)),
-        c_prev: workspace::zeros((batch, steps, units)),
-        h_prev: workspace::zeros((batch, steps, units)),
-        tanh_c: workspace::zeros((batch, steps, units)),
+        // Every element of these is written before it is read (tanh_c only where the backward
+        // pass reads it: at valid steps), so stale pooled values need no zeroing.
+        gates: workspace::scratch((batch, steps, 4 * units)),
+        c_prev: workspace::scratch((batch, steps, units)),
+        h_prev: workspace::scratch((batch, steps, units)),
+        tanh_c: workspace::scratch((batch, steps, units)),
         outputs: Array3::zeros((batch, steps, units)),
         c_last: Array2::zeros((batch, units)),
         h_last: Array2::zeros((batch, units)),
@@ -244,7 +246,8 @@ pub(super) fn backward<T: Scalar>(
     let n_shards = batch.div_ceil(rows);
     // Allocated here, on the calling thread, so that its pool serves every step (the shard
     // threads are new each call and their pools die with them).
-    let mut dz_all: Array3<T> = workspace::zeros((batch, x.dim().1, 4 * units));
+    // Every row is written: computed at valid steps, zeroed at carried ones.
+    let mut dz_all: Array3<T> = workspace::scratch((batch, x.dim().1, 4 * units));
     let mut dx_chunks: Vec<Option<ArrayViewMut3<'_, T>>> = match grads.dx.as_mut() {
         Some(dx) => dx.axis_chunks_iter_mut(Axis(0), rows).map(Some).collect(),
         None => (0..n_shards).map(|_| None).collect(),
@@ -326,7 +329,8 @@ impl<T: Scalar> BackwardShard<'_, T> {
             let mut dz_t = dz.index_axis_mut(Axis(1), t);
             for b in 0..batch {
                 if !alive(self.lengths, b, t) {
-                    // The state was carried: its gradient passes straight through (dz stays 0).
+                    // The state was carried: its gradient passes straight through, dz is 0.
+                    dz_t.row_mut(b).fill(T::zero());
                     continue;
                 }
                 let g = gates.row(b);
