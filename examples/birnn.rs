@@ -21,6 +21,7 @@ use clap::Parser;
 use common::{AnyResult, Model, TrainArgs};
 use recurrent::cell::BasicLstmCell;
 use recurrent::data::Batch;
+use recurrent::init::Initializer;
 use recurrent::{static_bidirectional_rnn, Dense, ParamStore, Tape, Var};
 
 /// Train a bidirectional LSTM on MNIST, one image row per time step.
@@ -58,7 +59,12 @@ fn main() -> AnyResult<()> {
     let h = args.hidden;
     let fw = BasicLstmCell::new(&mut params, "bidirectional_rnn/fw/basic_lstm_cell", 28, h)?;
     let bw = BasicLstmCell::new(&mut params, "bidirectional_rnn/bw/basic_lstm_cell", 28, h)?;
-    let dense = Dense::new(&mut params, "dense", 2 * h, 10)?;
+    // The tutorial's output layer: weights and biases drawn from tf.random_normal (N(0, 1)).
+    let normal = Initializer::RandomNormal {
+        mean: 0.0,
+        stddev: 1.0,
+    };
+    let dense = Dense::with_init(&mut params, "dense", 2 * h, 10, normal, normal)?;
     let model = BiLstmClassifier { fw, bw, dense };
 
     let lines = [format!(

@@ -26,6 +26,7 @@ use clap::{Parser, ValueEnum};
 use common::{AnyResult, Model, TrainArgs};
 use recurrent::cell::BasicLstmCell;
 use recurrent::data::Batch;
+use recurrent::init::Initializer;
 use recurrent::{dynamic_rnn, last_relevant_output, static_rnn, Dense, ParamStore, Tape, Var};
 
 /// Train an LSTM on MNIST, one image row per time step.
@@ -77,7 +78,12 @@ fn main() -> AnyResult<()> {
     let mut params = ParamStore::<f32>::new(args.seed);
     let cell = BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", 28, args.hidden)?
         .with_forget_bias(1.0)?;
-    let dense = Dense::new(&mut params, "dense", args.hidden, 10)?;
+    // The tutorial's output layer: weights and biases drawn from tf.random_normal (N(0, 1)).
+    let normal = Initializer::RandomNormal {
+        mean: 0.0,
+        stddev: 1.0,
+    };
+    let dense = Dense::with_init(&mut params, "dense", args.hidden, 10, normal, normal)?;
     let model = LstmClassifier {
         cell,
         dense,

@@ -31,7 +31,8 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// Creates `{scope}/kernel` `[input_size, output_size]` and `{scope}/bias` in `params`.
+    /// Creates `{scope}/kernel` `[input_size, output_size]` (Glorot uniform) and `{scope}/bias`
+    /// (zeros) in `params`.
     pub fn new<T: Scalar>(
         params: &mut ParamStore<T>,
         scope: impl Into<Scope>,
@@ -44,16 +45,19 @@ impl Dense {
             input_size,
             output_size,
             Initializer::GlorotUniform,
+            Initializer::Zeros,
         )
     }
 
-    /// Like [`Dense::new`] with the kernel drawn from `kernel_init`.
+    /// Like [`Dense::new`] with the kernel and bias drawn from the given initializers (the classic
+    /// TensorFlow tutorials use `tf.random_normal` for both).
     pub fn with_init<T: Scalar>(
         params: &mut ParamStore<T>,
         scope: impl Into<Scope>,
         input_size: usize,
         output_size: usize,
         kernel_init: Initializer,
+        bias_init: Initializer,
     ) -> Result<Self> {
         if input_size == 0 || output_size == 0 {
             return Err(Error::invalid(format!(
@@ -66,7 +70,7 @@ impl Dense {
             &[input_size, output_size],
             kernel_init,
         )?;
-        let bias = params.create(&scope.join("bias"), &[output_size], Initializer::Zeros)?;
+        let bias = params.create(&scope.join("bias"), &[output_size], bias_init)?;
         Ok(Dense {
             kernel,
             bias,

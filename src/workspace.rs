@@ -14,8 +14,9 @@ use crate::Scalar;
 /// and direction); beyond this, returned buffers are freed.
 const MAX_POOLED: usize = 512;
 
-/// The most elements a thread's pool holds in all (256 MiB of `f32`).
-const MAX_POOLED_ELEMENTS: usize = 64 << 20;
+/// The most elements a thread's pool holds in all (96 MiB of `f32`): a training step's buffers
+/// stay, while the larger ones of an occasional big evaluation batch go back to the allocator.
+const MAX_POOLED_ELEMENTS: usize = 24 << 20;
 
 thread_local! {
     static POOL_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };

@@ -861,3 +861,59 @@ fn bidirectional_gradients_with_initial_states() {
     .unwrap()
     .assert_ok();
 }
+
+#[test]
+fn lstm_gradients_when_only_early_steps_receive_one() {
+    // Read at the last step, the backward direction of a bidirectional RNN gets its gradient at
+    // its first step only, so its BPTT covers one step; reading an early step of a forward run
+    // likewise covers a prefix. Both must equal finite differences (inputs watched, so the input
+    // gradient's prefix path is checked too), with and without lengths.
+    let mut params = ParamStore::<f64>::new(20);
+    let fw = lstm(&mut params, "fw", 2, 3, 200);
+    let bw = lstm(&mut params, "bw", 2, 3, 201);
+    let x = random(&[3, 5, 2], 1.0, 41);
+    for lengths in [None, Some(vec![5usize, 2, 4])] {
+        gradcheck(
+            &params,
+            std::slice::from_ref(&x),
+            Tolerance::default(),
+            |t, v| {
+                let ((f, b), _) = bidirectional_dynamic_rnn(
+                    t,
+                    &fw,
+                    &bw,
+                    v[0],
+                    None,
+                    None,
+                    lengths.as_deref(),
+                    false,
+                )?;
+                let both = t.concat(&[f, b], 2)?;
+                last_relevant_output(t, both, lengths.as_deref())
+            },
+        )
+        .unwrap()
+        .assert_ok();
+        gradcheck(
+            &params,
+            std::slice::from_ref(&x),
+            Tolerance::default(),
+            |t, v| {
+                let (out, _) = dynamic_rnn(t, &fw, v[0], None, lengths.as_deref(), false)?;
+                t.gather_rows(out, &[1, 0, 2])
+            },
+        )
+        .unwrap()
+        .assert_ok();
+    }
+    // No gradient at all reaches the outputs: every gradient is zero.
+    let tape = Tape::new(&params);
+    let xv = tape.watch(x.clone());
+    let (out, _) = dynamic_rnn(&tape, &fw, xv, None, None, false).unwrap();
+    let zero = tape.constant(ArrayD::zeros(IxDyn(&[3, 5, 3])));
+    let grads = tape
+        .backward(tape.sum(tape.mul(out, zero).unwrap()))
+        .unwrap();
+    assert!(grads.wrt(xv).unwrap().iter().all(|&g| g == 0.0));
+    assert!(grads.iter().all(|(_, g)| g.iter().all(|&v| v == 0.0)));
+}

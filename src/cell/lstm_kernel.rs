@@ -7,6 +7,7 @@
 
 use ndarray::{
     s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
+    CowArray, Ix2,
 };
 
 use crate::linalg::gemm;
@@ -242,6 +243,20 @@ pub(super) fn backward<T: Scalar>(
         dkernel: Array2::zeros(kernel.raw_dim()),
         dbias: Array1::zeros(4 * units),
     };
+    // Steps after the last one that receives a gradient have dz = 0 and add nothing: BPTT starts
+    // there. (The backward half of a bidirectional RNN read at the last step gets its gradient at
+    // its first step only, so it skips all but one step.)
+    let steps = x.dim().1;
+    let t_end = if d_c_last.is_some() || d_h_last.is_some() {
+        steps
+    } else {
+        d_outputs.as_ref().map_or(0, |d| {
+            (0..steps)
+                .rev()
+                .find(|&t| d.index_axis(Axis(1), t).iter().any(|&v| v != T::zero()))
+                .map_or(0, |t| t + 1)
+        })
+    };
     let rows = shard_rows(batch);
     let n_shards = batch.div_ceil(rows);
     // Allocated here, on the calling thread, so that its pool serves every step (the shard
@@ -277,7 +292,7 @@ pub(super) fn backward<T: Scalar>(
         })
         .collect();
     let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
-    let partials = run_shards(shards, |shard| shard.run(w_x, w_h));
+    let partials = run_shards(shards, |shard| shard.run(w_x, w_h, t_end));
     // Partial sums are added in shard order: the result does not depend on the thread count.
     for (dkernel, dbias) in partials {
         grads.dkernel += &dkernel;
@@ -306,14 +321,20 @@ struct BackwardShard<'a, T> {
 
 impl<T: Scalar> BackwardShard<'_, T> {
     /// Returns this shard's share of the kernel and bias gradients.
-    fn run(mut self, w_x: ArrayView2<'_, T>, w_h: ArrayView2<'_, T>) -> (Array2<T>, Array1<T>) {
-        let (batch, steps, in_size) = self.x.dim();
+    /// BPTT over steps `0..t_end` (later steps receive no gradient).
+    fn run(
+        mut self,
+        w_x: ArrayView2<'_, T>,
+        w_h: ArrayView2<'_, T>,
+        t_end: usize,
+    ) -> (Array2<T>, Array1<T>) {
+        let (batch, _, in_size) = self.x.dim();
         let units = self.dc.ncols();
         let one = T::one();
         let mut dz = self.dz;
         let mut dh = self.dh.to_owned();
         let mut dh_prev = Array2::<T>::zeros((batch, units));
-        for t in (0..steps).rev() {
+        for t in (0..t_end).rev() {
             if let Some(d_out) = &self.d_outputs {
                 for b in 0..batch {
                     // A step past an example's length output a constant zero: no gradient.
@@ -387,30 +408,45 @@ impl<T: Scalar> BackwardShard<'_, T> {
             std::mem::swap(&mut dh, &mut dh_prev);
         }
         self.dh.assign(&dh);
-        // Weight gradients of every step at once.
-        let dz = dz
-            .into_shape_with_order((batch * steps, 4 * units))
-            .expect("standard layout");
-        let x = self
-            .x
-            .into_shape_with_order((batch * steps, in_size))
-            .expect("contiguous shard");
-        let h_prev = self
-            .h_prev
-            .into_shape_with_order((batch * steps, units))
-            .expect("contiguous shard");
+        // Weight gradients of every step at once: one product over the rows (example, step) of
+        // steps 0..t_end. With every step, the shard's buffers are those rows; otherwise the
+        // rows are gathered first (a copy far cheaper than products over zero rows).
+        let dz = dz.slice(s![.., ..t_end, ..]);
+        let x = self.x.slice(s![.., ..t_end, ..]);
+        let h_prev = self.h_prev.slice(s![.., ..t_end, ..]);
+        let (dz, x, h_prev) = (flatten_rows(dz), flatten_rows(x), flatten_rows(h_prev));
         let mut dkernel = Array2::<T>::zeros((in_size + units, 4 * units));
         {
             let (mut dw_x, mut dw_h) = dkernel.view_mut().split_at(Axis(0), in_size);
             gemm(one, &x.t(), &dz.view(), T::zero(), &mut dw_x);
             gemm(one, &h_prev.t(), &dz.view(), T::zero(), &mut dw_h);
         }
-        if let Some(dx) = self.dx.take() {
-            let mut dx = dx
-                .into_shape_with_order((batch * steps, in_size))
-                .expect("contiguous shard");
-            gemm(one, &dz.view(), &w_x.t(), T::zero(), &mut dx);
+        if let Some(mut dx) = self.dx.take() {
+            // dx is zero past t_end (it was created zeroed).
+            let dx_rows = crate::linalg::matmul(&dz.view(), &w_x.t());
+            let dx_rows = dx_rows
+                .into_shape_with_order((batch, t_end, in_size))
+                .expect("sizes match");
+            dx.slice_mut(s![.., ..t_end, ..]).assign(&dx_rows);
         }
         (dkernel, dz.sum_axis(Axis(0)))
+    }
+}
+
+/// `[a, b, c]` as `[a * b, c]`: a view when the layout allows, else a compact copy.
+fn flatten_rows<T: Scalar>(a: ArrayView3<'_, T>) -> CowArray<'_, T, Ix2> {
+    let (n, m, width) = a.dim();
+    if a.is_standard_layout() {
+        CowArray::from(
+            a.into_shape_with_order((n * m, width))
+                .expect("standard layout"),
+        )
+    } else {
+        let owned = a.as_standard_layout().into_owned();
+        CowArray::from(
+            owned
+                .into_shape_with_order((n * m, width))
+                .expect("standard layout"),
+        )
     }
 }
