@@ -14,9 +14,10 @@ use crate::Scalar;
 /// and direction); beyond this, returned buffers are freed.
 const MAX_POOLED: usize = 512;
 
-/// The most elements a thread's pool holds in all (96 MiB of `f32`): a training step's buffers
-/// stay, while the larger ones of an occasional big evaluation batch go back to the allocator.
-const MAX_POOLED_ELEMENTS: usize = 24 << 20;
+/// The most elements a thread's pool holds in all (64 MiB of `f32`). When a returned buffer
+/// would exceed it, the largest pooled buffers are freed first, so the big buffers of an
+/// occasional large evaluation batch do not stay resident through training.
+const MAX_POOLED_ELEMENTS: usize = 16 << 20;
 
 thread_local! {
     static POOL_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -39,10 +40,11 @@ pub(crate) fn with_pool_f64<R>(f: impl FnOnce(&mut Vec<Vec<f64>>) -> R) -> R {
 fn take<T: Scalar>(len: usize, zero: bool) -> Vec<T> {
     let reused = T::with_pool(|pool| {
         // The smallest buffer that fits, so large ones stay available for large requests.
+        // Never a buffer more than four times too big: it would keep its whole size resident.
         let best = pool
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
+            .filter(|(_, b)| b.capacity() >= len && b.capacity() / 4 <= len)
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
         best.map(|i| pool.swap_remove(i))
@@ -66,11 +68,21 @@ pub(crate) fn recycle<T: Scalar>(buffer: Vec<T>) {
     if buffer.capacity() == 0 {
         return;
     }
+    if buffer.capacity() > MAX_POOLED_ELEMENTS {
+        return;
+    }
     T::with_pool(|pool| {
-        let held: usize = pool.iter().map(Vec::capacity).sum();
-        if pool.len() < MAX_POOLED && held + buffer.capacity() <= MAX_POOLED_ELEMENTS {
-            pool.push(buffer);
+        let mut held: usize = pool.iter().map(Vec::capacity).sum();
+        while held + buffer.capacity() > MAX_POOLED_ELEMENTS || pool.len() >= MAX_POOLED {
+            let largest = pool
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i)
+                .expect("a non-empty pool while over the limit");
+            held -= pool.swap_remove(largest).capacity();
         }
+        pool.push(buffer);
     });
 }
 
