@@ -34,10 +34,10 @@ pub(crate) fn with_pool_f64<R>(f: impl FnOnce(&mut Vec<Vec<f64>>) -> R) -> R {
     POOL_F64.with(|p| f(&mut p.borrow_mut()))
 }
 
-/// A buffer of `len` elements, reusing a pooled allocation when one is big enough; zero-filled
-/// when `zero`, else holding whatever values the buffer last held (for callers that write every
-/// element they later read).
-fn take<T: Scalar>(len: usize, zero: bool) -> Vec<T> {
+/// A buffer of `len` elements, reusing a pooled allocation when one fits, holding whatever
+/// values it last held (zeros when freshly allocated): for callers that write every element
+/// they later read.
+fn take<T: Scalar>(len: usize) -> Vec<T> {
     let reused = T::with_pool(|pool| {
         // The smallest buffer that fits, so large ones stay available for large requests.
         // Never a buffer more than four times too big: it would keep its whole size resident.
@@ -51,11 +51,7 @@ fn take<T: Scalar>(len: usize, zero: bool) -> Vec<T> {
     });
     match reused {
         Some(mut buffer) => {
-            if zero {
-                buffer.clear();
-            } else {
-                buffer.truncate(len);
-            }
+            buffer.truncate(len);
             buffer.resize(len, T::zero());
             buffer
         }
@@ -94,7 +90,7 @@ where
 {
     let shape = shape.into_shape_with_order();
     let len = ndarray::Dimension::size(shape.raw_dim());
-    ndarray::Array::from_shape_vec(shape, take(len, false)).expect("length matches the shape")
+    ndarray::Array::from_shape_vec(shape, take(len)).expect("length matches the shape")
 }
 
 /// Gives an array's allocation back to the pool.
