@@ -451,11 +451,21 @@ fn load_new_rejects_empty_tensors() {
     assert!(err.to_string().contains("\"w\""), "{err}");
 }
 
-/// Python interop: numpy reads what we write. Needs `pip install safetensors numpy`; run with
-/// `cargo test --test checkpoint -- --ignored`.
+/// Python interop: `safetensors.numpy.load_file` reads what we write. Needs python3 with
+/// `safetensors` and `numpy` (`.ci/run` installs them); without them the test fails under CI and
+/// says so and returns elsewhere.
 #[test]
-#[ignore = "needs python3 with safetensors and numpy"]
 fn python_reads_our_checkpoints() {
+    let has_modules = std::process::Command::new("python3")
+        .args(["-c", "import safetensors.numpy, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_modules {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        assert!(!ci, "under CI, python3 needs safetensors and numpy: pip install safetensors numpy");
+        eprintln!("python_reads_our_checkpoints: python3 lacks safetensors or numpy; not run");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     for dtype in ["f32", "f64"] {
         let path = dir.path().join(format!("{dtype}.safetensors"));
