@@ -462,7 +462,10 @@ fn python_reads_our_checkpoints() {
         .is_ok_and(|o| o.status.success());
     if !has_modules {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-        assert!(!ci, "under CI, python3 needs safetensors and numpy: pip install safetensors numpy");
+        assert!(
+            !ci,
+            "under CI, python3 needs safetensors and numpy: pip install safetensors numpy"
+        );
         eprintln!("python_reads_our_checkpoints: python3 lacks safetensors or numpy; not run");
         return;
     }
