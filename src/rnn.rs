@@ -90,12 +90,15 @@ pub fn static_rnn<T: Scalar, C: Cell>(
         .transpose()?;
     let mut state = self::initial_state(tape, cell, initial_state, batch)?;
     let mut outputs = Vec::with_capacity(inputs.len());
+    // One zero output for every step that needs it, made once outside the time loop.
+    let zero = lengths
+        .is_some()
+        .then(|| tape.constant(ArrayD::zeros(IxDyn(&[batch, cell.output_size()]))));
     for (t, &x) in inputs.iter().enumerate() {
         let (out, new_state) = cell.call(tape, x, &state)?;
-        match &lengths {
-            Some(l) if l.iter().any(|&len| t >= len) => {
+        match (&lengths, zero) {
+            (Some(l), Some(zero)) if l.iter().any(|&len| t >= len) => {
                 let alive = ArrayD::from_shape_fn(IxDyn(&[batch, 1]), |i| t < l[i[0]]);
-                let zero = tape.constant(ArrayD::zeros(IxDyn(&tape.shape(out))));
                 outputs.push(tape.select(&alive, out, zero)?);
                 let carried = new_state
                     .flatten()

@@ -137,7 +137,6 @@ impl<C> DropoutWrapper<C> {
         let (time_axis, batch_axis) = if time_major { (0, 1) } else { (1, 0) };
         let mask =
             tape.fixed_dropout_mask(self.id, slot, &[shape[batch_axis], shape[2]], keep_prob)?;
-        let _ = batch_axis;
         tape.mul(x, tape.constant(mask.insert_axis(Axis(time_axis))))
     }
 }

@@ -101,13 +101,7 @@ impl BasicLstmCell {
             Initializer::GlorotUniform,
         )?;
         let bias = params.create(&scope.join("bias"), &[4 * num_units], Initializer::Zeros)?;
-        Ok(BasicLstmCell {
-            kernel,
-            bias,
-            input_size,
-            num_units,
-            forget_bias: 1.0,
-        })
+        Self::from_params(params, kernel, bias)
     }
 
     /// Creates the cell's parameters from given weights (for tests and weights trained elsewhere).
@@ -117,17 +111,12 @@ impl BasicLstmCell {
         kernel: ArrayD<T>,
         bias: ArrayD<T>,
     ) -> Result<Self> {
-        let (input_size, num_units) = check_lstm_shapes(kernel.shape(), bias.shape())?;
+        // Checked before anything is created, so a bad shape leaves the store unchanged.
+        check_lstm_shapes(kernel.shape(), bias.shape())?;
         let scope = scope.into();
         let kernel = params.create_from(&scope.join("kernel"), kernel)?;
         let bias = params.create_from(&scope.join("bias"), bias)?;
-        Ok(BasicLstmCell {
-            kernel,
-            bias,
-            input_size,
-            num_units,
-            forget_bias: 1.0,
-        })
+        Self::from_params(params, kernel, bias)
     }
 
     /// A cell over parameters already in the store: the explicit way to share weights.

@@ -138,8 +138,7 @@ pub trait Optimizer<T: Scalar> {
 
     /// The slot `name` of parameter `id` (TensorFlow's `Optimizer.get_slot`), if the parameter has
     /// been updated at least once.
-    fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
-        let _ = (id, name);
+    fn slot(&self, _id: ParamId, _name: &str) -> Option<&ArrayD<T>> {
         None
     }
 }
