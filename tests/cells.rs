@@ -60,6 +60,69 @@ fn lstm_single_step_matches_hand_computation() {
     assert!((c - (-0.534_215)).abs() < 1e-6, "{c}");
 }
 
+/// The value of parameter `name` as a matrix (a bias `[n]` becomes `[1, n]`).
+fn param_matrix(params: &ParamStore<f64>, name: &str) -> ndarray::Array2<f64> {
+    let value = params.value(params.id(name).unwrap());
+    let cols = *value.shape().last().unwrap();
+    value
+        .to_shape((value.len() / cols, cols))
+        .unwrap()
+        .to_owned()
+}
+
+/// `[x, h]` for the equations below.
+fn concat_columns(x: &ndarray::Array2<f64>, h: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
+    ndarray::concatenate(Axis(1), &[x.view(), h.view()]).unwrap()
+}
+
+/// TensorFlow 1.x's `GRUCell` and `BasicRNNCell`, written out with plain ndarray on the cells'
+/// own (randomly initialised, then randomised) parameters.
+#[test]
+fn gru_and_basic_rnn_steps_match_tensorflow_equations() {
+    let (batch, input, units) = (3, 4, 5);
+    let x2 = random(&[batch, input], 1.0, 11)
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let h2 = random(&[batch, units], 0.9, 12)
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let mut params = ParamStore::<f64>::new(5);
+    let gru = GruCell::new(&mut params, "gru", input, units).unwrap();
+    let rnn = BasicRnnCell::new(&mut params, "rnn", input, units).unwrap();
+    // Zero-initialised biases would hide a bias added twice or not at all.
+    for (seed, id) in params.ids().collect::<Vec<_>>().into_iter().enumerate() {
+        let shape = params.value(id).shape().to_vec();
+        params
+            .set(id, random(&shape, 0.7, 100 + seed as u64))
+            .unwrap();
+    }
+
+    // GRU: [r, u] = sigmoid([x, h] W_g + b_g); c = tanh([x, r * h] W_c + b_c);
+    //      h' = u * h + (1 - u) * c.
+    let gates = (concat_columns(&x2, &h2).dot(&param_matrix(&params, "gru/gates/kernel"))
+        + param_matrix(&params, "gru/gates/bias"))
+    .mapv(sigmoid);
+    let (r, u) = (gates.slice(s![.., ..units]), gates.slice(s![.., units..]));
+    let rh = &r * &h2;
+    let c = (concat_columns(&x2, &rh).dot(&param_matrix(&params, "gru/candidate/kernel"))
+        + param_matrix(&params, "gru/candidate/bias"))
+    .mapv(f64::tanh);
+    let gru_expected = &u * &h2 + (1.0 - &u) * &c;
+    // Basic RNN: h' = tanh([x, h] W + b).
+    let rnn_expected = (concat_columns(&x2, &h2).dot(&param_matrix(&params, "rnn/kernel"))
+        + param_matrix(&params, "rnn/bias"))
+    .mapv(f64::tanh);
+
+    let tape = Tape::new(&params);
+    let x = tape.constant(x2.into_dyn());
+    let h = tape.constant(h2.into_dyn());
+    let (gru_out, gru_state) = gru.call(&tape, x, &h).unwrap();
+    let (rnn_out, rnn_state) = rnn.call(&tape, x, &h).unwrap();
+    assert_close(&tape.value(gru_out), &gru_expected.into_dyn(), 1e-14);
+    assert_close(&tape.value(rnn_out), &rnn_expected.into_dyn(), 1e-14);
+    assert_eq!((gru_out, rnn_out), (gru_state, rnn_state));
+}
+
 #[test]
 fn lstm_forget_bias_is_added_at_every_step() {
     let mut params = ParamStore::<f64>::new(0);
