@@ -56,9 +56,9 @@ pub struct TrainArgs {
     /// Print a line every N steps.
     #[arg(long, default_value_t = 100)]
     pub log_every: usize,
-    /// Also report test accuracy on the first N test images.
-    #[arg(long)]
-    pub test_limit: Option<usize>,
+    /// Also report test accuracy on the first N test images (several: --test-limit 128,1280).
+    #[arg(long, value_delimiter = ',')]
+    pub test_limit: Vec<usize>,
 }
 
 impl TrainArgs {
@@ -283,7 +283,8 @@ pub fn run(
     Ok(())
 }
 
-/// Prints test accuracy on all test images (and on the first `--test-limit`), returning the former.
+/// Prints test accuracy on all test images (and on the first N for each `--test-limit`),
+/// returning the former.
 fn report_test(
     params: &ParamStore<f32>,
     model: &impl Model,
@@ -297,7 +298,7 @@ fn report_test(
         mnist.test.num_examples(),
         t.elapsed().as_secs_f64()
     );
-    if let Some(limit) = args.test_limit {
+    for &limit in &args.test_limit {
         let part = evaluate(params, model, &mnist.test, Some(limit))?;
         println!(
             "test accuracy {part:.4} (first {} images)",

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Trains `mnist_lstm` with several seeds, then (if a python with torch is found) the same model
+# written out in PyTorch (benches/tutorial_torch.py) with as many seeds, and prints test accuracy
+# on the first 128, the first 1280 and all 10000 test images for each run, with the means: how
+# far one run's figure is from another's, and whether ours and a faithful port agree on average.
+#
+#   benches/accuracy_seeds.sh [STEPS] [SEEDS]      (default: 800 0,1,2,3,4,5,6,7,8,9,10,11)
+#
+# About 20 s per run of ours and 20 s per PyTorch run on this project's 2-core machine.
+# Environment: MNIST_DIR, TORCH_PYTHON and SHARED_DIR as for benches/compare.sh.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+steps=${1:-800}
+seeds=${2:-0,1,2,3,4,5,6,7,8,9,10,11}
+
+if [[ -z "${SHARED_DIR:-}" ]]; then
+    dir=$root
+    while [[ "$dir" != / ]]; do
+        dir=$(dirname "$dir")
+        if [[ -f "$dir/shared/bench/mnist_data.py" ]]; then
+            SHARED_DIR=$dir/shared
+            break
+        fi
+    done
+fi
+export SHARED_DIR=${SHARED_DIR:-$root/../shared}
+export MNIST_DIR=${MNIST_DIR:-$SHARED_DIR/mnist}
+TORCH_PYTHON=${TORCH_PYTHON:-/tmp/torchenv/bin/python}
+
+cargo build --release --quiet --example mnist_lstm
+echo "recurrent, mnist_lstm --steps $steps:"
+ours=$(for seed in ${seeds//,/ }; do
+    ./target/release/examples/mnist_lstm --steps "$steps" --seed "$seed" --test-limit 128,1280 \
+        | awk -v seed="$seed" '
+            /^test accuracy .*\(10000 images/ { all = $3 }
+            /^test accuracy .*\(first 128 images/ { a128 = $3 }
+            /^test accuracy .*\(first 1280 images/ { a1280 = $3 }
+            END { printf "seed %d: first 128 %.2f%%, first 1280 %.2f%%, all %.2f%%\n",
+                         seed, 100 * a128, 100 * a1280, 100 * all }'
+done)
+echo "$ours"
+# Fields: seed S: first 128 A%, first 1280 B%, all C%
+echo "$ours" | awk '
+    { n++; a += $5; b += $8; c += $10 }
+    END { printf "mean of %d seeds: first 128 %.2f%%, first 1280 %.2f%%, all %.2f%%\n",
+                 n, a / n, b / n, c / n }'
+
+if [[ -x "$TORCH_PYTHON" ]] && "$TORCH_PYTHON" -c 'import torch' 2>/dev/null; then
+    echo "PyTorch, benches/tutorial_torch.py --steps $steps:"
+    "$TORCH_PYTHON" benches/tutorial_torch.py --steps "$steps" --seeds "$seeds"
+else
+    echo "no python with torch at $TORCH_PYTHON: skipped the PyTorch runs"
+fi
