@@ -15,18 +15,8 @@ cd "$root"
 steps=${1:-800}
 seeds=${2:-0,1,2,3,4,5,6,7,8,9,10,11}
 
-if [[ -z "${SHARED_DIR:-}" ]]; then
-    dir=$root
-    while [[ "$dir" != / ]]; do
-        dir=$(dirname "$dir")
-        if [[ -f "$dir/shared/bench/mnist_data.py" ]]; then
-            SHARED_DIR=$dir/shared
-            break
-        fi
-    done
-fi
-export SHARED_DIR=${SHARED_DIR:-$root/../shared}
-export MNIST_DIR=${MNIST_DIR:-$SHARED_DIR/mnist}
+# shellcheck source=benches/shared_dir.sh
+source "$root/benches/shared_dir.sh"
 TORCH_PYTHON=${TORCH_PYTHON:-/tmp/torchenv/bin/python}
 
 cargo build --release --quiet --example mnist_lstm

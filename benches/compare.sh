@@ -15,8 +15,8 @@
 #   BENCH_RESULTS  where the JSON files go (default /tmp/recurrent-bench)
 #   TORCH_PYTHON   a python with torch and numpy (default /tmp/torchenv/bin/python; set-up in
 #                  shared/bench/README.md)
-#   SHARED_DIR     the project's shared/ folder (default: the first `shared` folder holding
-#                  bench/bench_torch.py beside the project root or one of its parents)
+#   SHARED_DIR     the project's shared/ folder (default: the first `shared` folder beside the
+#                  project root or one of its parents; benches/shared_dir.sh)
 #   MNIST_DIR      the MNIST .gz files (default $SHARED_DIR/mnist, as mnist_data.py's default)
 # The machine is shared: the load average is printed first; only ratios from one run mean much.
 set -euo pipefail
@@ -24,18 +24,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-if [[ -z "${SHARED_DIR:-}" ]]; then
-    dir=$root
-    while [[ "$dir" != / ]]; do
-        dir=$(dirname "$dir")
-        if [[ -f "$dir/shared/bench/bench_torch.py" ]]; then
-            SHARED_DIR=$dir/shared
-            break
-        fi
-    done
-fi
-SHARED_DIR=${SHARED_DIR:-$root/../shared}
-export MNIST_DIR=${MNIST_DIR:-$SHARED_DIR/mnist}
+# shellcheck source=benches/shared_dir.sh
+source "$root/benches/shared_dir.sh"
 export BENCH_RESULTS=${BENCH_RESULTS:-/tmp/recurrent-bench}
 export RECURRENT_NUM_THREADS=2
 TORCH_PYTHON=${TORCH_PYTHON:-/tmp/torchenv/bin/python}
