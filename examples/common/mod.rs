@@ -27,7 +27,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Examples per training batch.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = positive())]
     pub batch_size: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 0.001)]
@@ -57,8 +57,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub log_every: usize,
     /// Also report test accuracy on the first N test images (several: --test-limit 128,1280).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = positive())]
     pub test_limit: Vec<usize>,
+}
+
+/// Parses a count that must be at least 1.
+fn positive() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
 impl TrainArgs {
