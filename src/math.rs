@@ -76,13 +76,26 @@ fn tanh_f32(x: f32) -> f32 {
     }
 }
 
+/// Whether this CPU has AVX2 and FMA, for which the vectorised kernels are compiled (the
+/// answer is cached by the standard library after the first call).
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 macro_rules! dispatch {
     ($(#[$doc:meta])* $name:ident, $avx:ident, $f:ident) => {
         $(#[$doc])*
         pub fn $name(xs: &mut [f32]) {
             #[cfg(target_arch = "x86_64")]
             {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                if has_avx2_fma() {
                     // SAFETY: the CPU supports the features the function is compiled for.
                     unsafe { $avx(xs) };
                     return;
