@@ -14,7 +14,8 @@ use recurrent::optim::{Adam, Optimizer};
 use recurrent::{dynamic_rnn, last_relevant_output, static_rnn, Dense, ParamStore, Tape, Var};
 use serde_json::Value;
 
-/// PyTorch and we sum in different orders; 28 digits of agreement would be luck, 12 is not.
+/// PyTorch and we sum in different orders, so bit equality would be luck; the two agree to about
+/// 1e-14 relative, and a forget bias off by 1e-9 already fails at this tolerance.
 const TOL: f64 = 1e-12;
 
 struct Reference {
@@ -62,7 +63,7 @@ enum Unroll {
 }
 
 /// Trains the reference model with `recurrent`, returning the losses and the final store.
-fn train(reference: &Reference, unroll: Unroll) -> (Vec<f64>, ParamStore<f64>, Dense) {
+fn train(reference: &Reference, unroll: Unroll) -> (Vec<f64>, ParamStore<f64>) {
     let (batch, time, input) = (
         reference.size("batch"),
         reference.size("time"),
@@ -128,12 +129,12 @@ fn train(reference: &Reference, unroll: Unroll) -> (Vec<f64>, ParamStore<f64>, D
         };
         adam.apply(&mut params, &grads).unwrap();
     }
-    (losses, params, dense)
+    (losses, params)
 }
 
 fn check_against_pytorch(unroll: Unroll) {
     let reference = Reference::load();
-    let (losses, params, _dense) = train(&reference, unroll);
+    let (losses, params) = train(&reference, unroll);
 
     let expected = Reference::floats(&reference.json["losses"]);
     assert_eq!(losses.len(), expected.len());
