@@ -419,6 +419,44 @@ fn time_major_gives_the_transposed_result() {
     assert_close(&tape.to_array(st.h), &tape.to_array(sb.h), 1e-14);
 }
 
+/// An inference tape runs the LSTM in per-shard buffers it does not keep; a training tape keeps
+/// whole-batch buffers for the backward pass. Same arithmetic, so the same bits, over a batch of
+/// several shards with lengths and an initial state.
+#[test]
+fn inference_and_training_tapes_give_identical_lstm_results() {
+    let (batch, time, input, units) = (150, 4, 3, 5);
+    let mut params = ParamStore::<f32>::new(9);
+    let cell = BasicLstmCell::new(&mut params, "lstm", input, units).unwrap();
+    let x = random(&[batch, time, input], 1.0, 13).mapv(|v| v as f32);
+    let c0 = random(&[batch, units], 0.5, 14).mapv(|v| v as f32);
+    let h0 = random(&[batch, units], 0.5, 15).mapv(|v| v as f32);
+    let lengths: Vec<usize> = (0..batch).map(|b| b % (time + 1)).collect();
+    let run = |tape: &Tape<'_, f32>| {
+        let state = LstmState {
+            c: tape.constant(c0.clone()),
+            h: tape.constant(h0.clone()),
+        };
+        let (out, last) = dynamic_rnn(
+            tape,
+            &cell,
+            tape.constant(x.clone()),
+            Some(state),
+            Some(&lengths),
+            false,
+        )
+        .unwrap();
+        (
+            tape.to_array(out),
+            tape.to_array(last.c),
+            tape.to_array(last.h),
+        )
+    };
+    let inference = run(&Tape::inference(&params));
+    let training = run(&Tape::new(&params));
+    assert_eq!(inference, training);
+    assert!(inference.0.iter().any(|&v| v != 0.0));
+}
+
 #[test]
 fn sequence_length_zeroes_outputs_and_carries_state() {
     let mut params = ParamStore::<f64>::new(8);
@@ -743,6 +781,16 @@ fn runners_reject_bad_input() {
         last_relevant_output(&tape, x, Some(&[1, 2, 3])),
         Err(Error::Shape { .. })
     ));
+    // No time steps: dynamic_rnn refuses, and so does the cell's sequence path called directly.
+    let zero = cell.zero_state(&tape, 2);
+    for (shape, time_major) in [([2, 0, 3], false), ([0, 2, 3], true)] {
+        let empty = tape.constant(ArrayD::zeros(IxDyn(&shape)));
+        assert!(dynamic_rnn(&tape, &cell, empty, None, None, time_major).is_err());
+        assert!(matches!(
+            cell.dynamic_sequence(&tape, empty, &zero, None, time_major),
+            Some(Err(Error::InvalidArgument(_)))
+        ));
+    }
 }
 
 #[test]

@@ -94,8 +94,8 @@ pub trait Model {
 }
 
 /// Test and validation images per evaluation batch.
-// Large enough to keep both cores busy (several 64-example shards), small enough that the
-// whole-sequence kernel's buffers stay a few megabytes.
+// Large enough to keep both cores busy (several 64-example shards); the LSTM's working buffers
+// on an inference tape are per shard, so only the outputs grow with it.
 const EVAL_BATCH: usize = 256;
 
 /// Loads MNIST from `--data-dir` (or `$MNIST_DIR`), downloading missing files.

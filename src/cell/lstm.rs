@@ -218,6 +218,12 @@ impl BasicLstmCell {
             }
         };
         let (batch, steps) = (x.shape()[0], x.shape()[1]);
+        if steps == 0 {
+            // dynamic_rnn says so first; this is for callers of dynamic_sequence.
+            return Err(Error::invalid(
+                "BasicLstmCell: a sequence needs at least one time step",
+            ));
+        }
         check_state(
             tape,
             "BasicLstmCell",
@@ -242,6 +248,7 @@ impl BasicLstmCell {
                 h0.view().into_dimensionality::<Ix2>().expect("checked"),
                 T::from_f64_lossy(self.forget_bias),
                 lengths.as_deref(),
+                tape.is_training(),
             )
         };
         let outputs = std::mem::take(&mut forward.outputs);

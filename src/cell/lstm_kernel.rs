@@ -63,6 +63,11 @@ fn alive(lengths: Option<&[usize]>, b: usize, t: usize) -> bool {
 }
 
 /// Runs the LSTM over `x` `[batch, time, in]` from the state `(c0, h0)`.
+///
+/// With `keep_for_backward` the per-step buffers (gates, states, `tanh(c)`) cover the whole batch
+/// and are returned for [`backward`]. Without it (inference) each shard works in buffers of its
+/// own size taken from its thread's pool and returned right after, so memory stays that of one
+/// shard per thread however large the batch; the returned `Forward` then holds empty buffers.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward<T: Scalar>(
     x: ArrayView3<'_, T>,
@@ -72,55 +77,134 @@ pub(super) fn forward<T: Scalar>(
     h0: ArrayView2<'_, T>,
     forget_bias: T,
     lengths: Option<&[usize]>,
+    keep_for_backward: bool,
 ) -> Forward<T> {
     let (batch, steps, in_size) = x.dim();
     let units = bias.len() / 4;
     let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
+    // Every element of the scratch buffers is written before it is read (tanh_c only where the
+    // backward pass reads it: at valid steps), so stale pooled values need no zeroing.
+    let whole_batch = |width: usize| {
+        if keep_for_backward {
+            workspace::scratch((batch, steps, width))
+        } else {
+            Array3::zeros((0, 0, 0))
+        }
+    };
     let mut fwd = Forward {
-        // Every element of these is written before it is read (tanh_c only where the backward
-        // pass reads it: at valid steps), so stale pooled values need no zeroing.
-        gates: workspace::scratch((batch, steps, 4 * units)),
-        c_prev: workspace::scratch((batch, steps, units)),
-        h_prev: workspace::scratch((batch, steps, units)),
-        tanh_c: workspace::scratch((batch, steps, units)),
+        gates: whole_batch(4 * units),
+        c_prev: whole_batch(units),
+        h_prev: whole_batch(units),
+        tanh_c: whole_batch(units),
         outputs: Array3::zeros((batch, steps, units)),
         c_last: Array2::zeros((batch, units)),
         h_last: Array2::zeros((batch, units)),
         lengths: lengths.map(<[usize]>::to_vec),
     };
-    fwd.c_prev.index_axis_mut(Axis(1), 0).assign(&c0);
-    fwd.h_prev.index_axis_mut(Axis(1), 0).assign(&h0);
     let rows = shard_rows(batch);
-    let shards: Vec<ForwardShard<'_, T>> = x
+    let mut kept = keep_for_backward.then(|| {
+        fwd.gates
+            .axis_chunks_iter_mut(Axis(0), rows)
+            .zip(fwd.c_prev.axis_chunks_iter_mut(Axis(0), rows))
+            .zip(fwd.h_prev.axis_chunks_iter_mut(Axis(0), rows))
+            .zip(fwd.tanh_c.axis_chunks_iter_mut(Axis(0), rows))
+            .map(|(((gates, c_prev), h_prev), tanh_c)| StepBuffers {
+                gates,
+                c_prev,
+                h_prev,
+                tanh_c,
+            })
+    });
+    let shards: Vec<(ShardIo<'_, T>, Option<StepBuffers<'_, T>>)> = x
         .axis_chunks_iter(Axis(0), rows)
-        .zip(fwd.gates.axis_chunks_iter_mut(Axis(0), rows))
-        .zip(fwd.c_prev.axis_chunks_iter_mut(Axis(0), rows))
-        .zip(fwd.h_prev.axis_chunks_iter_mut(Axis(0), rows))
-        .zip(fwd.tanh_c.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(c0.axis_chunks_iter(Axis(0), rows))
+        .zip(h0.axis_chunks_iter(Axis(0), rows))
         .zip(fwd.outputs.axis_chunks_iter_mut(Axis(0), rows))
         .zip(fwd.c_last.axis_chunks_iter_mut(Axis(0), rows))
         .zip(fwd.h_last.axis_chunks_iter_mut(Axis(0), rows))
         .enumerate()
-        .map(
-            |(k, (((((((x, gates), c_prev), h_prev), tanh_c), outputs), c_last), h_last))| {
-                let first = k * rows;
-                let lengths = lengths.map(|l| &l[first..first + x.dim().0]);
-                ForwardShard {
-                    x,
-                    gates,
-                    c_prev,
-                    h_prev,
-                    tanh_c,
-                    outputs,
-                    c_last,
-                    h_last,
-                    lengths,
-                }
-            },
-        )
+        .map(|(k, (((((x, c0), h0), outputs), c_last), h_last))| {
+            let first = k * rows;
+            let io = ShardIo {
+                x,
+                c0,
+                h0,
+                outputs,
+                c_last,
+                h_last,
+                lengths: lengths.map(|l| &l[first..first + x.dim().0]),
+            };
+            (io, kept.as_mut().and_then(Iterator::next))
+        })
         .collect();
-    run_shards(shards, |shard| shard.run(w_x, w_h, bias, forget_bias));
+    run_shards(shards, |(io, buffers)| match buffers {
+        Some(buffers) => io.run(buffers, w_x, w_h, bias, forget_bias),
+        None => {
+            let shard_rows = io.x.dim().0;
+            let mut own = [
+                workspace::scratch((shard_rows, steps, 4 * units)),
+                workspace::scratch((shard_rows, steps, units)),
+                workspace::scratch((shard_rows, steps, units)),
+                workspace::scratch((shard_rows, steps, units)),
+            ];
+            let [gates, c_prev, h_prev, tanh_c] = &mut own;
+            let buffers = StepBuffers {
+                gates: gates.view_mut(),
+                c_prev: c_prev.view_mut(),
+                h_prev: h_prev.view_mut(),
+                tanh_c: tanh_c.view_mut(),
+            };
+            io.run(buffers, w_x, w_h, bias, forget_bias);
+            own.into_iter().for_each(workspace::recycle_array);
+        }
+    });
     fwd
+}
+
+/// What a forward shard reads and what it returns: its examples' inputs, initial state,
+/// outputs and final state.
+struct ShardIo<'a, T> {
+    x: ArrayView3<'a, T>,
+    c0: ArrayView2<'a, T>,
+    h0: ArrayView2<'a, T>,
+    outputs: ArrayViewMut3<'a, T>,
+    c_last: ArrayViewMut2<'a, T>,
+    h_last: ArrayViewMut2<'a, T>,
+    lengths: Option<&'a [usize]>,
+}
+
+/// A forward shard's per-step working buffers, which the backward pass reads when kept.
+struct StepBuffers<'a, T> {
+    gates: ArrayViewMut3<'a, T>,
+    c_prev: ArrayViewMut3<'a, T>,
+    h_prev: ArrayViewMut3<'a, T>,
+    tanh_c: ArrayViewMut3<'a, T>,
+}
+
+impl<T: Scalar> ShardIo<'_, T> {
+    fn run(
+        self,
+        mut buffers: StepBuffers<'_, T>,
+        w_x: ArrayView2<'_, T>,
+        w_h: ArrayView2<'_, T>,
+        bias: &[T],
+        forget_bias: T,
+    ) {
+        buffers.c_prev.index_axis_mut(Axis(1), 0).assign(&self.c0);
+        buffers.h_prev.index_axis_mut(Axis(1), 0).assign(&self.h0);
+        ForwardShard {
+            x: self.x,
+            gates: buffers.gates,
+            c_prev: buffers.c_prev,
+            h_prev: buffers.h_prev,
+            tanh_c: buffers.tanh_c,
+            outputs: self.outputs,
+            c_last: self.c_last,
+            h_last: self.h_last,
+            lengths: self.lengths,
+        }
+        .run(w_x, w_h, bias, forget_bias);
+    }
 }
 
 struct ForwardShard<'a, T> {
