@@ -439,26 +439,16 @@ impl<T: Scalar> BackwardShard<'_, T> {
                     dz_t.row_mut(b).fill(T::zero());
                     continue;
                 }
-                let g = gates.row(b);
-                let g = g.as_slice().expect("contiguous");
-                let (gi, rest) = g.split_at(units);
-                let (gj, rest) = rest.split_at(units);
-                let (gf, go) = rest.split_at(units);
-                let mut dzr = dz_t.row_mut(b);
-                let dzr = dzr.as_slice_mut().expect("contiguous");
-                let (dzi, rest) = dzr.split_at_mut(units);
-                let (dzj, rest) = rest.split_at_mut(units);
-                let (dzf, dzo) = rest.split_at_mut(units);
-                let (c_prev, tanh_c) = (c_prev.row(b), tanh_c.row(b));
-                let (dh, mut dc) = (dh.row(b), self.dc.row_mut(b));
+                let (g, c_prev, tanh_c) = (gates.row(b), c_prev.row(b), tanh_c.row(b));
+                let (dh, mut dc, mut dz) = (dh.row(b), self.dc.row_mut(b), dz_t.row_mut(b));
                 gate_gradients(
                     vector_units,
-                    [gi, gj, gf, go],
+                    g.as_slice().expect("contiguous"),
                     c_prev.as_slice().expect("contiguous"),
                     tanh_c.as_slice().expect("contiguous"),
                     dh.as_slice().expect("contiguous"),
                     dc.as_slice_mut().expect("contiguous"),
-                    [dzi, dzj, dzf, dzo],
+                    dz.as_slice_mut().expect("contiguous"),
                 );
             }
             gemm(
@@ -502,80 +492,67 @@ impl<T: Scalar> BackwardShard<'_, T> {
     }
 }
 
-/// One example's gate gradients at one step, from the activated gates `[i, j, f, o]`:
+/// One example's gate gradients at one step, from its activated gates `[i, j, f, o]`:
 /// `dc += dh * o * (1 - tanh(c)^2)`, then `dz = [dc * j * i (1 - i), dc * i (1 - j^2),
 /// dc * c_prev * f (1 - f), dh * tanh(c) * o (1 - o)]` and `dc *= f` (the gradient for `c_prev`).
 ///
 /// `vector_units` runs the same code compiled for AVX2 (checked by the caller). Each element is
 /// computed by the same operations in the same order either way, so the results are identical
-/// bit for bit; the separate slice arguments tell the compiler they do not overlap, which is
-/// what lets it vectorise the loop at all.
-#[allow(clippy::too_many_arguments)]
+/// bit for bit. Being a function of its own matters too: the slices arrive as separate arguments,
+/// which tells the compiler they do not overlap; inlined into the time loop, the loop ran scalar.
 fn gate_gradients<T: Scalar>(
     vector_units: bool,
-    [gi, gj, gf, go]: [&[T]; 4],
+    gates: &[T],
     c_prev: &[T],
     tanh_c: &[T],
     dh: &[T],
     dc: &mut [T],
-    [dzi, dzj, dzf, dzo]: [&mut [T]; 4],
+    dz: &mut [T],
 ) {
     #[cfg(target_arch = "x86_64")]
     if vector_units {
         // SAFETY: the caller checked that the CPU has AVX2 and FMA.
-        unsafe { gate_gradients_avx2(gi, gj, gf, go, c_prev, tanh_c, dh, dc, dzi, dzj, dzf, dzo) };
+        unsafe { gate_gradients_avx2(gates, c_prev, tanh_c, dh, dc, dz) };
         return;
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = vector_units;
-    gate_gradients_body(gi, gj, gf, go, c_prev, tanh_c, dh, dc, dzi, dzj, dzf, dzo);
+    gate_gradients_body(gates, c_prev, tanh_c, dh, dc, dz);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn gate_gradients_avx2<T: Scalar>(
-    gi: &[T],
-    gj: &[T],
-    gf: &[T],
-    go: &[T],
+    gates: &[T],
     c_prev: &[T],
     tanh_c: &[T],
     dh: &[T],
     dc: &mut [T],
-    dzi: &mut [T],
-    dzj: &mut [T],
-    dzf: &mut [T],
-    dzo: &mut [T],
+    dz: &mut [T],
 ) {
-    gate_gradients_body(gi, gj, gf, go, c_prev, tanh_c, dh, dc, dzi, dzj, dzf, dzo);
+    gate_gradients_body(gates, c_prev, tanh_c, dh, dc, dz);
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn gate_gradients_body<T: Scalar>(
-    gi: &[T],
-    gj: &[T],
-    gf: &[T],
-    go: &[T],
+    gates: &[T],
     c_prev: &[T],
     tanh_c: &[T],
     dh: &[T],
     dc: &mut [T],
-    dzi: &mut [T],
-    dzj: &mut [T],
-    dzf: &mut [T],
-    dzo: &mut [T],
+    dz: &mut [T],
 ) {
     let units = dc.len();
     let one = T::one();
+    let [gi, gj, gf, go] = [0, 1, 2, 3].map(|g| &gates[g * units..(g + 1) * units]);
+    let (dzi, rest) = dz.split_at_mut(units);
+    let (dzj, rest) = rest.split_at_mut(units);
+    let (dzf, dzo) = rest.split_at_mut(units);
     // Equal lengths, stated once, let the compiler drop the bounds checks.
-    let (gi, gj, gf, go) = (&gi[..units], &gj[..units], &gf[..units], &go[..units]);
-    let (c_prev, tanh_c, dh) = (&c_prev[..units], &tanh_c[..units], &dh[..units]);
-    let (dzi, dzj, dzf, dzo) = (
-        &mut dzi[..units],
-        &mut dzj[..units],
-        &mut dzf[..units],
+    let (c_prev, tanh_c, dh, dzo) = (
+        &c_prev[..units],
+        &tanh_c[..units],
+        &dh[..units],
         &mut dzo[..units],
     );
     for k in 0..units {
