@@ -1,7 +1,5 @@
 //! `GruCell`: the gated recurrent unit.
 
-use ndarray::{ArrayD, IxDyn};
-
 use super::{check_input, check_state, zeros, Cell};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
@@ -112,8 +110,7 @@ impl Cell for GruCell {
             tape.matmul(x_rh, tape.param(self.candidate_kernel))?,
             tape.param(self.candidate_bias),
         )?);
-        let one = tape.constant(ArrayD::from_elem(IxDyn(&[]), T::one()));
-        let new_h = tape.add(tape.mul(u, h)?, tape.mul(tape.sub(one, u)?, c)?)?;
+        let new_h = tape.add(tape.mul(u, h)?, tape.mul(tape.one_minus(u), c)?)?;
         Ok((new_h, new_h))
     }
 

@@ -79,6 +79,13 @@ impl<T: Scalar> Tape<'_, T> {
         })
     }
 
+    /// `1 - x` elementwise: what `sub(one, x)` gives, without a constant to make per call (the
+    /// GRU's `1 - u` at every time step).
+    pub(crate) fn one_minus(&self, x: Var) -> Var {
+        let value = self.value(x).mapv(|v| T::one() - v);
+        self.push_op(value, &[x], |ctx| vec![Some(ctx.g().mapv(|g| -g))])
+    }
+
     /// The logistic sigmoid `1 / (1 + exp(-x))`, computed without overflow for large `|x|`.
     pub fn sigmoid(&self, x: Var) -> Var {
         let mut value = self.value(x).as_standard_layout().into_owned();
