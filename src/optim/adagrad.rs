@@ -1,11 +1,9 @@
 //! Adagrad.
 
-use ndarray::{ArrayD, Zip};
+use ndarray::Zip;
 
-use super::{
-    assert_learning_rate, check_grads, check_learning_rate, check_positive, Optimizer, Slots,
-};
-use crate::{Grads, ParamId, ParamStore, Result, Scalar};
+use super::{check_grads, check_learning_rate, check_positive, Optimizer, Slots};
+use crate::{Grads, ParamStore, Result, Scalar};
 
 /// Adagrad (`tf.train.AdagradOptimizer`; Duchi, Hazan & Singer, 2011).
 ///
@@ -75,23 +73,5 @@ impl<T: Scalar> Optimizer<T> for Adagrad<T> {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = assert_learning_rate("Adagrad", lr);
-    }
-
-    fn step_count(&self) -> u64 {
-        self.step
-    }
-
-    fn slot_names(&self) -> Vec<&'static str> {
-        self.slots.names().to_vec()
-    }
-
-    fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
-        self.slots.get(id, name)
-    }
+    state_accessors!("Adagrad");
 }

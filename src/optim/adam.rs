@@ -149,25 +149,7 @@ impl<T: Scalar> Optimizer<T> for Adam<T> {
         self.step_with_decay("Adam::apply", params, grads, 0.0)
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = assert_learning_rate("Adam", lr);
-    }
-
-    fn step_count(&self) -> u64 {
-        self.step
-    }
-
-    fn slot_names(&self) -> Vec<&'static str> {
-        self.slots.names().to_vec()
-    }
-
-    fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
-        self.slots.get(id, name)
-    }
+    state_accessors!("Adam");
 }
 
 /// Adam with decoupled weight decay (`tf.contrib.opt.AdamWOptimizer`, built on

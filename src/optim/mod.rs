@@ -78,6 +78,36 @@
 //! # }
 //! ```
 
+/// The [`Optimizer`] accessors of an optimizer whose fields are `lr`, `step` and `slots`: the
+/// same five methods in every such optimizer, written once. `except_slots` leaves out the two
+/// slot accessors, for an optimizer without slots or with slots of its own kind.
+macro_rules! state_accessors {
+    ($name:literal, except_slots) => {
+        fn learning_rate(&self) -> f64 {
+            self.lr
+        }
+
+        fn set_learning_rate(&mut self, lr: f64) {
+            self.lr = $crate::optim::assert_learning_rate($name, lr);
+        }
+
+        fn step_count(&self) -> u64 {
+            self.step
+        }
+    };
+    ($name:literal) => {
+        state_accessors!($name, except_slots);
+
+        fn slot_names(&self) -> Vec<&'static str> {
+            self.slots.names().to_vec()
+        }
+
+        fn slot(&self, id: $crate::ParamId, name: &str) -> Option<&ndarray::ArrayD<T>> {
+            self.slots.get(id, name)
+        }
+    };
+}
+
 mod adagrad;
 mod adam;
 mod clip;

@@ -3,8 +3,8 @@
 use ndarray::{ArrayD, Zip};
 
 use super::{
-    assert_learning_rate, check_grads, check_learning_rate, check_non_negative, check_positive,
-    check_unit, Optimizer, Slots,
+    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
+    Slots,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -158,17 +158,7 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = assert_learning_rate("RmsProp", lr);
-    }
-
-    fn step_count(&self) -> u64 {
-        self.step
-    }
+    state_accessors!("RmsProp", except_slots);
 
     fn slot_names(&self) -> Vec<&'static str> {
         let mut names = self.slots.names().to_vec();

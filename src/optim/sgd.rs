@@ -1,11 +1,9 @@
 //! Gradient descent with and without momentum.
 
-use ndarray::{ArrayD, Zip};
+use ndarray::Zip;
 
-use super::{
-    assert_learning_rate, check_grads, check_learning_rate, check_non_negative, Optimizer, Slots,
-};
-use crate::{Grads, ParamId, ParamStore, Result, Scalar};
+use super::{check_grads, check_learning_rate, check_non_negative, Optimizer, Slots};
+use crate::{Grads, ParamStore, Result, Scalar};
 
 /// Plain gradient descent (`tf.train.GradientDescentOptimizer`).
 ///
@@ -59,17 +57,7 @@ impl<T: Scalar> Optimizer<T> for GradientDescent {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = assert_learning_rate("GradientDescent", lr);
-    }
-
-    fn step_count(&self) -> u64 {
-        self.step
-    }
+    state_accessors!("GradientDescent", except_slots);
 }
 
 /// Gradient descent with (optionally Nesterov) momentum (`tf.train.MomentumOptimizer`).
@@ -150,23 +138,5 @@ impl<T: Scalar> Optimizer<T> for Momentum<T> {
         Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.lr = assert_learning_rate("Momentum", lr);
-    }
-
-    fn step_count(&self) -> u64 {
-        self.step
-    }
-
-    fn slot_names(&self) -> Vec<&'static str> {
-        self.slots.names().to_vec()
-    }
-
-    fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
-        self.slots.get(id, name)
-    }
+    state_accessors!("Momentum");
 }
