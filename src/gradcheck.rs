@@ -22,9 +22,12 @@ use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{ParamStore, Result, Tape, Var};
+use crate::{Error, ParamStore, Result, Tape, Var};
 
 /// How close analytic and numeric gradients must be: `|a - n| <= atol + rtol * |n|`.
+///
+/// [`gradcheck`] rejects a step that is not positive and finite, and negative or non-finite
+/// tolerances, with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
 #[derive(Debug, Clone, Copy)]
 pub struct Tolerance {
     /// Absolute tolerance.
@@ -95,7 +98,8 @@ impl GradCheckReport {
 ///
 /// `f` receives a recording tape over `params` and one watched var per array of `inputs`, and
 /// returns the output to check (any shape). Every element of every input and of every parameter
-/// that `f` reads is perturbed in turn.
+/// that `f` reads is perturbed in turn. A NaN or infinite gradient, analytic or numeric, is a
+/// mismatch.
 pub fn gradcheck<F>(
     params: &ParamStore<f64>,
     inputs: &[ArrayD<f64>],
@@ -105,6 +109,13 @@ pub fn gradcheck<F>(
 where
     F: Fn(&Tape<'_, f64>, &[Var]) -> Result<Var>,
 {
+    let valid = |v: f64| v.is_finite() && v >= 0.0;
+    if !(valid(tol.atol) && valid(tol.rtol) && valid(tol.step) && tol.step > 0.0) {
+        return Err(Error::invalid(format!(
+            "gradcheck: the step must be positive and the tolerances non-negative, all finite; \
+             got {tol:?}"
+        )));
+    }
     // Every evaluation seeds the tape identically, so a stochastic op (dropout) sees the same
     // mask on every perturbed run.
     let projected = |params: &ParamStore<f64>,
@@ -140,7 +151,9 @@ where
         report.checked += 1;
         let err = (a - n).abs();
         report.max_abs_error = report.max_abs_error.max(err);
-        if err > tol.atol + tol.rtol * n.abs() || !a.is_finite() {
+        // Written so that a NaN on either side fails: every comparison with NaN is false.
+        let within = err <= tol.atol + tol.rtol * n.abs();
+        if !within || !a.is_finite() {
             report.mismatches.push(Mismatch {
                 what,
                 index,

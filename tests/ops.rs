@@ -250,6 +250,60 @@ fn gradcheck_catches_a_wrong_gradient() {
 }
 
 #[test]
+fn gradcheck_fails_when_a_finite_difference_is_nan() {
+    // f(x) = x * c with c a constant: 1 at the unperturbed input, NaN once element 0 moves. The
+    // tape's gradient is 1 everywhere; the finite difference of element 0 is NaN, which must
+    // count as a mismatch, not slip through a `>` comparison.
+    let params = ParamStore::<f64>::new(0);
+    let x = random(&[2, 2], 1.0, 1);
+    let first = x.iter().next().copied().unwrap();
+    let report = gradcheck(
+        &params,
+        std::slice::from_ref(&x),
+        Tolerance::default(),
+        |t, v| {
+            let moved = t.to_array(v[0]).iter().next().copied().unwrap() != first;
+            let c = ArrayD::from_elem(IxDyn(&[2, 2]), if moved { f64::NAN } else { 1.0 });
+            t.mul(v[0], t.constant(c))
+        },
+    )
+    .unwrap();
+    assert_eq!(report.checked, 4);
+    assert_eq!(report.mismatches.len(), 1, "{:?}", report.mismatches);
+    assert_eq!(report.mismatches[0].index, 0);
+    assert!(report.mismatches[0].numeric.is_nan());
+}
+
+#[test]
+fn gradcheck_rejects_a_useless_tolerance() {
+    let params = ParamStore::<f64>::new(0);
+    let x = random(&[2], 1.0, 1);
+    for tol in [
+        Tolerance {
+            step: 0.0,
+            ..Tolerance::default()
+        },
+        Tolerance {
+            step: f64::NAN,
+            ..Tolerance::default()
+        },
+        Tolerance {
+            atol: -1.0,
+            ..Tolerance::default()
+        },
+        Tolerance {
+            rtol: f64::INFINITY,
+            ..Tolerance::default()
+        },
+    ] {
+        let result = gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+            Ok(t.tanh(v[0]))
+        });
+        assert!(matches!(result, Err(Error::InvalidArgument(_))), "{tol:?}");
+    }
+}
+
+#[test]
 fn inference_tape_refuses_backward() {
     let params = ParamStore::<f32>::new(0);
     let t = Tape::inference(&params);
