@@ -764,6 +764,22 @@ impl<T: Scalar> TfGruWeights<T> {
         Ok(w)
     }
 
+    /// Creates a [`GruCell`] with these weights as `{scope}/gates/{kernel,bias}` and
+    /// `{scope}/candidate/{kernel,bias}` in `params`.
+    ///
+    /// # Errors
+    /// As [`GruCell::from_weights`] (a taken name, bad shapes); the store is left as it was.
+    pub fn to_cell(&self, params: &mut ParamStore<T>, scope: impl Into<Scope>) -> Result<GruCell> {
+        GruCell::from_weights(
+            params,
+            scope,
+            self.gate_kernel.clone().into_dyn(),
+            self.gate_bias.clone().into_dyn(),
+            self.candidate_kernel.clone().into_dyn(),
+            self.candidate_bias.clone().into_dyn(),
+        )
+    }
+
     /// Writes these weights into the parameters of `cell` (created, for example, by
     /// [`GruCell::new`] with the same sizes).
     ///
@@ -831,7 +847,8 @@ pub fn tf_gru_to_keras<T: Scalar>(w: &TfGruWeights<T>) -> Result<KerasGruWeights
 }
 
 /// Keras `GRU(reset_after=False)` weights in our layout: bit-exact (values are only moved).
-/// Write them into a [`GruCell`] with [`TfGruWeights::assign_to`].
+/// Build a [`GruCell`] from them with [`TfGruWeights::to_cell`], or write them into an existing
+/// one with [`TfGruWeights::assign_to`].
 ///
 /// Keras's default `recurrent_activation` must have been `"sigmoid"` (tf.keras ≥ 2.0) and
 /// `activation` `"tanh"`. Weights of `reset_after=True` layers (bias `[2, 3 * units]`) compute

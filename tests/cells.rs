@@ -60,58 +60,92 @@ fn lstm_single_step_matches_hand_computation() {
     assert!((c - (-0.534_215)).abs() < 1e-6, "{c}");
 }
 
-/// The value of parameter `name` as a matrix (a bias `[n]` becomes `[1, n]`).
-fn param_matrix(params: &ParamStore<f64>, name: &str) -> ndarray::Array2<f64> {
-    let value = params.value(params.id(name).unwrap());
-    let cols = *value.shape().last().unwrap();
-    value
-        .to_shape((value.len() / cols, cols))
-        .unwrap()
-        .to_owned()
-}
-
 /// `[x, h]` for the equations below.
 fn concat_columns(x: &ndarray::Array2<f64>, h: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
     ndarray::concatenate(Axis(1), &[x.view(), h.view()]).unwrap()
 }
 
-/// TensorFlow 1.x's `GRUCell` and `BasicRNNCell`, written out with plain ndarray on the cells'
-/// own (randomly initialised, then randomised) parameters.
+/// A random `[rows, cols]` matrix (`rows` 1: a bias, used as `[cols]` by the cells).
+fn random_matrix(rows: usize, cols: usize, seed: u64) -> ndarray::Array2<f64> {
+    random(&[rows, cols], 0.7, seed)
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap()
+}
+
+/// TensorFlow 1.x's `GRUCell` and `BasicRNNCell`, written out with plain ndarray, on cells built
+/// from random weights (random biases too: zero biases would hide one added twice or not at all).
 #[test]
 fn gru_and_basic_rnn_steps_match_tensorflow_equations() {
     let (batch, input, units) = (3, 4, 5);
-    let x2 = random(&[batch, input], 1.0, 11)
-        .into_dimensionality::<ndarray::Ix2>()
-        .unwrap();
-    let h2 = random(&[batch, units], 0.9, 12)
-        .into_dimensionality::<ndarray::Ix2>()
-        .unwrap();
+    let x2 = random_matrix(batch, input, 11);
+    let h2 = random_matrix(batch, units, 12);
+    let (gate_kernel, gate_bias) = (
+        random_matrix(input + units, 2 * units, 1),
+        random_matrix(1, 2 * units, 2),
+    );
+    let (cand_kernel, cand_bias) = (
+        random_matrix(input + units, units, 3),
+        random_matrix(1, units, 4),
+    );
+    let (rnn_kernel, rnn_bias) = (
+        random_matrix(input + units, units, 5),
+        random_matrix(1, units, 6),
+    );
+    let vector = |m: &ndarray::Array2<f64>| m.row(0).to_owned().into_dyn();
     let mut params = ParamStore::<f64>::new(5);
-    let gru = GruCell::new(&mut params, "gru", input, units).unwrap();
-    let rnn = BasicRnnCell::new(&mut params, "rnn", input, units).unwrap();
-    // Zero-initialised biases would hide a bias added twice or not at all.
-    for (seed, id) in params.ids().collect::<Vec<_>>().into_iter().enumerate() {
-        let shape = params.value(id).shape().to_vec();
-        params
-            .set(id, random(&shape, 0.7, 100 + seed as u64))
-            .unwrap();
-    }
+    let gru = GruCell::from_weights(
+        &mut params,
+        "gru",
+        gate_kernel.clone().into_dyn(),
+        vector(&gate_bias),
+        cand_kernel.clone().into_dyn(),
+        vector(&cand_bias),
+    )
+    .unwrap();
+    let rnn = BasicRnnCell::from_weights(
+        &mut params,
+        "rnn",
+        rnn_kernel.clone().into_dyn(),
+        vector(&rnn_bias),
+    )
+    .unwrap();
+    // TensorFlow's variable names, in the cells' parameter order.
+    let names: Vec<&str> = gru
+        .param_ids()
+        .into_iter()
+        .chain(rnn.param_ids())
+        .map(|id| params.name(id))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "gru/gates/kernel",
+            "gru/gates/bias",
+            "gru/candidate/kernel",
+            "gru/candidate/bias",
+            "rnn/kernel",
+            "rnn/bias"
+        ]
+    );
+    assert_eq!(
+        (
+            gru.input_size(),
+            gru.output_size(),
+            rnn.input_size(),
+            rnn.output_size()
+        ),
+        (input, units, input, units)
+    );
 
     // GRU: [r, u] = sigmoid([x, h] W_g + b_g); c = tanh([x, r * h] W_c + b_c);
     //      h' = u * h + (1 - u) * c.
-    let gates = (concat_columns(&x2, &h2).dot(&param_matrix(&params, "gru/gates/kernel"))
-        + param_matrix(&params, "gru/gates/bias"))
-    .mapv(sigmoid);
+    let gates = (concat_columns(&x2, &h2).dot(&gate_kernel) + &gate_bias).mapv(sigmoid);
     let (r, u) = (gates.slice(s![.., ..units]), gates.slice(s![.., units..]));
     let rh = &r * &h2;
-    let c = (concat_columns(&x2, &rh).dot(&param_matrix(&params, "gru/candidate/kernel"))
-        + param_matrix(&params, "gru/candidate/bias"))
-    .mapv(f64::tanh);
+    let c = (concat_columns(&x2, &rh).dot(&cand_kernel) + &cand_bias).mapv(f64::tanh);
     let gru_expected = &u * &h2 + (1.0 - &u) * &c;
     // Basic RNN: h' = tanh([x, h] W + b).
-    let rnn_expected = (concat_columns(&x2, &h2).dot(&param_matrix(&params, "rnn/kernel"))
-        + param_matrix(&params, "rnn/bias"))
-    .mapv(f64::tanh);
+    let rnn_expected = (concat_columns(&x2, &h2).dot(&rnn_kernel) + &rnn_bias).mapv(f64::tanh);
 
     let tape = Tape::new(&params);
     let x = tape.constant(x2.into_dyn());
@@ -121,6 +155,103 @@ fn gru_and_basic_rnn_steps_match_tensorflow_equations() {
     assert_close(&tape.value(gru_out), &gru_expected.into_dyn(), 1e-14);
     assert_close(&tape.value(rnn_out), &rnn_expected.into_dyn(), 1e-14);
     assert_eq!((gru_out, rnn_out), (gru_state, rnn_state));
+}
+
+/// Building a cell from given weights or ids checks every shape and name before it touches the
+/// store, so a failed call leaves the store as it was.
+#[test]
+fn cells_from_weights_and_params_reject_bad_input_and_keep_the_store() {
+    let zeros = |shape: &[usize]| ArrayD::<f64>::zeros(IxDyn(shape));
+    let mut params = ParamStore::<f64>::new(0);
+    let lstm =
+        BasicLstmCell::from_weights(&mut params, "lstm", zeros(&[5, 12]), zeros(&[12])).unwrap();
+    assert_eq!((lstm.input_size(), lstm.num_units()), (2, 3));
+    let taken = params.len();
+
+    fn shape_error<T>(r: recurrent::Result<T>) -> bool {
+        matches!(r, Err(Error::Shape { .. }))
+    }
+    // Kernel rows must exceed the units; column blocks must match the bias.
+    assert!(shape_error(BasicLstmCell::from_weights(
+        &mut params,
+        "a",
+        zeros(&[3, 12]),
+        zeros(&[12])
+    )));
+    assert!(shape_error(BasicLstmCell::from_weights(
+        &mut params,
+        "a",
+        zeros(&[5, 12]),
+        zeros(&[10])
+    )));
+    assert!(shape_error(BasicRnnCell::from_weights(
+        &mut params,
+        "a",
+        zeros(&[5, 4]),
+        zeros(&[3])
+    )));
+    assert!(shape_error(BasicRnnCell::from_weights(
+        &mut params,
+        "a",
+        zeros(&[5]),
+        zeros(&[5])
+    )));
+    // A GRU's candidate kernel must have the gates' rows and num_units columns.
+    assert!(shape_error(GruCell::from_weights(
+        &mut params,
+        "a",
+        zeros(&[5, 6]),
+        zeros(&[6]),
+        zeros(&[6, 3]),
+        zeros(&[3])
+    )));
+    assert!(shape_error(GruCell::from_weights(
+        &mut params,
+        "a",
+        zeros(&[5, 6]),
+        zeros(&[6]),
+        zeros(&[5, 3]),
+        zeros(&[4])
+    )));
+    // A taken name, even the last one, creates nothing.
+    params.create_from("b/candidate/bias", zeros(&[3])).unwrap();
+    let taken = taken + 1;
+    let gru = GruCell::from_weights(
+        &mut params,
+        "b",
+        zeros(&[5, 6]),
+        zeros(&[6]),
+        zeros(&[5, 3]),
+        zeros(&[3]),
+    );
+    assert!(matches!(gru, Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        BasicLstmCell::from_weights(&mut params, "lstm", zeros(&[5, 12]), zeros(&[12])),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(params.len(), taken);
+    assert!(params.id("b/gates/kernel").is_none());
+
+    // Ids from another store are refused, not a panic later.
+    let mut other = ParamStore::<f64>::new(0);
+    let rnn = BasicRnnCell::new(&mut other, "rnn", 2, 3).unwrap();
+    let gru = GruCell::new(&mut other, "gru", 2, 3).unwrap();
+    let small = ParamStore::<f64>::new(0);
+    assert!(matches!(
+        BasicRnnCell::from_params(&small, rnn.kernel(), rnn.bias()),
+        Err(Error::InvalidArgument(_))
+    ));
+    let ids = gru.param_ids();
+    assert!(matches!(
+        GruCell::from_params(&small, ids[0], ids[1], ids[2], ids[3]),
+        Err(Error::InvalidArgument(_))
+    ));
+    // Ids of the right store give the same cell back.
+    let again = GruCell::from_params(&other, ids[0], ids[1], ids[2], ids[3]).unwrap();
+    assert_eq!(
+        (again.input_size(), again.output_size(), again.param_ids()),
+        (2, 3, ids)
+    );
 }
 
 #[test]

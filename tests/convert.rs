@@ -511,9 +511,13 @@ fn gru_weights(seed: u64) -> TfGruWeights<f64> {
 /// Our `GruCell` over the sequence; returns outputs and the final state (as both `c` and `h`).
 fn run_our_gru(w: &TfGruWeights<f64>, d: &Data) -> Run {
     let mut params = ParamStore::<f64>::new(0);
-    let cell = GruCell::new(&mut params, "rnn/gru_cell", INPUT, UNITS).unwrap();
-    w.assign_to(&mut params, &cell).unwrap();
+    let cell = w.to_cell(&mut params, "rnn/gru_cell").unwrap();
     assert_eq!(&TfGruWeights::from_cell(&params, &cell).unwrap(), w);
+    // Writing the weights into a freshly initialised cell gives the same parameters.
+    let mut fresh = ParamStore::<f64>::new(1);
+    let other = GruCell::new(&mut fresh, "rnn/gru_cell", INPUT, UNITS).unwrap();
+    w.assign_to(&mut fresh, &other).unwrap();
+    assert_eq!(&TfGruWeights::from_cell(&fresh, &other).unwrap(), w);
     let tape = Tape::inference(&params);
     let x = tape.constant(d.x.clone().into_dyn());
     let h0 = tape.constant(d.h0.clone().into_dyn());

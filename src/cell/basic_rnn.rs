@@ -1,6 +1,8 @@
 //! `BasicRnnCell`: the vanilla recurrent cell.
 
-use super::{check_input, check_state, zeros, Cell};
+use ndarray::ArrayD;
+
+use super::{check_ids, check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -20,7 +22,7 @@ pub struct BasicRnnCell {
 }
 
 impl BasicRnnCell {
-    /// Creates `{scope}/kernel` and `{scope}/bias`.
+    /// Creates `{scope}/kernel` (Glorot uniform) and `{scope}/bias` (zeros).
     pub fn new<T: Scalar>(
         params: &mut ParamStore<T>,
         scope: impl Into<Scope>,
@@ -39,12 +41,59 @@ impl BasicRnnCell {
             Initializer::GlorotUniform,
         )?;
         let bias = params.create(&scope.join("bias"), &[num_units], Initializer::Zeros)?;
+        Self::from_params(params, kernel, bias)
+    }
+
+    /// Creates the cell's parameters from given weights (for tests and weights trained elsewhere):
+    /// `kernel` `[input_size + num_units, num_units]`, `bias` `[num_units]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for shapes that do not fit, [`Error::InvalidArgument`] for a taken name;
+    /// either way the store is left as it was.
+    pub fn from_weights<T: Scalar>(
+        params: &mut ParamStore<T>,
+        scope: impl Into<Scope>,
+        kernel: ArrayD<T>,
+        bias: ArrayD<T>,
+    ) -> Result<Self> {
+        check_kernel_and_bias("BasicRnnCell", kernel.shape(), bias.shape(), 1)?;
+        let ids = create_all(
+            params,
+            &scope.into(),
+            vec![("kernel", kernel), ("bias", bias)],
+        )?;
+        Self::from_params(params, ids[0], ids[1])
+    }
+
+    /// A cell over parameters already in the store: the explicit way to share weights.
+    pub fn from_params<T: Scalar>(
+        params: &ParamStore<T>,
+        kernel: ParamId,
+        bias: ParamId,
+    ) -> Result<Self> {
+        check_ids("BasicRnnCell::from_params", params, &[kernel, bias])?;
+        let (input_size, num_units) = check_kernel_and_bias(
+            "BasicRnnCell",
+            params.value(kernel).shape(),
+            params.value(bias).shape(),
+            1,
+        )?;
         Ok(BasicRnnCell {
             kernel,
             bias,
             input_size,
             num_units,
         })
+    }
+
+    /// The kernel's handle.
+    pub fn kernel(&self) -> ParamId {
+        self.kernel
+    }
+
+    /// The bias's handle.
+    pub fn bias(&self) -> ParamId {
+        self.bias
     }
 }
 

@@ -1,6 +1,8 @@
 //! `GruCell`: the gated recurrent unit.
 
-use super::{check_input, check_state, zeros, Cell};
+use ndarray::ArrayD;
+
+use super::{check_ids, check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -29,6 +31,14 @@ pub struct GruCell {
     num_units: usize,
 }
 
+/// The names of a GRU's parameters under its scope, in [`Cell::param_ids`] order.
+const GRU_PARAMS: [&str; 4] = [
+    "gates/kernel",
+    "gates/bias",
+    "candidate/kernel",
+    "candidate/bias",
+];
+
 impl GruCell {
     /// Creates `{scope}/gates/{kernel,bias}` and `{scope}/candidate/{kernel,bias}`.
     pub fn new<T: Scalar>(
@@ -45,25 +55,74 @@ impl GruCell {
         let scope = scope.into();
         let rows = input_size + num_units;
         let gate_kernel = params.create(
-            &scope.join("gates/kernel"),
+            &scope.join(GRU_PARAMS[0]),
             &[rows, 2 * num_units],
             Initializer::GlorotUniform,
         )?;
         let gate_bias = params.create(
-            &scope.join("gates/bias"),
+            &scope.join(GRU_PARAMS[1]),
             &[2 * num_units],
             Initializer::Constant(1.0),
         )?;
         let candidate_kernel = params.create(
-            &scope.join("candidate/kernel"),
+            &scope.join(GRU_PARAMS[2]),
             &[rows, num_units],
             Initializer::GlorotUniform,
         )?;
-        let candidate_bias = params.create(
-            &scope.join("candidate/bias"),
-            &[num_units],
-            Initializer::Zeros,
+        let candidate_bias =
+            params.create(&scope.join(GRU_PARAMS[3]), &[num_units], Initializer::Zeros)?;
+        Self::from_params(
+            params,
+            gate_kernel,
+            gate_bias,
+            candidate_kernel,
+            candidate_bias,
+        )
+    }
+
+    /// Creates the cell's parameters from given weights (for tests and weights trained elsewhere;
+    /// [`crate::convert::TfGruWeights::to_cell`] takes them as one struct): `gate_kernel`
+    /// `[input_size + num_units, 2 * num_units]` (blocks r, u), `gate_bias` `[2 * num_units]`,
+    /// `candidate_kernel` `[input_size + num_units, num_units]`, `candidate_bias` `[num_units]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for shapes that do not fit, [`Error::InvalidArgument`] for a taken name;
+    /// either way the store is left as it was.
+    pub fn from_weights<T: Scalar>(
+        params: &mut ParamStore<T>,
+        scope: impl Into<Scope>,
+        gate_kernel: ArrayD<T>,
+        gate_bias: ArrayD<T>,
+        candidate_kernel: ArrayD<T>,
+        candidate_bias: ArrayD<T>,
+    ) -> Result<Self> {
+        check_gru_shapes(
+            gate_kernel.shape(),
+            gate_bias.shape(),
+            candidate_kernel.shape(),
+            candidate_bias.shape(),
         )?;
+        let weights = [gate_kernel, gate_bias, candidate_kernel, candidate_bias];
+        let ids = create_all(
+            params,
+            &scope.into(),
+            GRU_PARAMS.into_iter().zip(weights).collect(),
+        )?;
+        Self::from_params(params, ids[0], ids[1], ids[2], ids[3])
+    }
+
+    /// A cell over parameters already in the store: the explicit way to share weights.
+    pub fn from_params<T: Scalar>(
+        params: &ParamStore<T>,
+        gate_kernel: ParamId,
+        gate_bias: ParamId,
+        candidate_kernel: ParamId,
+        candidate_bias: ParamId,
+    ) -> Result<Self> {
+        let ids = [gate_kernel, gate_bias, candidate_kernel, candidate_bias];
+        check_ids("GruCell::from_params", params, &ids)?;
+        let [gk, gb, ck, cb] = ids.map(|id| params.value(id).shape());
+        let (input_size, num_units) = check_gru_shapes(gk, gb, ck, cb)?;
         Ok(GruCell {
             gate_kernel,
             gate_bias,
@@ -73,6 +132,28 @@ impl GruCell {
             num_units,
         })
     }
+}
+
+/// Checks the four shapes of a GRU and returns `(input_size, num_units)`.
+fn check_gru_shapes(
+    gate_kernel: &[usize],
+    gate_bias: &[usize],
+    candidate_kernel: &[usize],
+    candidate_bias: &[usize],
+) -> Result<(usize, usize)> {
+    let sizes = check_kernel_and_bias("GruCell gates", gate_kernel, gate_bias, 2)?;
+    if check_kernel_and_bias("GruCell candidate", candidate_kernel, candidate_bias, 1)? != sizes {
+        return Err(Error::shape(
+            "GruCell candidate",
+            format!(
+                "a kernel of shape [{}, {}] to match the gates",
+                sizes.0 + sizes.1,
+                sizes.1
+            ),
+            candidate_kernel,
+        ));
+    }
+    Ok(sizes)
 }
 
 impl Cell for GruCell {

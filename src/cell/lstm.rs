@@ -3,7 +3,9 @@
 use ndarray::{Array3, ArrayD, Axis, CowArray, Ix2, Ix3};
 
 use super::lstm_kernel;
-use super::{check_input, check_state, zeros, Cell, RnnState};
+use super::{
+    check_ids, check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell, RnnState,
+};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -104,19 +106,25 @@ impl BasicLstmCell {
         Self::from_params(params, kernel, bias)
     }
 
-    /// Creates the cell's parameters from given weights (for tests and weights trained elsewhere).
+    /// Creates the cell's parameters from given weights (for tests and weights trained elsewhere):
+    /// `kernel` `[input_size + num_units, 4 * num_units]`, `bias` `[4 * num_units]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for shapes that do not fit, [`Error::InvalidArgument`] for a taken name;
+    /// either way the store is left as it was.
     pub fn from_weights<T: Scalar>(
         params: &mut ParamStore<T>,
         scope: impl Into<Scope>,
         kernel: ArrayD<T>,
         bias: ArrayD<T>,
     ) -> Result<Self> {
-        // Checked before anything is created, so a bad shape leaves the store unchanged.
-        check_lstm_shapes(kernel.shape(), bias.shape())?;
-        let scope = scope.into();
-        let kernel = params.create_from(&scope.join("kernel"), kernel)?;
-        let bias = params.create_from(&scope.join("bias"), bias)?;
-        Self::from_params(params, kernel, bias)
+        check_kernel_and_bias("BasicLstmCell", kernel.shape(), bias.shape(), 4)?;
+        let ids = create_all(
+            params,
+            &scope.into(),
+            vec![("kernel", kernel), ("bias", bias)],
+        )?;
+        Self::from_params(params, ids[0], ids[1])
     }
 
     /// A cell over parameters already in the store: the explicit way to share weights.
@@ -125,13 +133,13 @@ impl BasicLstmCell {
         kernel: ParamId,
         bias: ParamId,
     ) -> Result<Self> {
-        if !params.contains(kernel) || !params.contains(bias) {
-            return Err(Error::invalid(
-                "BasicLstmCell::from_params: unknown parameter id",
-            ));
-        }
-        let (input_size, num_units) =
-            check_lstm_shapes(params.value(kernel).shape(), params.value(bias).shape())?;
+        check_ids("BasicLstmCell::from_params", params, &[kernel, bias])?;
+        let (input_size, num_units) = check_kernel_and_bias(
+            "BasicLstmCell",
+            params.value(kernel).shape(),
+            params.value(bias).shape(),
+            4,
+        )?;
         Ok(BasicLstmCell {
             kernel,
             bias,
@@ -329,25 +337,6 @@ impl BasicLstmCell {
             }),
         )
     }
-}
-
-fn check_lstm_shapes(kernel: &[usize], bias: &[usize]) -> Result<(usize, usize)> {
-    if bias.len() != 1 || bias[0] == 0 || bias[0] % 4 != 0 {
-        return Err(Error::shape(
-            "BasicLstmCell",
-            "a bias of shape [4 * num_units]",
-            bias,
-        ));
-    }
-    let units = bias[0] / 4;
-    if kernel.len() != 2 || kernel[1] != 4 * units || kernel[0] <= units {
-        return Err(Error::shape(
-            "BasicLstmCell",
-            format!("a kernel of shape [input_size + {units}, {}]", 4 * units),
-            kernel,
-        ));
-    }
-    Ok((kernel[0] - units, units))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,7 @@ pub use multi::MultiCell;
 
 use ndarray::{ArrayD, IxDyn};
 
+use crate::params::{ParamStore, Scope};
 use crate::{Error, ParamId, Result, Scalar, Tape, Var};
 
 /// A recurrent state: a fixed structure of tensors that runners can flatten, mask and rebuild.
@@ -202,4 +203,70 @@ pub(crate) fn check_state<T: Scalar>(
 /// A `[batch, width]` zero constant.
 pub(crate) fn zeros<T: Scalar>(tape: &Tape<'_, T>, batch: usize, width: usize) -> Var {
     tape.constant(ArrayD::zeros(IxDyn(&[batch, width])))
+}
+
+/// Checks a fused kernel `[input_size + num_units, gates * num_units]` and its bias
+/// `[gates * num_units]` (TensorFlow's layout for every cell here), and returns
+/// `(input_size, num_units)`.
+pub(crate) fn check_kernel_and_bias(
+    op: &'static str,
+    kernel: &[usize],
+    bias: &[usize],
+    gates: usize,
+) -> Result<(usize, usize)> {
+    if bias.len() != 1 || bias[0] == 0 || bias[0] % gates != 0 {
+        let expected = match gates {
+            1 => "a bias of shape [num_units]".to_string(),
+            g => format!("a bias of shape [{g} * num_units]"),
+        };
+        return Err(Error::shape(op, expected, bias));
+    }
+    let units = bias[0] / gates;
+    if kernel.len() != 2 || kernel[1] != gates * units || kernel[0] <= units {
+        return Err(Error::shape(
+            op,
+            format!(
+                "a kernel of shape [input_size + {units}, {}]",
+                gates * units
+            ),
+            kernel,
+        ));
+    }
+    Ok((kernel[0] - units, units))
+}
+
+/// Adds the arrays as parameters `{scope}/{name}`, all or none: every name is checked to be
+/// free first, so a taken name leaves the store as it was.
+pub(crate) fn create_all<T: Scalar>(
+    params: &mut ParamStore<T>,
+    scope: &Scope,
+    named: Vec<(&str, ArrayD<T>)>,
+) -> Result<Vec<ParamId>> {
+    if let Some((name, _)) = named
+        .iter()
+        .find(|(name, _)| params.id(&scope.join(name)).is_some())
+    {
+        return Err(Error::invalid(format!(
+            "parameter {:?} already exists",
+            scope.join(name)
+        )));
+    }
+    named
+        .into_iter()
+        .map(|(name, value)| params.create_from(&scope.join(name), value))
+        .collect()
+}
+
+/// Checks that every id belongs to `params` (a cell built over another store would panic when
+/// run).
+pub(crate) fn check_ids<T: Scalar>(
+    op: &'static str,
+    params: &ParamStore<T>,
+    ids: &[ParamId],
+) -> Result<()> {
+    if ids.iter().all(|&id| params.contains(id)) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("{op}: unknown parameter id")))
+    }
 }
