@@ -85,6 +85,7 @@ impl Dense {
         kernel: ParamId,
         bias: ParamId,
     ) -> Result<Self> {
+        params.check_ids("Dense::from_params", &[kernel, bias])?;
         let k = params.value(kernel).shape().to_vec();
         let b = params.value(bias).shape().to_vec();
         if k.len() != 2 || b != [k[1]] {

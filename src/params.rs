@@ -152,6 +152,16 @@ impl<T: Scalar> ParamStore<T> {
         id.0 < self.values.len()
     }
 
+    /// `Ok` if every id belongs to this store, else an [`Error::InvalidArgument`] naming `op`
+    /// (a layer built over another store would panic when run).
+    pub(crate) fn check_ids(&self, op: &str, ids: &[ParamId]) -> Result<()> {
+        if ids.iter().all(|&id| self.contains(id)) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("{op}: unknown parameter id")))
+        }
+    }
+
     /// The number of parameters (arrays).
     pub fn len(&self) -> usize {
         self.values.len()

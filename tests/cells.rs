@@ -912,6 +912,12 @@ fn runners_reject_bad_input() {
         last_relevant_output(&tape, x, Some(&[1, 2, 3])),
         Err(Error::Shape { .. })
     ));
+    // An empty batch has an empty last output, with or without lengths.
+    let none = tape.constant(ArrayD::zeros(IxDyn(&[0, 4, 3])));
+    for lengths in [None, Some(&[][..])] {
+        let last = last_relevant_output(&tape, none, lengths).unwrap();
+        assert_eq!(tape.shape(last), [0, 3]);
+    }
     // No time steps: dynamic_rnn refuses, and so does the cell's sequence path called directly.
     let zero = cell.zero_state(&tape, 2);
     for (shape, time_major) in [([2, 0, 3], false), ([0, 2, 3], true)] {

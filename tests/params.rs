@@ -1,5 +1,8 @@
 //! ParamStore, Scope, initializers, Dense and metrics.
 
+mod common;
+
+use common::assert_close;
 use ndarray::{array, ArrayD, IxDyn};
 use recurrent::init::Initializer;
 use recurrent::metrics::accuracy;
@@ -145,13 +148,21 @@ fn dense_layer_values_and_errors() {
     let y = dense
         .forward(&tape, tape.constant(array![[1.0, 1.0]].into_dyn()))
         .unwrap();
-    assert_eq!(tape.to_array(y), array![[5.5, 7.0, 8.5]].into_dyn());
+    assert_close(&tape.to_array(y), &array![[5.5, 7.0, 8.5]].into_dyn(), 0.0);
     let bad = tape.constant(array![[1.0, 1.0, 1.0]].into_dyn());
     assert!(matches!(
         dense.forward(&tape, bad),
         Err(Error::Shape { op: "matmul", .. })
     ));
     assert!(Dense::new(&mut params, "zero", 0, 3).is_err());
+    // Ids of another store are refused here, not a panic at the first forward.
+    let empty = ParamStore::<f64>::new(0);
+    assert!(matches!(
+        Dense::from_params(&empty, dense.kernel(), dense.bias()),
+        Err(Error::InvalidArgument(_))
+    ));
+    let same = Dense::from_params(&params, dense.kernel(), dense.bias()).unwrap();
+    assert_eq!((same.input_size(), same.output_size()), (2, 3));
 }
 
 #[test]

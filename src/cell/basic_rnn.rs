@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::{check_ids, check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell};
+use super::{check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -71,7 +71,7 @@ impl BasicRnnCell {
         kernel: ParamId,
         bias: ParamId,
     ) -> Result<Self> {
-        check_ids("BasicRnnCell::from_params", params, &[kernel, bias])?;
+        params.check_ids("BasicRnnCell::from_params", &[kernel, bias])?;
         let (input_size, num_units) = check_kernel_and_bias(
             "BasicRnnCell",
             params.value(kernel).shape(),

@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::{check_ids, check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell};
+use super::{check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -120,7 +120,7 @@ impl GruCell {
         candidate_bias: ParamId,
     ) -> Result<Self> {
         let ids = [gate_kernel, gate_bias, candidate_kernel, candidate_bias];
-        check_ids("GruCell::from_params", params, &ids)?;
+        params.check_ids("GruCell::from_params", &ids)?;
         let [gk, gb, ck, cb] = ids.map(|id| params.value(id).shape());
         let (input_size, num_units) = check_gru_shapes(gk, gb, ck, cb)?;
         Ok(GruCell {

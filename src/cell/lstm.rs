@@ -3,9 +3,7 @@
 use ndarray::{Array3, ArrayD, Axis, CowArray, Ix2, Ix3};
 
 use super::lstm_kernel;
-use super::{
-    check_ids, check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell, RnnState,
-};
+use super::{check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell, RnnState};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -133,7 +131,7 @@ impl BasicLstmCell {
         kernel: ParamId,
         bias: ParamId,
     ) -> Result<Self> {
-        check_ids("BasicLstmCell::from_params", params, &[kernel, bias])?;
+        params.check_ids("BasicLstmCell::from_params", &[kernel, bias])?;
         let (input_size, num_units) = check_kernel_and_bias(
             "BasicLstmCell",
             params.value(kernel).shape(),

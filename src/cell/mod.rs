@@ -256,17 +256,3 @@ pub(crate) fn create_all<T: Scalar>(
         .map(|(name, value)| params.create_from(&scope.join(name), value))
         .collect()
 }
-
-/// Checks that every id belongs to `params` (a cell built over another store would panic when
-/// run).
-pub(crate) fn check_ids<T: Scalar>(
-    op: &'static str,
-    params: &ParamStore<T>,
-    ids: &[ParamId],
-) -> Result<()> {
-    if ids.iter().all(|&id| params.contains(id)) {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!("{op}: unknown parameter id")))
-    }
-}

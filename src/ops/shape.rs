@@ -164,12 +164,15 @@ impl<T: Scalar> Tape<'_, T> {
                     "gather_rows index {bad} is not below {n}"
                 )));
             }
-            let rows: Vec<_> = index
-                .iter()
-                .enumerate()
-                .map(|(b, &i)| vx.index_axis(Axis(0), b).index_axis_move(Axis(0), i))
-                .collect();
-            ndarray::stack(Axis(0), &rows).expect("rows share a shape")
+            // Built row by row rather than with `ndarray::stack`, which refuses an empty batch.
+            let mut shape = vx.shape().to_vec();
+            shape.remove(1);
+            let mut out = ArrayD::zeros(IxDyn(&shape));
+            for (b, &i) in index.iter().enumerate() {
+                out.index_axis_mut(Axis(0), b)
+                    .assign(&vx.index_axis(Axis(0), b).index_axis(Axis(0), i));
+            }
+            out
         };
         let index = index.to_vec();
         Ok(self.push_op(value, &[x], move |ctx| {
