@@ -372,7 +372,7 @@ fn set_learning_rate_takes_effect_and_keeps_state() {
     let mut opt = Momentum::new(0.1, 0.9).unwrap();
     for (t, g) in gs.iter().enumerate() {
         if t == 2 {
-            opt.set_learning_rate(0.05);
+            opt.set_learning_rate(0.05).unwrap();
         }
         let mut grads = Grads::new();
         grads.insert(id, arr(g));
@@ -515,10 +515,24 @@ fn bad_hyper_parameters_are_errors() {
 }
 
 #[test]
-#[should_panic(expected = "learning rate")]
-fn set_learning_rate_rejects_negative_rates() {
+fn setters_reject_bad_rates_and_keep_the_old_value() {
     let mut opt = Adam::<f32>::new(0.1).unwrap();
-    opt.set_learning_rate(-1.0);
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        assert!(matches!(
+            opt.set_learning_rate(bad),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    assert_eq!(opt.learning_rate(), 0.1);
+    let mut adamw = AdamW::<f32>::new(0.1, 0.01).unwrap();
+    assert!(matches!(
+        adamw.set_weight_decay(-0.5),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(adamw.set_learning_rate(-0.5).is_err());
+    assert_eq!((adamw.weight_decay(), adamw.learning_rate()), (0.01, 0.1));
+    adamw.set_weight_decay(0.02).unwrap();
+    assert_eq!(adamw.weight_decay(), 0.02);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 use ndarray::{ArrayD, Zip};
 
 use super::{
-    assert_learning_rate, check_grads, check_learning_rate, check_non_negative, check_positive,
-    check_unit, Optimizer, Slots,
+    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
+    Slots,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -218,13 +218,12 @@ impl<T: Scalar> AdamW<T> {
 
     /// Changes the weight decay factor for the following steps.
     ///
-    /// # Panics
-    /// If `weight_decay` is negative or not finite.
-    pub fn set_weight_decay(&mut self, weight_decay: f64) {
-        match check_non_negative("AdamW", "weight_decay", weight_decay) {
-            Ok(wd) => self.weight_decay = wd,
-            Err(e) => panic!("{e}"),
-        }
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `weight_decay` is negative or
+    /// not finite; the factor is then unchanged.
+    pub fn set_weight_decay(&mut self, weight_decay: f64) -> Result<()> {
+        self.weight_decay = check_non_negative("AdamW", "weight_decay", weight_decay)?;
+        Ok(())
     }
 
     /// `β₁`.
@@ -253,8 +252,9 @@ impl<T: Scalar> Optimizer<T> for AdamW<T> {
         self.adam.lr
     }
 
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.adam.lr = assert_learning_rate("AdamW", lr);
+    fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        self.adam.lr = check_learning_rate("AdamW", lr)?;
+        Ok(())
     }
 
     fn step_count(&self) -> u64 {

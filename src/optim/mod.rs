@@ -69,7 +69,7 @@
 //!         let loss = tape.mean(tape.mul(err, err)?);
 //!         tape.backward(loss)?
 //!     }; // the tape is dropped here, so the store can be updated
-//!     opt.set_learning_rate(schedule.rate(opt.step_count()));
+//!     opt.set_learning_rate(schedule.rate(opt.step_count()))?;
 //!     opt.apply(&mut params, &grads)?;
 //! }
 //! assert_eq!(opt.step_count(), 20);
@@ -87,8 +87,9 @@ macro_rules! state_accessors {
             self.lr
         }
 
-        fn set_learning_rate(&mut self, lr: f64) {
-            self.lr = $crate::optim::assert_learning_rate($name, lr);
+        fn set_learning_rate(&mut self, lr: f64) -> $crate::Result<()> {
+            self.lr = $crate::optim::check_learning_rate($name, lr)?;
+            Ok(())
         }
 
         fn step_count(&self) -> u64 {
@@ -153,9 +154,9 @@ pub trait Optimizer<T: Scalar> {
     /// Changes the learning rate for the following steps (for example from a
     /// [`LearningRateSchedule`]); the optimizer's state is kept.
     ///
-    /// # Panics
-    /// If `lr` is negative or not finite.
-    fn set_learning_rate(&mut self, lr: f64);
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `lr` is negative or not finite; the rate is then unchanged.
+    fn set_learning_rate(&mut self, lr: f64) -> Result<()>;
 
     /// The number of successful [`Optimizer::apply`] calls so far.
     fn step_count(&self) -> u64;
@@ -185,14 +186,6 @@ pub(crate) fn check_learning_rate(op: &str, lr: f64) -> Result<f64> {
         Err(Error::invalid(format!(
             "{op}: learning rate must be finite and >= 0, got {lr}"
         )))
-    }
-}
-
-/// Panics with the message of [`check_learning_rate`] (for `set_learning_rate`).
-pub(crate) fn assert_learning_rate(op: &str, lr: f64) -> f64 {
-    match check_learning_rate(op, lr) {
-        Ok(lr) => lr,
-        Err(e) => panic!("{e}"),
     }
 }
 

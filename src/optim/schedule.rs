@@ -5,7 +5,7 @@ use crate::{Error, Result};
 /// A learning rate as a function of the step (TensorFlow's `global_step`).
 ///
 /// Feed it to an optimizer before each step:
-/// `opt.set_learning_rate(schedule.rate(opt.step_count()))`, so step `0` is the first update, as
+/// `opt.set_learning_rate(schedule.rate(opt.step_count()))?`, so step `0` is the first update, as
 /// with TensorFlow's `global_step` before `apply_gradients` increments it.
 pub trait LearningRateSchedule {
     /// The learning rate at `step`.
