@@ -31,8 +31,9 @@ use crate::{Error, Result, Scalar};
 
 /// A value recorded on a [`Tape`]: a cheap, copyable handle.
 ///
-/// A `Var` belongs to the tape that made it; using it with another tape is a logic error
-/// (caught by a shape check at best).
+/// A `Var` belongs to the tape that made it. Using it with another tape is a logic error that
+/// is not detected: it names whatever value that tape holds at the same index (often caught by
+/// a shape check), or panics with an index out of bounds if the tape holds fewer values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Var {
     pub(crate) node: u32,

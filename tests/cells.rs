@@ -389,12 +389,24 @@ fn static_and_dynamic_agree_for_every_cell() {
         lstm(&mut params, "m/cell_1", 4, 4, 41),
     ])
     .unwrap();
+    // Dropout in variational mode, where a mask does not depend on the order in which the two
+    // runners draw: input and output dropout around the LSTM's sequence path, and with state
+    // dropout, which makes dynamic_rnn step.
+    let around_sequence = DropoutWrapper::new(lstm_cell.clone())
+        .with_input_keep_prob(0.7)
+        .unwrap()
+        .with_output_keep_prob(0.8)
+        .unwrap()
+        .with_variational(true);
+    let with_state = around_sequence.clone().with_state_keep_prob(0.6).unwrap();
     for lengths in [None, Some(&[4usize, 0, 2][..])] {
         for with_initial in [false, true] {
             assert_static_equals_dynamic(&params, &lstm_cell, lengths, with_initial);
             assert_static_equals_dynamic(&params, &gru, lengths, with_initial);
             assert_static_equals_dynamic(&params, &basic, lengths, with_initial);
             assert_static_equals_dynamic(&params, &stack, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &around_sequence, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &with_state, lengths, with_initial);
         }
     }
 }

@@ -7,8 +7,8 @@
 //! # Thread counts
 //! The fused LSTM splits a batch into shards that depend only on the batch size (at most 64
 //! examples each) and adds their partial weight gradients in shard order, whatever the number of
-//! threads that run them; `ndarray`'s matrix products run single-threaded (the crate does not
-//! enable `matrixmultiply`'s threading). So parameters are bit-identical across thread counts too:
+//! threads that run them; each matrix product runs on one thread (the `gemm` crate is called with
+//! `Parallelism::None`). So parameters are bit-identical across thread counts too:
 //! [`same_bits_across_thread_counts`] trains a batch of 150 (three shards) with 1, 2 and 3 threads.
 
 use ndarray::{Array2, ArrayD, IxDyn};

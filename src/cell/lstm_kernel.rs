@@ -399,7 +399,8 @@ struct BackwardShard<'a, T> {
     /// In: the gradient of the final `h`; out: the gradient of the initial `h`.
     dh: ArrayViewMut2<'a, T>,
     dx: Option<ArrayViewMut3<'a, T>>,
-    /// Scratch for the gate pre-activation gradients, `[batch, time, 4 * units]`, zeroed.
+    /// Scratch for the gate pre-activation gradients, `[batch, time, 4 * units]`, not zeroed:
+    /// every row is written before it is read (computed at valid steps, zeroed at carried ones).
     dz: ArrayViewMut3<'a, T>,
 }
 
