@@ -7,12 +7,32 @@ use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
 
-/// TensorFlow 1.x's `BasicRNNCell`: `h' = tanh([x, h] @ kernel + bias)`; the output is `h'`.
+/// TensorFlow 1.x's `BasicRNNCell`: the plain (Elman) recurrent cell.
+///
+/// # Equations
+/// ```text
+/// h' = tanh([x, h] @ kernel + bias)                 (the output is h')
+/// ```
 ///
 /// # Shapes
-/// `kernel` `[input_size + num_units, num_units]` (Glorot uniform), `bias` `[num_units]` (zeros);
-/// input `[batch, input_size]`, state and output `[batch, num_units]`. TensorFlow's scope is
-/// `rnn/basic_rnn_cell`.
+/// - `kernel` `[input_size + num_units, num_units]` (Glorot uniform), `bias` `[num_units]`
+///   (zeros). TensorFlow's scope is `rnn/basic_rnn_cell`.
+/// - input `[batch, input_size]`; state and output `[batch, num_units]`.
+///
+/// ```
+/// use recurrent::cell::{BasicRnnCell, Cell};
+/// use recurrent::{ParamStore, Tape};
+///
+/// let mut params = ParamStore::<f32>::new(0);
+/// let cell = BasicRnnCell::new(&mut params, "rnn/basic_rnn_cell", 28, 64).unwrap();
+/// let tape = Tape::new(&params);
+/// let x = tape.constant(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 28])));
+/// let (h, state) = cell.call(&tape, x, &cell.zero_state(&tape, 4)).unwrap();
+/// assert_eq!(tape.shape(h), vec![4, 64]);
+/// assert_eq!(h, state);
+/// ```
+///
+/// Reference: Elman, "Finding Structure in Time" (1990).
 #[derive(Debug, Clone)]
 pub struct BasicRnnCell {
     kernel: ParamId,

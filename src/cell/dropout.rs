@@ -18,21 +18,48 @@ static NEXT_WRAPPER_ID: AtomicU64 = AtomicU64::new(1);
 /// - `state_keep_prob`: dropout on the new state, except an LSTM's memory `c`, which TensorFlow
 ///   never drops ([`RnnState::droppable`]).
 ///
-/// Kept values are scaled by `1 / keep_prob`. With `variational` (Gal & Ghahramani, 2016) each
-/// of the three masks is drawn once per tape and reused at every step, as TensorFlow's
-/// `variational_recurrent=True` does once per graph; otherwise every step draws new masks. On an
-/// inference tape the wrapper is the identity. Masks come from the tape's seeded generator
-/// ([`Tape::with_seed`]). Keep probabilities outside `(0, 1]` are an error.
+/// # Equations
+/// For each of the three, with `p` its keep probability and `m` a mask of independent
+/// Bernoulli(`p`) draws of the tensor's shape:
+///
+/// ```text
+/// dropped(v) = v * m / p
+/// ```
+///
+/// so kept values are scaled by `1 / p` and the expectation is unchanged. With `variational`
+/// (Gal & Ghahramani, 2016) each of the three masks is drawn once per tape and reused at every
+/// step, as TensorFlow's `variational_recurrent=True` does once per graph; otherwise every step
+/// draws new masks. On an inference tape the wrapper is the identity. Masks come from the tape's
+/// seeded generator ([`Tape::with_seed`]). Keep probabilities outside `(0, 1]` are an error.
+///
+/// # Shapes
+/// Those of the wrapped cell: the masks have the shape of the input `[batch, input_size]`, the
+/// output `[batch, output_size]` and each state tensor.
 ///
 /// ```
 /// use recurrent::cell::{BasicLstmCell, DropoutWrapper};
-/// use recurrent::ParamStore;
+/// use recurrent::{rnn, ParamStore, Tape};
 ///
 /// let mut params = ParamStore::<f32>::new(0);
 /// let lstm = BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", 8, 16).unwrap();
 /// let cell = DropoutWrapper::new(lstm).with_output_keep_prob(0.5).unwrap();
 /// assert!(DropoutWrapper::new(cell.clone()).with_input_keep_prob(0.0).is_err());
+///
+/// // Training: about half of the outputs are zero, the others doubled.
+/// let tape = Tape::new(&params).with_seed(1);
+/// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[4, 5, 8])));
+/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+/// assert_eq!(tape.shape(outputs), vec![4, 5, 16]);
+/// assert!(tape.value(outputs).iter().any(|&v| v == 0.0));
+/// // Inference: the identity.
+/// let tape = Tape::inference(&params);
+/// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[4, 5, 8])));
+/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+/// assert!(tape.value(outputs).iter().all(|&v| v != 0.0));
 /// ```
+///
+/// Reference: Zaremba et al., "Recurrent Neural Network Regularization" (2014), for dropout on
+/// the non-recurrent connections.
 #[derive(Debug)]
 pub struct DropoutWrapper<C> {
     cell: C,

@@ -17,10 +17,32 @@ use crate::{Error, Result, Scalar, Tape, Var};
 /// ```
 ///
 /// # Shapes
-/// `gates/kernel` `[input_size + num_units, 2 * num_units]`, `gates/bias` `[2 * num_units]`
-/// (initialised to 1.0, as in TensorFlow, so the cell starts by remembering),
-/// `candidate/kernel` `[input_size + num_units, num_units]`, `candidate/bias` `[num_units]`
-/// (zeros). TensorFlow's scope is `rnn/gru_cell`.
+/// - `gates/kernel` `[input_size + num_units, 2 * num_units]` (Glorot uniform), `gates/bias`
+///   `[2 * num_units]` (initialised to 1.0, as in TensorFlow, so the cell starts by
+///   remembering), `candidate/kernel` `[input_size + num_units, num_units]` (Glorot uniform),
+///   `candidate/bias` `[num_units]` (zeros). TensorFlow's scope is `rnn/gru_cell`.
+/// - input `[batch, input_size]`; state and output `[batch, num_units]` (the state is the
+///   output).
+///
+/// The reset gate multiplies `h` before the recurrent product, as in TensorFlow 1.x and Keras's
+/// `reset_after=False`; PyTorch's `nn.GRU` applies it after, which is another function (see
+/// [`crate::convert`]).
+///
+/// ```
+/// use recurrent::cell::{Cell, GruCell};
+/// use recurrent::{ParamStore, Tape};
+///
+/// let mut params = ParamStore::<f32>::new(0);
+/// let cell = GruCell::new(&mut params, "rnn/gru_cell", 28, 64).unwrap();
+/// let tape = Tape::new(&params);
+/// let x = tape.constant(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 28])));
+/// let (h, state) = cell.call(&tape, x, &cell.zero_state(&tape, 4)).unwrap();
+/// assert_eq!(tape.shape(h), vec![4, 64]);
+/// assert_eq!(h, state);
+/// ```
+///
+/// Reference: Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder for
+/// Statistical Machine Translation" (2014).
 #[derive(Debug, Clone)]
 pub struct GruCell {
     gate_kernel: ParamId,

@@ -15,6 +15,11 @@ use crate::{Error, ParamId, Result, Scalar, Tape, Var};
 /// Under [`crate::rnn::dynamic_rnn`] the stack runs layer by layer over the whole sequence
 /// (each layer through its own fast path), which equals stepping all layers together.
 ///
+/// # Shapes
+/// Input `[batch, input_size of layer 0]`; output `[batch, output_size of the top layer]`; the
+/// state is a `Vec` with one state per layer, bottom first. Layer `k + 1`'s input size must be
+/// layer `k`'s output size.
+///
 /// ```
 /// use recurrent::cell::{BasicLstmCell, MultiCell};
 /// use recurrent::{rnn, ParamStore, Scope, Tape};
