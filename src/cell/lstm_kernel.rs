@@ -14,6 +14,26 @@ use crate::linalg::gemm;
 use crate::parallel::{run_shards, shard_rows};
 use crate::{workspace, Scalar};
 
+/// A row of fused gates `[4 * units]` as its four blocks, in TensorFlow's order: i (input gate),
+/// j (candidate), f (forget gate), o (output gate). The kernel reads the order from here and
+/// nowhere else; [`super::BasicLstmCell`]'s doc has the equations and `tests/cells.rs` pins them.
+fn gate_blocks<T>(row: &[T]) -> [&[T]; 4] {
+    let units = row.len() / 4;
+    let (i, rest) = row.split_at(units);
+    let (j, rest) = rest.split_at(units);
+    let (f, o) = rest.split_at(units);
+    [i, j, f, o]
+}
+
+/// [`gate_blocks`] for writing.
+fn gate_blocks_mut<T>(row: &mut [T]) -> [&mut [T]; 4] {
+    let units = row.len() / 4;
+    let (i, rest) = row.split_at_mut(units);
+    let (j, rest) = rest.split_at_mut(units);
+    let (f, o) = rest.split_at_mut(units);
+    [i, j, f, o]
+}
+
 /// What the forward pass keeps for the backward pass.
 pub(super) struct Forward<T: Scalar> {
     /// Activated gates `[batch, time, 4 * units]` in the order i, j, f, o.
@@ -259,10 +279,7 @@ impl<T: Scalar> ForwardShard<'_, T> {
                     continue;
                 }
                 let mut zr = z.row_mut(b);
-                let zr = zr.as_slice_mut().expect("contiguous");
-                let (zi, rest) = zr.split_at_mut(units);
-                let (zj, rest) = rest.split_at_mut(units);
-                let (zf, zo) = rest.split_at_mut(units);
+                let [zi, zj, zf, zo] = gate_blocks_mut(zr.as_slice_mut().expect("contiguous"));
                 T::sigmoid_in_place(zi);
                 T::tanh_in_place(zj);
                 zf.iter_mut().for_each(|v| *v += forget_bias);
@@ -545,10 +562,8 @@ fn gate_gradients_body<T: Scalar>(
 ) {
     let units = dc.len();
     let one = T::one();
-    let [gi, gj, gf, go] = [0, 1, 2, 3].map(|g| &gates[g * units..(g + 1) * units]);
-    let (dzi, rest) = dz.split_at_mut(units);
-    let (dzj, rest) = rest.split_at_mut(units);
-    let (dzf, dzo) = rest.split_at_mut(units);
+    let [gi, gj, gf, go] = gate_blocks(gates);
+    let [dzi, dzj, dzf, dzo] = gate_blocks_mut(dz);
     // Equal lengths, stated once, let the compiler drop the bounds checks.
     let (c_prev, tanh_c, dh, dzo) = (
         &c_prev[..units],
