@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::{check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell};
+use super::{check_input, check_state, create_fused, fused_sizes, zeros, Cell};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -76,13 +76,8 @@ impl BasicRnnCell {
         kernel: ArrayD<T>,
         bias: ArrayD<T>,
     ) -> Result<Self> {
-        check_kernel_and_bias("BasicRnnCell", kernel.shape(), bias.shape(), 1)?;
-        let ids = create_all(
-            params,
-            &scope.into(),
-            vec![("kernel", kernel), ("bias", bias)],
-        )?;
-        Self::from_params(params, ids[0], ids[1])
+        let (kernel, bias) = create_fused("BasicRnnCell", params, &scope.into(), kernel, bias, 1)?;
+        Self::from_params(params, kernel, bias)
     }
 
     /// A cell over parameters already in the store: the explicit way to share weights.
@@ -91,13 +86,8 @@ impl BasicRnnCell {
         kernel: ParamId,
         bias: ParamId,
     ) -> Result<Self> {
-        params.check_ids("BasicRnnCell::from_params", &[kernel, bias])?;
-        let (input_size, num_units) = check_kernel_and_bias(
-            "BasicRnnCell",
-            params.value(kernel).shape(),
-            params.value(bias).shape(),
-            1,
-        )?;
+        let (input_size, num_units) =
+            fused_sizes("BasicRnnCell::from_params", params, kernel, bias, 1)?;
         Ok(BasicRnnCell {
             kernel,
             bias,

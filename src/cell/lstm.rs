@@ -3,7 +3,7 @@
 use ndarray::{Array3, ArrayD, Axis, CowArray, Ix2, Ix3};
 
 use super::lstm_kernel;
-use super::{check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell, RnnState};
+use super::{check_input, check_state, create_fused, fused_sizes, zeros, Cell, RnnState};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -116,13 +116,8 @@ impl BasicLstmCell {
         kernel: ArrayD<T>,
         bias: ArrayD<T>,
     ) -> Result<Self> {
-        check_kernel_and_bias("BasicLstmCell", kernel.shape(), bias.shape(), 4)?;
-        let ids = create_all(
-            params,
-            &scope.into(),
-            vec![("kernel", kernel), ("bias", bias)],
-        )?;
-        Self::from_params(params, ids[0], ids[1])
+        let (kernel, bias) = create_fused("BasicLstmCell", params, &scope.into(), kernel, bias, 4)?;
+        Self::from_params(params, kernel, bias)
     }
 
     /// A cell over parameters already in the store: the explicit way to share weights.
@@ -131,13 +126,8 @@ impl BasicLstmCell {
         kernel: ParamId,
         bias: ParamId,
     ) -> Result<Self> {
-        params.check_ids("BasicLstmCell::from_params", &[kernel, bias])?;
-        let (input_size, num_units) = check_kernel_and_bias(
-            "BasicLstmCell",
-            params.value(kernel).shape(),
-            params.value(bias).shape(),
-            4,
-        )?;
+        let (input_size, num_units) =
+            fused_sizes("BasicLstmCell::from_params", params, kernel, bias, 4)?;
         Ok(BasicLstmCell {
             kernel,
             bias,

@@ -256,3 +256,36 @@ pub(crate) fn create_all<T: Scalar>(
         .map(|(name, value)| params.create_from(&scope.join(name), value))
         .collect()
 }
+
+/// Creates `{scope}/kernel` and `{scope}/bias` from given arrays for a cell with one fused kernel
+/// of `gates` blocks (LSTM 4, basic RNN 1): shapes checked first, then all or nothing.
+pub(crate) fn create_fused<T: Scalar>(
+    op: &'static str,
+    params: &mut ParamStore<T>,
+    scope: &Scope,
+    kernel: ArrayD<T>,
+    bias: ArrayD<T>,
+    gates: usize,
+) -> Result<(ParamId, ParamId)> {
+    check_kernel_and_bias(op, kernel.shape(), bias.shape(), gates)?;
+    let ids = create_all(params, scope, vec![("kernel", kernel), ("bias", bias)])?;
+    Ok((ids[0], ids[1]))
+}
+
+/// `(input_size, num_units)` of a fused kernel and bias already in `params`, checking that the
+/// ids are the store's and the shapes fit.
+pub(crate) fn fused_sizes<T: Scalar>(
+    op: &'static str,
+    params: &ParamStore<T>,
+    kernel: ParamId,
+    bias: ParamId,
+    gates: usize,
+) -> Result<(usize, usize)> {
+    params.check_ids(op, &[kernel, bias])?;
+    check_kernel_and_bias(
+        op,
+        params.value(kernel).shape(),
+        params.value(bias).shape(),
+        gates,
+    )
+}
