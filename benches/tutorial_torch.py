@@ -12,7 +12,6 @@ from shared/bench/mnist_data.py (TensorFlow's read_data_sets split and next_batc
 prints, per seed, test accuracy on the first 128, the first 1280 and all 10000 test images, then
 the means. benches/accuracy_seeds.sh runs it beside the example.
 """
-import argparse
 import math
 import os
 import sys
@@ -24,9 +23,9 @@ SHARED_DIR = os.environ.get("SHARED_DIR", os.path.join(os.path.dirname(os.path.a
                                                         "..", "..", "shared"))
 sys.path.insert(0, os.path.join(SHARED_DIR, "bench"))
 import mnist_data  # noqa: E402
+import seed_runs  # noqa: E402  (beside this script)
 
 UNITS, INPUT, CLASSES, BATCH = 128, 28, 10, 128
-LIMITS = (128, 1280)
 
 
 def train_and_test(seed, steps):
@@ -70,26 +69,15 @@ def train_and_test(seed, steps):
                 p.sub_(lr_t * m[k] / (v[k].sqrt() + epsilon))
     with torch.no_grad():
         x = torch.from_numpy(data.test.images.reshape(-1, 28, INPUT))
-        correct = (logits(x).argmax(1) == torch.from_numpy(data.test.labels)).double()
-    return [correct[:n].mean().item() for n in LIMITS] + [correct.mean().item()]
+        correct = logits(x).argmax(1) == torch.from_numpy(data.test.labels)
+    return seed_runs.accuracies(correct.numpy())
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = seed_runs.parse_args(__doc__.split("\n\n")[0], default_threads=1)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    rows = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        rows.append(train_and_test(seed, args.steps))
-        print("seed %d: first 128 %.2f%%, first 1280 %.2f%%, all %.2f%%"
-              % ((seed,) + tuple(100 * a for a in rows[-1])), flush=True)
-    mean = np.mean(rows, axis=0) * 100
-    print("mean of %d seeds: first 128 %.2f%%, first 1280 %.2f%%, all %.2f%%"
-          % ((len(rows),) + tuple(mean)))
+    seed_runs.report(train_and_test, args)
 
 
 if __name__ == "__main__":
