@@ -27,7 +27,7 @@ use crate::{Error, ParamStore, Result, Tape, Var};
 /// How close analytic and numeric gradients must be: `|a - n| <= atol + rtol * |n|`.
 ///
 /// [`gradcheck`] rejects a step that is not positive and finite, and negative or non-finite
-/// tolerances, with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+/// tolerances, with [`Error::InvalidArgument`].
 #[derive(Debug, Clone, Copy)]
 pub struct Tolerance {
     /// Absolute tolerance.
