@@ -397,7 +397,7 @@ fn static_and_dynamic_agree_for_every_cell() {
         .unwrap()
         .with_output_keep_prob(0.8)
         .unwrap()
-        .with_variational(true);
+        .with_variational_recurrent(true);
     let with_state = around_sequence.clone().with_state_keep_prob(0.6).unwrap();
     for lengths in [None, Some(&[4usize, 0, 2][..])] {
         for with_initial in [false, true] {
@@ -729,7 +729,7 @@ fn dropout_wrapper_rates_scaling_variational_and_inference() {
     let variational = DropoutWrapper::new(basic.clone())
         .with_input_keep_prob(0.6)
         .unwrap()
-        .with_variational(true);
+        .with_variational_recurrent(true);
     assert!(DropoutWrapper::new(basic.clone())
         .with_output_keep_prob(0.0)
         .is_err());
@@ -821,7 +821,7 @@ fn dropout_wrapper_gradients_with_fixed_masks() {
         .unwrap()
         .with_state_keep_prob(0.9)
         .unwrap()
-        .with_variational(true);
+        .with_variational_recurrent(true);
     // gradcheck seeds each evaluation's tape identically, so the masks are the same every run.
     let x = random(&[2, 3, 3], 1.0, 15);
     gradcheck(
@@ -1076,7 +1076,7 @@ fn a_user_cell_works_with_every_runner_and_wrapper() {
     let dropped = DropoutWrapper::new(user("d", 2))
         .with_output_keep_prob(0.7)
         .unwrap()
-        .with_variational(true);
+        .with_variational_recurrent(true);
     // (The shared contract also demands shape errors that a user's cell need not raise itself.)
     assert_static_equals_dynamic(&params, &stack, Some(&[4, 1, 3]), true);
     let x = random(&[2, 3, 2], 1.0, 26);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::random;
+use common::{assert_close, random};
 use ndarray::{s, Array1, Array2, Array3, Axis, Ix1, Ix2, Ix3};
 use recurrent::convert::{
     self, KerasGruWeights, KerasLstmWeights, OnnxLstmWeights, TfGruWeights, TfLstmWeights,
@@ -43,16 +43,6 @@ fn max_abs_diff<D: ndarray::Dimension>(
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max)
-}
-
-#[track_caller]
-fn assert_close<D: ndarray::Dimension>(
-    a: &ndarray::Array<f64, D>,
-    b: &ndarray::Array<f64, D>,
-    tol: f64,
-) {
-    let d = max_abs_diff(a, b);
-    assert!(d <= tol, "max difference {d:e} > {tol:e}");
 }
 
 /// Our weights, with a non-trivial bias so the forget-bias folding is visible.

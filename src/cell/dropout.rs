@@ -26,10 +26,10 @@ static NEXT_WRAPPER_ID: AtomicU64 = AtomicU64::new(1);
 /// dropped(v) = v * m / p
 /// ```
 ///
-/// so kept values are scaled by `1 / p` and the expectation is unchanged. With `variational`
-/// (Gal & Ghahramani, 2016) each of the three masks is drawn once per tape and reused at every
-/// step, as TensorFlow's `variational_recurrent=True` does once per graph; otherwise every step
-/// draws new masks. On an inference tape the wrapper is the identity. Masks come from the tape's
+/// so kept values are scaled by `1 / p` and the expectation is unchanged. With
+/// [`DropoutWrapper::with_variational_recurrent`] (Gal & Ghahramani, 2016) each of the three
+/// masks is drawn once per tape and reused at every step, as TensorFlow's
+/// `variational_recurrent=True` does once per graph; otherwise every step draws new masks. On an inference tape the wrapper is the identity. Masks come from the tape's
 /// seeded generator ([`Tape::with_seed`]). Keep probabilities outside `(0, 1]` are an error.
 ///
 /// # Shapes
@@ -115,9 +115,10 @@ impl<C> DropoutWrapper<C> {
         Ok(self)
     }
 
-    /// Uses one mask per tape for each of input, output and state, reused at every step.
-    pub fn with_variational(mut self, variational: bool) -> Self {
-        self.variational = variational;
+    /// Uses one mask per tape for each of input, output and state, reused at every step
+    /// (TensorFlow's `variational_recurrent`).
+    pub fn with_variational_recurrent(mut self, variational_recurrent: bool) -> Self {
+        self.variational = variational_recurrent;
         self
     }
 

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array, ArrayD, Dimension, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -11,9 +11,15 @@ pub fn random(shape: &[usize], scale: f64, seed: u64) -> ArrayD<f64> {
     ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(-scale..scale))
 }
 
-/// Asserts two arrays have one shape and agree elementwise within `atol + rtol * |expected|`.
+/// Asserts two arrays (of any dimension) have one shape and agree elementwise within
+/// `tol * (1 + |expected|)`: absolute near zero, relative for large values. `tol` 0 asks for
+/// equal values.
 #[track_caller]
-pub fn assert_close<T: recurrent::Scalar>(actual: &ArrayD<T>, expected: &ArrayD<T>, tol: f64) {
+pub fn assert_close<T: recurrent::Scalar, D: Dimension>(
+    actual: &Array<T, D>,
+    expected: &Array<T, D>,
+    tol: f64,
+) {
     assert_eq!(actual.shape(), expected.shape(), "shapes differ");
     for (i, (a, e)) in actual.iter().zip(expected.iter()).enumerate() {
         let (a, e) = (a.to_f64_lossless(), e.to_f64_lossless());
