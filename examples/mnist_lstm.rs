@@ -13,7 +13,8 @@
 //! - defaults (2000 steps, static): test accuracy 98.20% (97.89% on the first 1280 test
 //!   images), 41 s wall time, median 19.1 ms per training step;
 //! - `--steps 800`: 96.72% (95.86% on the first 1280, 100% on the first 128), 18 s; the README
-//!   shows the spread over 12 seeds, ours and PyTorch's (`benches/accuracy_seeds.sh`);
+//!   shows the spread over 12 seeds, ours, PyTorch's and TensorFlow's own
+//!   (`benches/accuracy_seeds.sh`);
 //! - `--unroll dynamic --epochs 10` (4297 steps): 98.35% (97.27% on the first 1280), 72 s,
 //!   16.1 ms per step.
 //!
@@ -95,8 +96,10 @@ fn main() -> AnyResult<()> {
     };
 
     let lines = [format!(
-        "model: 28 steps x 28 pixels -> BasicLstmCell({}, forget_bias 1.0), {:?} unroll -> dense -> 10",
-        args.hidden, cli.unroll
+        "model: 28 steps x 28 pixels -> BasicLstmCell({}, forget_bias 1.0), {} unroll -> dense -> 10",
+        args.hidden,
+        // As typed after --unroll: "static" or "dynamic".
+        cli.unroll.to_possible_value().expect("no skipped variants").get_name()
     )];
     common::run("mnist_lstm", &lines, args, params, &model)
 }
