@@ -360,8 +360,8 @@ pub(super) fn backward<T: Scalar>(
     };
     let rows = shard_rows(batch);
     let n_shards = batch.div_ceil(rows);
-    // Allocated here, on the calling thread, so that its pool serves every step (the shard
-    // threads are new each call and their pools die with them).
+    // Allocated here, on the calling thread, whose pool takes it back when the tape is dropped,
+    // so the same buffer serves every step (a pool thread's would keep allocating).
     // Every row is written: computed at valid steps, zeroed at carried ones.
     let mut dz_all: Array3<T> = workspace::scratch((batch, x.dim().1, 4 * units));
     let mut dx_chunks: Vec<Option<ArrayViewMut3<'_, T>>> = match grads.dx.as_mut() {
