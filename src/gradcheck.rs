@@ -151,9 +151,10 @@ where
         report.checked += 1;
         let err = (a - n).abs();
         report.max_abs_error = report.max_abs_error.max(err);
-        // Written so that a NaN on either side fails: every comparison with NaN is false.
+        // Non-finite values fail outright: a NaN compares false with everything, and an
+        // infinite numeric gradient would meet its own infinite bound.
         let within = err <= tol.atol + tol.rtol * n.abs();
-        if !within || !a.is_finite() {
+        if !within || !a.is_finite() || !n.is_finite() {
             report.mismatches.push(Mismatch {
                 what,
                 index,

@@ -250,28 +250,36 @@ fn gradcheck_catches_a_wrong_gradient() {
 }
 
 #[test]
-fn gradcheck_fails_when_a_finite_difference_is_nan() {
-    // f(x) = x * c with c a constant: 1 at the unperturbed input, NaN once element 0 moves. The
-    // tape's gradient is 1 everywhere; the finite difference of element 0 is NaN, which must
-    // count as a mismatch, not slip through a `>` comparison.
+fn gradcheck_fails_when_a_finite_difference_is_not_finite() {
+    // f(x) = x * c with c a constant: 1 at the unperturbed input, `moved` once element 0 moves
+    // up. The tape's gradient is 1 everywhere; the finite difference of element 0 is NaN or
+    // infinite, which must count as a mismatch, not slip through the tolerance comparison (an
+    // infinite one would meet its own infinite relative bound).
     let params = ParamStore::<f64>::new(0);
     let x = random(&[2, 2], 1.0, 1);
     let first = x.iter().next().copied().unwrap();
-    let report = gradcheck(
-        &params,
-        std::slice::from_ref(&x),
-        Tolerance::default(),
-        |t, v| {
-            let moved = t.to_array(v[0]).iter().next().copied().unwrap() != first;
-            let c = ArrayD::from_elem(IxDyn(&[2, 2]), if moved { f64::NAN } else { 1.0 });
-            t.mul(v[0], t.constant(c))
-        },
-    )
-    .unwrap();
-    assert_eq!(report.checked, 4);
-    assert_eq!(report.mismatches.len(), 1, "{:?}", report.mismatches);
-    assert_eq!(report.mismatches[0].index, 0);
-    assert!(report.mismatches[0].numeric.is_nan());
+    for moved in [f64::NAN, f64::INFINITY] {
+        let report = gradcheck(
+            &params,
+            std::slice::from_ref(&x),
+            Tolerance::default(),
+            |t, v| {
+                let up = t.to_array(v[0]).iter().next().copied().unwrap() > first;
+                let c = ArrayD::from_elem(IxDyn(&[2, 2]), if up { moved } else { 1.0 });
+                t.mul(v[0], t.constant(c))
+            },
+        )
+        .unwrap();
+        assert_eq!(report.checked, 4);
+        assert_eq!(
+            report.mismatches.len(),
+            1,
+            "{moved}: {:?}",
+            report.mismatches
+        );
+        assert_eq!(report.mismatches[0].index, 0);
+        assert!(!report.mismatches[0].numeric.is_finite());
+    }
 }
 
 #[test]

@@ -29,8 +29,9 @@ static NEXT_WRAPPER_ID: AtomicU64 = AtomicU64::new(1);
 /// so kept values are scaled by `1 / p` and the expectation is unchanged. With
 /// [`DropoutWrapper::with_variational_recurrent`] (Gal & Ghahramani, 2016) each of the three
 /// masks is drawn once per tape and reused at every step, as TensorFlow's
-/// `variational_recurrent=True` does once per graph; otherwise every step draws new masks. On an inference tape the wrapper is the identity. Masks come from the tape's
-/// seeded generator ([`Tape::with_seed`]). Keep probabilities outside `(0, 1]` are an error.
+/// `variational_recurrent=True` does once per graph; otherwise every step draws new masks. On an
+/// inference tape the wrapper is the identity. Masks come from the tape's seeded generator
+/// ([`Tape::with_seed`]). Keep probabilities outside `(0, 1]` are an error.
 ///
 /// # Shapes
 /// Those of the wrapped cell: the masks have the shape of the input `[batch, input_size]`, the
