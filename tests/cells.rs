@@ -888,7 +888,26 @@ fn every_cell_honours_the_contract() {
     contract(&params, &stack);
     contract(
         &params,
-        &DropoutWrapper::new(l).with_output_keep_prob(0.5).unwrap(),
+        &DropoutWrapper::new(l.clone())
+            .with_output_keep_prob(0.5)
+            .unwrap(),
+    );
+    // Every kind of dropout, with variational masks, around a stack; state dropout alone around
+    // a GRU: the wrapper must keep its cell's contract either way.
+    contract(
+        &params,
+        &DropoutWrapper::new(stack)
+            .with_input_keep_prob(0.8)
+            .unwrap()
+            .with_output_keep_prob(0.7)
+            .unwrap()
+            .with_state_keep_prob(0.6)
+            .unwrap()
+            .with_variational_recurrent(true),
+    );
+    contract(
+        &params,
+        &DropoutWrapper::new(gru).with_state_keep_prob(0.5).unwrap(),
     );
 }
 
