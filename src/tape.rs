@@ -21,6 +21,7 @@
 
 use std::cell::{Ref, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
@@ -31,14 +32,19 @@ use crate::{Error, Result, Scalar};
 
 /// A value recorded on a [`Tape`]: a cheap, copyable handle.
 ///
-/// A `Var` belongs to the tape that made it. Using it with another tape is a logic error that
-/// is not detected: it names whatever value that tape holds at the same index (often caught by
-/// a shape check), or panics with an index out of bounds if the tape holds fewer values.
+/// A `Var` belongs to the tape that made it. Using it with another tape is a logic error: the
+/// tape panics with a message saying so, rather than read whatever value it holds at the same
+/// index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Var {
     pub(crate) node: u32,
     pub(crate) out: u32,
+    /// The [`Tape`] that made it (each tape has its own number).
+    pub(crate) tape: u32,
 }
+
+/// The number of the next tape; 0 is never a tape's, so a fresh [`Grads`] has no tape.
+static NEXT_TAPE: AtomicU32 = AtomicU32::new(1);
 
 /// Whether a tape records for training or only computes (inference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +137,8 @@ fn resolve<'a, T: Scalar>(value: &'a Value<T>, params: &'a ParamStore<T>) -> &'a
 /// [`Tape::constant`], call ops, then [`Tape::backward`]. The tape borrows the store, so the
 /// optimizer can only update it once the tape is gone.
 pub struct Tape<'p, T: Scalar> {
+    /// This tape's number, carried by its vars.
+    pub(crate) id: u32,
     params: &'p ParamStore<T>,
     nodes: RefCell<Vec<Node<T>>>,
     param_vars: RefCell<HashMap<ParamId, Var>>,
@@ -154,6 +162,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
     /// A tape in the given mode.
     pub fn with_mode(params: &'p ParamStore<T>, mode: Mode) -> Self {
         Tape {
+            id: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
             params,
             nodes: RefCell::new(Vec::new()),
             param_vars: RefCell::new(HashMap::new()),
@@ -246,6 +255,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
         let v = Var {
             node: nodes.len() as u32,
             out: 0,
+            tape: self.id,
         };
         nodes.push(Node {
             outputs: vec![Value::Param(id)],
@@ -269,7 +279,18 @@ impl<'p, T: Scalar> Tape<'p, T> {
         Var {
             node: nodes.len() as u32 - 1,
             out: 0,
+            tape: self.id,
         }
+    }
+
+    /// Panics unless `v` was made by this tape.
+    #[track_caller]
+    fn check_own(&self, v: Var) {
+        assert!(
+            v.tape == self.id,
+            "a Var of another tape was used with this one (each Var belongs to the tape that \
+             made it; build values for a new tape on that tape)"
+        );
     }
 
     /// Records an op with one output.
@@ -289,6 +310,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
         parents: &[Var],
         backward: impl Fn(&BackwardCtx<'_, T>) -> Vec<Option<ArrayD<T>>> + 'static,
     ) -> Vec<Var> {
+        parents.iter().for_each(|&p| self.check_own(p));
         let mut nodes = self.nodes.borrow_mut();
         let requires_grad =
             self.is_training() && parents.iter().any(|p| nodes[p.node as usize].requires_grad);
@@ -304,11 +326,22 @@ impl<'p, T: Scalar> Tape<'p, T> {
             }),
             requires_grad,
         });
-        (0..n_out).map(|out| Var { node, out }).collect()
+        (0..n_out)
+            .map(|out| Var {
+                node,
+                out,
+                tape: self.id,
+            })
+            .collect()
     }
 
     /// The value of a var (borrowed from the tape).
+    ///
+    /// # Panics
+    /// If `v` belongs to another tape (as do the other methods that take a `Var`).
+    #[track_caller]
     pub fn value(&self, v: Var) -> ValueRef<'_, T> {
+        self.check_own(v);
         let nodes = self.nodes.borrow();
         match nodes[v.node as usize].outputs[v.out as usize] {
             Value::Param(id) => ValueRef::Param(self.params.value(id)),
@@ -322,11 +355,13 @@ impl<'p, T: Scalar> Tape<'p, T> {
     }
 
     /// A copy of a var's value.
+    #[track_caller]
     pub fn to_array(&self, v: Var) -> ArrayD<T> {
         self.value(v).clone()
     }
 
     /// The shape of a var.
+    #[track_caller]
     pub fn shape(&self, v: Var) -> Vec<usize> {
         self.value(v).shape().to_vec()
     }
@@ -335,6 +370,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
     ///
     /// # Panics
     /// If the var has more or fewer than one element.
+    #[track_caller]
     pub fn scalar(&self, v: Var) -> T {
         let value = self.value(v);
         assert_eq!(
@@ -348,6 +384,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
 
     /// Whether gradients flow into `v` (false on an inference tape and for constants).
     pub fn requires_grad(&self, v: Var) -> bool {
+        self.check_own(v);
         self.nodes.borrow()[v.node as usize].requires_grad
     }
 
@@ -375,6 +412,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
                 "backward on an inference tape: build the tape with Tape::new to train",
             ));
         }
+        self.check_own(output);
         let nodes = self.nodes.borrow();
         let target = output.node as usize;
         let out_shape = resolve(&nodes[target].outputs[output.out as usize], self.params).shape();
@@ -391,6 +429,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
         }
         grads[target][output.out as usize] = Some(seed);
         let mut result = Grads::new();
+        result.tape = self.id;
         for i in (0..=target).rev() {
             let node = &nodes[i];
             if !node.requires_grad || grads[i].iter().all(Option::is_none) {
@@ -463,6 +502,8 @@ impl<T: Scalar> std::ops::Deref for ValueRef<'_, T> {
 pub struct Grads<T: Scalar> {
     params: HashMap<ParamId, ArrayD<T>>,
     watched: HashMap<u32, ArrayD<T>>,
+    /// The tape whose backward made these gradients (0: none, for [`Grads::new`]).
+    tape: u32,
 }
 
 impl<T: Scalar> Default for Grads<T> {
@@ -477,6 +518,7 @@ impl<T: Scalar> Grads<T> {
         Grads {
             params: HashMap::new(),
             watched: HashMap::new(),
+            tape: 0,
         }
     }
 
@@ -497,6 +539,10 @@ impl<T: Scalar> Grads<T> {
 
     /// The gradient of a var made by [`Tape::watch`].
     pub fn wrt(&self, v: Var) -> Option<&ArrayD<T>> {
+        assert!(
+            self.tape == 0 || v.tape == self.tape,
+            "Grads::wrt with a Var of another tape than the one these gradients come from"
+        );
         self.watched.get(&v.node)
     }
 

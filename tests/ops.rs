@@ -311,6 +311,41 @@ fn gradcheck_rejects_a_useless_tolerance() {
     }
 }
 
+/// A Var used with a tape other than its own used to read that tape's value at the same index,
+/// silently; now every tape checks.
+#[test]
+fn a_var_of_another_tape_is_refused_not_misread() {
+    let params = ParamStore::<f64>::new(0);
+    let first = Tape::new(&params);
+    let second = Tape::new(&params);
+    let a = first.constant(ArrayD::from_elem(IxDyn(&[2]), 1.0));
+    let b = second.constant(ArrayD::from_elem(IxDyn(&[2]), 5.0));
+    assert_eq!(a.clone(), a);
+    assert_ne!(a, b, "same index, different tapes");
+    let refused = |f: &dyn Fn()| {
+        let payload =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("must panic");
+        let message = match payload.downcast::<String>() {
+            Ok(s) => *s,
+            Err(payload) => payload
+                .downcast::<&str>()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        };
+        assert!(message.contains("another tape"), "{message}");
+    };
+    refused(&|| drop(second.value(a)));
+    refused(&|| {
+        second.tanh(a);
+    });
+    refused(&|| drop(second.add(a, b)));
+    refused(&|| drop(second.backward(a)));
+    let grads = first.backward(first.sum(first.tanh(a))).unwrap();
+    refused(&|| {
+        grads.wrt(b);
+    });
+}
+
 #[test]
 fn inference_tape_refuses_backward() {
     let params = ParamStore::<f32>::new(0);

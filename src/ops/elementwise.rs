@@ -114,12 +114,13 @@ impl<T: Scalar> Tape<'_, T> {
 
     /// Records a unary op whose derivative is a function of its output.
     fn unary_from_output(&self, value: ArrayD<T>, x: Var, derivative: fn(T) -> T) -> Var {
-        let out_node = self.len() as u32;
+        let out = Var {
+            node: self.len() as u32,
+            out: 0,
+            tape: self.id,
+        };
         self.push_op(value, &[x], move |ctx| {
-            let y = ctx.value(Var {
-                node: out_node,
-                out: 0,
-            });
+            let y = ctx.value(out);
             let mut dx = ctx.g().clone();
             ndarray::Zip::from(&mut dx)
                 .and(y)
