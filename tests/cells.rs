@@ -961,6 +961,24 @@ fn runners_reject_bad_input() {
         let last = last_relevant_output(&tape, none, lengths).unwrap();
         assert_eq!(tape.shape(last), [0, 3]);
     }
+    // ... and runs through both runners, forward and backward, to zero weight gradients.
+    for dynamic in [false, true] {
+        let tape = Tape::new(&params);
+        let x = tape.constant(ArrayD::zeros(IxDyn(&[0, 4, 3])));
+        let (out, state) = if dynamic {
+            dynamic_rnn(&tape, &cell, x, None, None, false).unwrap()
+        } else {
+            let (outs, state) =
+                static_rnn(&tape, &cell, &tape.unstack(x, 1).unwrap(), None, None).unwrap();
+            (tape.stack(&outs, 1).unwrap(), state)
+        };
+        assert_eq!(tape.shape(out), [0, 4, 4]);
+        let loss = tape.add(tape.sum(out), tape.sum(state.h)).unwrap();
+        let grads = tape.backward(loss).unwrap();
+        let dkernel = grads.get(cell.kernel()).unwrap();
+        assert_eq!(dkernel.shape(), [7, 16]);
+        assert!(dkernel.iter().all(|&g| g == 0.0));
+    }
     // No time steps: dynamic_rnn refuses, and so does the cell's sequence path called directly.
     let zero = cell.zero_state(&tape, 2);
     for (shape, time_major) in [([2, 0, 3], false), ([0, 2, 3], true)] {

@@ -337,12 +337,13 @@ pub(super) fn backward<T: Scalar>(
 ) -> Grads<T> {
     let (batch, _, in_size) = x.dim();
     let units = fwd.c_last.ncols();
+    // dkernel and dbias are the shards' partial sums, filled in below.
     let mut grads = Grads {
         dx: need_dx.then(|| Array3::zeros(x.raw_dim())),
         dc0: d_c_last.map_or_else(|| Array2::zeros((batch, units)), |g| g.to_owned()),
         dh0: d_h_last.map_or_else(|| Array2::zeros((batch, units)), |g| g.to_owned()),
-        dkernel: Array2::zeros(kernel.raw_dim()),
-        dbias: Array1::zeros(4 * units),
+        dkernel: Array2::zeros((0, 0)),
+        dbias: Array1::zeros(0),
     };
     // Steps after the last one that receives a gradient have dz = 0 and add nothing: BPTT starts
     // there. (The backward half of a bidirectional RNN read at the last step gets its gradient at
@@ -393,12 +394,21 @@ pub(super) fn backward<T: Scalar>(
         })
         .collect();
     let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
-    let partials = run_shards(shards, |shard| shard.run(w_x, w_h, t_end));
+    let mut partials = run_shards(shards, |shard| shard.run(w_x, w_h, t_end)).into_iter();
     // Partial sums are added in shard order: the result does not depend on the thread count.
-    for (dkernel, dbias) in partials {
-        grads.dkernel += &dkernel;
-        grads.dbias += &dbias;
-    }
+    // The first shard's arrays take the sum, rather than a zeroed array (a statically unrolled
+    // LSTM runs this once per step).
+    (grads.dkernel, grads.dbias) = match partials.next() {
+        Some((mut dkernel, mut dbias)) => {
+            for (k, b) in partials {
+                dkernel += &k;
+                dbias += &b;
+            }
+            (dkernel, dbias)
+        }
+        // An empty batch has no shard.
+        None => (Array2::zeros(kernel.raw_dim()), Array1::zeros(4 * units)),
+    };
     workspace::recycle_array(dz_all);
     grads
 }
