@@ -258,8 +258,8 @@ impl BasicLstmCell {
                 .into_owned()
                 .into_dyn(),
         };
-        let c_last = forward.c_last.clone().into_dyn();
-        let h_last = forward.h_last.clone().into_dyn();
+        let c_last = std::mem::take(&mut forward.c_last).into_dyn();
+        let h_last = std::mem::take(&mut forward.h_last).into_dyn();
         // An inference tape keeps nothing for a backward pass.
         let saved = tape.is_training().then_some((forward, x));
         let parents = [

@@ -47,9 +47,10 @@ pub(super) struct Forward<T: Scalar> {
     /// Outputs `[batch, time, units]`: `h_t`, or zero past an example's length (taken by the
     /// caller for the tape; the backward pass does not need them).
     pub outputs: Array3<T>,
-    /// The final state (at each example's last valid step).
+    /// The final state (at each example's last valid step), taken by the caller like
+    /// `outputs`.
     pub c_last: Array2<T>,
-    /// The final output state.
+    /// The final output state, taken by the caller.
     pub h_last: Array2<T>,
     /// Per-example lengths, if given.
     pub lengths: Option<Vec<usize>>,
@@ -336,7 +337,7 @@ pub(super) fn backward<T: Scalar>(
     need_dx: bool,
 ) -> Grads<T> {
     let (batch, _, in_size) = x.dim();
-    let units = fwd.c_last.ncols();
+    let units = fwd.tanh_c.dim().2;
     // dkernel and dbias are the shards' partial sums, filled in below.
     let mut grads = Grads {
         dx: need_dx.then(|| Array3::zeros(x.raw_dim())),
