@@ -11,8 +11,8 @@
 //! Measured with seed 42 (the default) on the project's 2-core machine, 2026-11-22; the output
 //! layer starts from the tutorial's `tf.random_normal` weights and biases:
 //! - defaults (2000 steps, static): test accuracy 98.20% (97.89% on the first 1280 test
-//!   images), 39 s wall time, median 17.9 ms per training step;
-//! - `--steps 800`: 96.72% (95.86% on the first 1280, 100% on the first 128), 16 s; the README
+//!   images), 36 s wall time, median 16.4 ms per training step;
+//! - `--steps 800`: 96.72% (95.86% on the first 1280, 100% on the first 128), 15 s; the README
 //!   shows the spread over 12 seeds, ours, PyTorch's and TensorFlow's own
 //!   (`benches/accuracy_seeds.sh`);
 //! - `--unroll dynamic --epochs 10` (4297 steps): 98.35% (97.27% on the first 1280), 72 s,
