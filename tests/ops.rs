@@ -199,6 +199,34 @@ fn softmax_cross_entropy_gradients_and_stability() {
     assert!(t
         .sparse_softmax_cross_entropy_with_logits(&[1, 3], logits)
         .is_err());
+
+    // The loss depends only on differences between logits, so a large common offset must not
+    // change it: [1e7, 1e7 + 1] in f32 is [0, 1]. (Built as max + ln(sum) - z, the loss rounded
+    // to 1.0 there.)
+    let params32 = ParamStore::<f32>::new(0);
+    let t = Tape::new(&params32);
+    let near = t.constant(array![[0.0f32, 1.0]].into_dyn());
+    let far = t.constant(array![[1e7f32, 1e7 + 1.0]].into_dyn());
+    let half = t.constant(array![[0.5f32, 0.5]].into_dyn());
+    // Exact values: ln(1 + e) = 1.3132617 for label 0; 0.5 * (1.3132617 + 0.3132617) with
+    // labels [0.5, 0.5].
+    let (sparse_want, dense_want) = ((1.0f64 + 1f64.exp()).ln(), (1.0f64 + 1f64.exp()).ln() - 0.5);
+    for logits in [near, far] {
+        let sparse = t
+            .sparse_softmax_cross_entropy_with_logits(&[0], logits)
+            .unwrap();
+        let dense = t.softmax_cross_entropy_with_logits(half, logits).unwrap();
+        assert!(
+            (t.scalar(sparse) as f64 - sparse_want).abs() < 1e-6,
+            "{}",
+            t.scalar(sparse)
+        );
+        assert!(
+            (t.scalar(dense) as f64 - dense_want).abs() < 1e-6,
+            "{}",
+            t.scalar(dense)
+        );
+    }
 }
 
 #[test]

@@ -96,9 +96,10 @@ impl<T: Scalar> Tape<'_, T> {
 
     /// Per-example softmax cross-entropy between one-hot (or soft) `labels` `[batch, classes]`
     /// and unnormalised `logits` of the same shape, giving `[batch]`
-    /// (`tf.nn.softmax_cross_entropy_with_logits`). Computed as `logsumexp(logits) - labels·logits`
-    /// with the maximum subtracted, so large logits do not overflow. No gradient flows into
-    /// `labels`.
+    /// (`tf.nn.softmax_cross_entropy_with_logits`). Computed as TensorFlow does, on logits with
+    /// the row maximum subtracted: `sum_c labels_c * (ln(sum_k exp(z_k - max)) - (z_c - max))`,
+    /// so large logits neither overflow nor lose the small differences that decide the loss.
+    /// No gradient flows into `labels`.
     pub fn softmax_cross_entropy_with_logits(&self, labels: Var, logits: Var) -> Result<Var> {
         let (loss, softmax) = {
             let (vl, vz) = (self.value(labels), self.value(logits));
@@ -116,12 +117,15 @@ impl<T: Scalar> Tape<'_, T> {
             )?;
             let z = vz.view().into_dimensionality::<Ix2>().expect("rank 2");
             let l = vl.view().into_dimensionality::<Ix2>().expect("rank 2");
-            let (softmax, lse) = softmax_rows(z);
+            let (softmax, max, ln_sum) = softmax_rows(z);
             let mut loss = Array1::<T>::zeros(z.nrows());
             for (b, loss_b) in loss.iter_mut().enumerate() {
-                let dot: T = l.row(b).iter().zip(z.row(b)).map(|(&l, &z)| l * z).sum();
-                let lsum: T = l.row(b).sum();
-                *loss_b = lse[b] * lsum - dot;
+                *loss_b = l
+                    .row(b)
+                    .iter()
+                    .zip(z.row(b))
+                    .map(|(&l, &z)| l * (ln_sum[b] - (z - max[b])))
+                    .sum();
             }
             (loss.into_dyn(), softmax)
         };
@@ -166,8 +170,9 @@ impl<T: Scalar> Tape<'_, T> {
                 )));
             }
             let z = vz.view().into_dimensionality::<Ix2>().expect("rank 2");
-            let (softmax, lse) = softmax_rows(z);
-            let loss = Array1::from_shape_fn(labels.len(), |b| lse[b] - z[[b, labels[b]]]);
+            let (softmax, max, ln_sum) = softmax_rows(z);
+            let loss =
+                Array1::from_shape_fn(labels.len(), |b| ln_sum[b] - (z[[b, labels[b]]] - max[b]));
             (loss.into_dyn(), softmax)
         };
         let labels = labels.to_vec();
@@ -183,18 +188,23 @@ impl<T: Scalar> Tape<'_, T> {
     }
 }
 
-/// Row-wise softmax and log-sum-exp, with the row maximum subtracted first.
-fn softmax_rows<T: Scalar>(z: ndarray::ArrayView2<'_, T>) -> (ndarray::Array2<T>, Vec<T>) {
+/// Row-wise softmax, with each row's maximum and `ln(sum_k exp(z_k - max))`. The losses are
+/// built from `z - max` and that logarithm, never from `max + ln(..)`: rounded at the size of
+/// the logits, that sum would lose the differences between them (logits near 1e7 in `f32`
+/// gave a loss of 1.0 instead of 1.3133).
+#[allow(clippy::type_complexity)]
+fn softmax_rows<T: Scalar>(z: ndarray::ArrayView2<'_, T>) -> (ndarray::Array2<T>, Vec<T>, Vec<T>) {
     let mut softmax = z.to_owned();
-    let mut lse = Vec::with_capacity(z.nrows());
+    let (mut maxes, mut ln_sums) = (Vec::with_capacity(z.nrows()), Vec::with_capacity(z.nrows()));
     for mut row in softmax.rows_mut() {
         let max = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
         row.mapv_inplace(|v| (v - max).exp());
         let s: T = row.sum();
         row.mapv_inplace(|v| v / s);
-        lse.push(max + s.ln());
+        maxes.push(max);
+        ln_sums.push(s.ln());
     }
-    (softmax, lse)
+    (softmax, maxes, ln_sums)
 }
 
 pub(crate) fn check_keep_prob(keep_prob: f64) -> Result<()> {
