@@ -569,17 +569,25 @@ impl<T: Scalar> Grads<T> {
     }
 
     /// Adds another set of gradients into this one (for gradients computed on batch shards).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if a parameter has gradients of two shapes; checked for every parameter
+    /// before anything is added, so `self` is then unchanged.
     pub fn accumulate(&mut self, other: &Grads<T>) -> Result<()> {
         for (id, g) in &other.params {
-            match self.params.get_mut(id) {
-                Some(acc) if acc.shape() == g.shape() => *acc += g,
-                Some(acc) => {
+            if let Some(acc) = self.params.get(id) {
+                if acc.shape() != g.shape() {
                     return Err(Error::Shape {
                         op: "Grads::accumulate",
-                        expected: format!("{:?}", acc.shape()),
+                        expected: format!("{:?} (parameter #{})", acc.shape(), id.index()),
                         got: format!("{:?}", g.shape()),
-                    })
+                    });
                 }
+            }
+        }
+        for (id, g) in &other.params {
+            match self.params.get_mut(id) {
+                Some(acc) => *acc += g,
                 None => {
                     self.params.insert(*id, g.clone());
                 }

@@ -6,7 +6,7 @@ use common::{assert_close, random};
 use ndarray::{array, ArrayD, IxDyn};
 use recurrent::gradcheck::{gradcheck, Tolerance};
 use recurrent::init::Initializer;
-use recurrent::{Error, ParamStore, Tape};
+use recurrent::{Error, Grads, ParamId, ParamStore, Tape};
 
 fn check<F>(inputs: &[ArrayD<f64>], f: F)
 where
@@ -372,6 +372,47 @@ fn a_var_of_another_tape_is_refused_not_misread() {
     refused(&|| {
         grads.wrt(b);
     });
+}
+
+#[test]
+fn grads_accumulate_adds_inserts_and_is_all_or_nothing() {
+    let ids: Vec<ParamId> = {
+        let mut params = ParamStore::<f64>::new(0);
+        (0..30)
+            .map(|k| {
+                params
+                    .create(&format!("p{k}"), &[2], Initializer::Zeros)
+                    .unwrap()
+            })
+            .collect()
+    };
+    let filled = |v: f64, n: usize| ArrayD::from_elem(IxDyn(&[n]), v);
+    let mut total = Grads::new();
+    for &id in &ids[..20] {
+        total.insert(id, filled(1.0, 2));
+    }
+    let mut more = Grads::new();
+    for &id in &ids[10..] {
+        more.insert(id, filled(2.0, 2));
+    }
+    total.accumulate(&more).unwrap();
+    for (k, &id) in ids.iter().enumerate() {
+        let want = match k {
+            0..=9 => 1.0,
+            10..=19 => 3.0,
+            _ => 2.0,
+        };
+        assert_eq!(total.get(id), Some(&filled(want, 2)), "parameter {k}");
+    }
+    // One gradient of the wrong shape among 29 good ones: an error, and nothing added (the
+    // parameters are visited in hash order, so adding before checking changed some).
+    let before = total.clone();
+    let mut bad = more.clone();
+    bad.insert(ids[17], filled(1.0, 3));
+    assert!(matches!(total.accumulate(&bad), Err(Error::Shape { .. })));
+    for &id in &ids {
+        assert_eq!(total.get(id), before.get(id));
+    }
 }
 
 #[test]
