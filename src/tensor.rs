@@ -65,6 +65,21 @@ fn from_row_major<A>(op: &'static str, shape: &[usize], data: Vec<A>) -> Result<
     })
 }
 
+/// The number of elements of an array of `shape`, if ndarray can hold one: the product of the
+/// non-zero lengths must fit in `isize` (ndarray panics otherwise), and so must the count.
+pub(crate) fn element_count(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize);
+    match nonzero {
+        Some(_) if shape.contains(&0) => Ok(0),
+        Some(n) => Ok(n),
+        None => Err(Error::shape(op, "a shape whose size fits in isize", shape)),
+    }
+}
+
 fn check_axis(op: &'static str, axis: usize, ndim: usize, what: &str) -> Result<()> {
     if axis < ndim {
         Ok(())
@@ -401,7 +416,14 @@ pub fn split<A: Clone, S: Data<Elem = A>, D: Dimension>(
                     x.shape(),
                 ));
             }
-            vec![dim / n; n]
+            // n empty parts of an empty axis are allowed (as in TensorFlow), but not more than
+            // memory holds: an error, not an allocation panic.
+            let mut sizes = Vec::new();
+            sizes.try_reserve_exact(n).map_err(|_| {
+                Error::invalid(format!("split: cannot make {n} parts of dimension {axis}"))
+            })?;
+            sizes.resize(n, dim / n);
+            sizes
         }
         NumOrSizes::Sizes(sizes) => {
             if sizes.is_empty() {
@@ -539,6 +561,7 @@ pub fn one_hot<T: Scalar>(labels: &[usize], depth: usize) -> Result<Array2<T>> {
             "one_hot: labels[{i}] = {label} is not below depth {depth}"
         )));
     }
+    element_count("one_hot", &[labels.len(), depth])?;
     let mut out = Array2::zeros((labels.len(), depth));
     for (mut row, &label) in out.rows_mut().into_iter().zip(labels) {
         row[label] = T::one();

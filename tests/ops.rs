@@ -416,6 +416,31 @@ fn grads_accumulate_adds_inserts_and_is_all_or_nothing() {
 }
 
 #[test]
+fn absurd_shapes_are_errors_and_empty_means_are_nan() {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let empty = t.constant(ArrayD::zeros(IxDyn(&[0])));
+    let four = t.constant(ArrayD::zeros(IxDyn(&[4])));
+    // Products that overflow, or whose non-zero part does not fit in isize.
+    assert!(matches!(
+        t.reshape(empty, &[usize::MAX, 0]),
+        Err(Error::Shape { .. })
+    ));
+    assert!(matches!(
+        t.reshape(four, &[1 << 63, 2]),
+        Err(Error::Shape { .. })
+    ));
+    assert_eq!(t.shape(t.reshape(four, &[2, 1, 2]).unwrap()), [2, 1, 2]);
+    assert!(t.dropout_mask(&[1 << 40, 1 << 40, 0], 0.5).is_err());
+    // tf.reduce_mean of nothing is NaN, not 0: an empty batch must not look like a zero loss.
+    let rows = t.constant(ArrayD::zeros(IxDyn(&[0, 3])));
+    assert!(t.scalar(t.mean(rows)).is_nan());
+    let per_column = t.to_array(t.mean_axis(rows, 0, false).unwrap());
+    assert_eq!(per_column.shape(), [3]);
+    assert!(per_column.iter().all(|v| v.is_nan()));
+}
+
+#[test]
 fn inference_tape_refuses_backward() {
     let params = ParamStore::<f32>::new(0);
     let t = Tape::inference(&params);

@@ -580,3 +580,16 @@ fn errors_name_the_op_and_shapes() {
         "{msg}"
     );
 }
+
+/// Sizes ndarray cannot hold are errors, not panics inside ndarray or the allocator.
+#[test]
+fn absurd_sizes_are_errors() {
+    // A depth past isize::MAX, even with no labels.
+    assert!(one_hot::<f32>(&[], usize::MAX).is_err());
+    // usize::MAX empty parts of an empty axis cannot be made.
+    assert!(split(&Array2::<f32>::zeros((2, 0)), usize::MAX, 1).is_err());
+    // A few empty parts of an empty axis are fine, as in TensorFlow.
+    let parts = split(&Array2::<f32>::zeros((2, 0)), 3, 1).unwrap();
+    assert_eq!(parts.len(), 3);
+    assert!(parts.iter().all(|p| p.shape() == [2, 0]));
+}

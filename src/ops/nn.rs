@@ -67,7 +67,7 @@ impl<T: Scalar> Tape<'_, T> {
         // 2^-32, and the generator fills the draws in bulk (drawing one f64 per element cost a
         // tenth of a stacked-LSTM training step).
         let threshold = (keep_prob * 4_294_967_296.0) as u64;
-        let mut bits = vec![0u32; shape.iter().product()];
+        let mut bits = vec![0u32; crate::tensor::element_count("dropout_mask", shape)?];
         self.rng().fill(&mut bits[..]);
         let mask = bits
             .into_iter()

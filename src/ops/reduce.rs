@@ -15,9 +15,10 @@ impl<T: Scalar> Tape<'_, T> {
         })
     }
 
-    /// The mean of all elements, a scalar of shape `[]` (`tf.reduce_mean`).
+    /// The mean of all elements, a scalar of shape `[]` (`tf.reduce_mean`); NaN for an empty
+    /// tensor, as in TensorFlow (0 / 0), so an empty batch does not pass for a zero loss.
     pub fn mean(&self, x: Var) -> Var {
-        let n = self.value(x).len().max(1);
+        let n = self.value(x).len();
         let s = self.sum(x);
         self.scale(
             s,
@@ -56,10 +57,11 @@ impl<T: Scalar> Tape<'_, T> {
         }))
     }
 
-    /// Averages over `axis`, removing it, or keeping it with size 1 when `keep_dims`.
+    /// Averages over `axis`, removing it, or keeping it with size 1 when `keep_dims`; NaN where
+    /// `axis` is empty, as in TensorFlow.
     pub fn mean_axis(&self, x: Var, axis: usize, keep_dims: bool) -> Result<Var> {
         let s = self.sum_axis(x, axis, keep_dims)?;
-        let n = self.value(x).shape()[axis].max(1);
+        let n = self.value(x).shape()[axis];
         Ok(self.scale(
             s,
             T::one() / T::from_usize(n).expect("count fits the float type"),

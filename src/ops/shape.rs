@@ -14,7 +14,7 @@ impl<T: Scalar> Tape<'_, T> {
     pub fn reshape(&self, x: Var, shape: &[usize]) -> Result<Var> {
         let value = {
             let vx = self.value(x);
-            let n: usize = shape.iter().product();
+            let n = tensor::element_count("reshape", shape)?;
             check(
                 n == vx.len(),
                 "reshape",
@@ -24,7 +24,7 @@ impl<T: Scalar> Tape<'_, T> {
             vx.as_standard_layout()
                 .into_owned()
                 .into_shape_with_order(IxDyn(shape))
-                .expect("sizes match")
+                .expect("sizes checked above")
         };
         Ok(self.push_op(value, &[x], |ctx| {
             let shape = ctx.input(0).raw_dim();
