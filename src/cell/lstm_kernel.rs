@@ -203,8 +203,10 @@ struct StepBuffers<'a, T> {
 }
 
 impl<T: Scalar> ShardIo<'_, T> {
+    /// Runs the shard's whole sequence: the input projection of every step as one product, then
+    /// per step `h_{t-1} @ W_h` and the gates, writing the outputs and the final state.
     fn run(
-        self,
+        mut self,
         mut buffers: StepBuffers<'_, T>,
         w_x: ArrayView2<'_, T>,
         w_h: ArrayView2<'_, T>,
@@ -213,41 +215,12 @@ impl<T: Scalar> ShardIo<'_, T> {
     ) {
         buffers.c_prev.index_axis_mut(Axis(1), 0).assign(&self.c0);
         buffers.h_prev.index_axis_mut(Axis(1), 0).assign(&self.h0);
-        ForwardShard {
-            x: self.x,
-            gates: buffers.gates,
-            c_prev: buffers.c_prev,
-            h_prev: buffers.h_prev,
-            tanh_c: buffers.tanh_c,
-            outputs: self.outputs,
-            c_last: self.c_last,
-            h_last: self.h_last,
-            lengths: self.lengths,
-        }
-        .run(w_x, w_h, bias, forget_bias);
-    }
-}
-
-struct ForwardShard<'a, T> {
-    x: ArrayView3<'a, T>,
-    gates: ArrayViewMut3<'a, T>,
-    c_prev: ArrayViewMut3<'a, T>,
-    h_prev: ArrayViewMut3<'a, T>,
-    tanh_c: ArrayViewMut3<'a, T>,
-    outputs: ArrayViewMut3<'a, T>,
-    c_last: ArrayViewMut2<'a, T>,
-    h_last: ArrayViewMut2<'a, T>,
-    lengths: Option<&'a [usize]>,
-}
-
-impl<T: Scalar> ForwardShard<'_, T> {
-    fn run(mut self, w_x: ArrayView2<'_, T>, w_h: ArrayView2<'_, T>, bias: &[T], forget_bias: T) {
         let lengths = self.lengths;
         let (batch, steps, in_size) = self.x.dim();
         let units = bias.len() / 4;
         {
             // Input projection of every step at once: [batch * time, in] @ W_x + bias.
-            let mut z = self
+            let mut z = buffers
                 .gates
                 .view_mut()
                 .into_shape_with_order((batch * steps, 4 * units))
@@ -266,11 +239,11 @@ impl<T: Scalar> ForwardShard<'_, T> {
         let mut c_next = Array2::<T>::zeros((batch, units));
         let mut h_next = Array2::<T>::zeros((batch, units));
         for t in 0..steps {
-            let mut z = self.gates.index_axis_mut(Axis(1), t);
-            let h_prev = self.h_prev.index_axis(Axis(1), t);
+            let mut z = buffers.gates.index_axis_mut(Axis(1), t);
+            let h_prev = buffers.h_prev.index_axis(Axis(1), t);
             gemm(T::one(), &h_prev, &w_h, T::one(), &mut z);
-            let c_prev = self.c_prev.index_axis(Axis(1), t);
-            let mut tanh_c = self.tanh_c.index_axis_mut(Axis(1), t);
+            let c_prev = buffers.c_prev.index_axis(Axis(1), t);
+            let mut tanh_c = buffers.tanh_c.index_axis_mut(Axis(1), t);
             let mut out = self.outputs.index_axis_mut(Axis(1), t);
             for b in 0..batch {
                 if !alive(lengths, b, t) {
@@ -315,8 +288,14 @@ impl<T: Scalar> ForwardShard<'_, T> {
                     .copy_from_slice(hn);
             }
             if t + 1 < steps {
-                self.c_prev.index_axis_mut(Axis(1), t + 1).assign(&c_next);
-                self.h_prev.index_axis_mut(Axis(1), t + 1).assign(&h_next);
+                buffers
+                    .c_prev
+                    .index_axis_mut(Axis(1), t + 1)
+                    .assign(&c_next);
+                buffers
+                    .h_prev
+                    .index_axis_mut(Axis(1), t + 1)
+                    .assign(&h_next);
             } else {
                 self.c_last.assign(&c_next);
                 self.h_last.assign(&h_next);
