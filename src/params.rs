@@ -63,6 +63,42 @@ impl<T: Scalar> ParamStore<T> {
     /// Errors if the name is taken (share a parameter explicitly with [`ParamStore::id`]), empty,
     /// or if the shape has a zero dimension or does not suit the initializer.
     pub fn create(&mut self, name: &str, shape: &[usize], init: Initializer) -> Result<ParamId> {
+        // The name first, so that a refused name draws nothing from the generator.
+        self.check_name(name)?;
+        let value = init.sample::<T>(shape, &mut self.rng)?;
+        check_value(name, &value)?;
+        Ok(self.insert(name, value))
+    }
+
+    /// Adds the parameter `name` with the given value (for weights trained elsewhere).
+    pub fn create_from(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
+        self.check_name(name)?;
+        check_value(name, &value)?;
+        Ok(self.insert(name, value))
+    }
+
+    /// Adds several parameters from given values, all or none: every name and value is checked
+    /// (including names repeated within `named`) before the first is added, so an error leaves
+    /// the store as it was.
+    pub(crate) fn create_all_from(
+        &mut self,
+        named: Vec<(String, ArrayD<T>)>,
+    ) -> Result<Vec<ParamId>> {
+        for (k, (name, value)) in named.iter().enumerate() {
+            self.check_name(name)?;
+            check_value(name, value)?;
+            if named[..k].iter().any(|(earlier, _)| earlier == name) {
+                return Err(Error::invalid(format!("parameter {name:?} given twice")));
+            }
+        }
+        named
+            .into_iter()
+            .map(|(name, value)| Ok(self.insert(&name, value)))
+            .collect()
+    }
+
+    /// A new parameter's name must be non-empty and free.
+    fn check_name(&self, name: &str) -> Result<()> {
         if name.is_empty() {
             return Err(Error::invalid("parameter name must not be empty"));
         }
@@ -71,34 +107,16 @@ impl<T: Scalar> ParamStore<T> {
                 "parameter {name:?} already exists; to share it, look it up with ParamStore::id"
             )));
         }
-        let value = init.sample::<T>(shape, &mut self.rng)?;
-        self.insert(name, value)
+        Ok(())
     }
 
-    /// Adds the parameter `name` with the given value (for weights trained elsewhere).
-    pub fn create_from(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
-        if name.is_empty() {
-            return Err(Error::invalid("parameter name must not be empty"));
-        }
-        if self.by_name.contains_key(name) {
-            return Err(Error::invalid(format!("parameter {name:?} already exists")));
-        }
-        self.insert(name, value)
-    }
-
-    fn insert(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
-        if value.is_empty() {
-            return Err(Error::shape(
-                "ParamStore::create",
-                format!("a non-empty shape for {name:?}"),
-                value.shape(),
-            ));
-        }
+    /// Adds a parameter whose name and value were checked (`check_name`, `check_value`).
+    fn insert(&mut self, name: &str, value: ArrayD<T>) -> ParamId {
         let id = ParamId(self.values.len());
         self.names.push(name.to_string());
         self.values.push(value.as_standard_layout().into_owned());
         self.by_name.insert(name.to_string(), id);
-        Ok(id)
+        id
     }
 
     /// The handle of the parameter called `name`, if any.
@@ -202,6 +220,18 @@ impl<T: Scalar> ParamStore<T> {
     }
 }
 
+/// A new parameter's value must have at least one element.
+fn check_value<T>(name: &str, value: &ArrayD<T>) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::shape(
+            "ParamStore::create",
+            format!("a non-empty shape for {name:?}"),
+            value.shape(),
+        ));
+    }
+    Ok(())
+}
+
 /// Builds TensorFlow-style parameter paths: `Scope::new("rnn").sub("basic_lstm_cell").join("kernel")`
 /// is `"rnn/basic_lstm_cell/kernel"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -249,5 +279,40 @@ impl From<String> for Scope {
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    #[test]
+    fn create_all_from_is_all_or_nothing() {
+        let mut params = ParamStore::<f64>::new(0);
+        params
+            .create_from("taken", ArrayD::zeros(IxDyn(&[1])))
+            .unwrap();
+        let one = || ArrayD::<f64>::ones(IxDyn(&[2]));
+        // A taken name, a name given twice, an empty name or an empty value, in last place:
+        // nothing is added.
+        for bad in [
+            ("taken".to_string(), one()),
+            ("a".to_string(), one()),
+            (String::new(), one()),
+            ("c".to_string(), ArrayD::zeros(IxDyn(&[0]))),
+        ] {
+            let named = vec![("a".to_string(), one()), ("b".to_string(), one()), bad];
+            assert!(params.create_all_from(named).is_err());
+            assert_eq!(params.len(), 1);
+            assert!(params.id("a").is_none());
+        }
+        let ids = params
+            .create_all_from(vec![("a".to_string(), one()), ("b".to_string(), one())])
+            .unwrap();
+        assert_eq!(
+            ids.iter().map(|&id| params.name(id)).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 }

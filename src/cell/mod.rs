@@ -235,26 +235,19 @@ pub(crate) fn check_kernel_and_bias(
     Ok((kernel[0] - units, units))
 }
 
-/// Adds the arrays as parameters `{scope}/{name}`, all or none: every name is checked to be
-/// free first, so a taken name leaves the store as it was.
+/// Adds the arrays as parameters `{scope}/{name}`, all or none
+/// ([`ParamStore::create_all_from`]).
 pub(crate) fn create_all<T: Scalar>(
     params: &mut ParamStore<T>,
     scope: &Scope,
     named: Vec<(&str, ArrayD<T>)>,
 ) -> Result<Vec<ParamId>> {
-    if let Some((name, _)) = named
-        .iter()
-        .find(|(name, _)| params.id(&scope.join(name)).is_some())
-    {
-        return Err(Error::invalid(format!(
-            "parameter {:?} already exists",
-            scope.join(name)
-        )));
-    }
-    named
-        .into_iter()
-        .map(|(name, value)| params.create_from(&scope.join(name), value))
-        .collect()
+    params.create_all_from(
+        named
+            .into_iter()
+            .map(|(name, value)| (scope.join(name), value))
+            .collect(),
+    )
 }
 
 /// Creates `{scope}/kernel` and `{scope}/bias` from given arrays for a cell with one fused kernel
