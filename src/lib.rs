@@ -59,26 +59,23 @@
 //! | [`error`], [`scalar`] | the [`Error`] enum; the [`Scalar`] trait (`f32`, `f64`) | |
 #![warn(missing_docs)]
 
-pub mod cell;
-pub mod checkpoint;
-pub mod convert;
+// The folders show the architecture (see ARCHITECTURE.md); the public modules are re-exported
+// flat, so users write `recurrent::cell::GruCell`, not `recurrent::nn::cell::GruCell`.
+mod autodiff;
 pub mod data;
 pub mod error;
-pub mod gradcheck;
-pub mod init;
-pub mod layers;
-mod linalg;
-pub mod math;
-pub mod metrics;
-pub mod ops;
-pub mod optim;
-pub mod parallel;
-pub mod params;
-pub mod rnn;
+mod io;
+mod kernels;
+mod nn;
 pub mod scalar;
-pub mod tape;
 pub mod tensor;
-mod workspace;
+mod train;
+
+pub use autodiff::{gradcheck, ops, tape};
+pub use io::{checkpoint, convert};
+pub use kernels::{math, parallel};
+pub use nn::{cell, init, layers, params, rnn};
+pub use train::{metrics, optim};
 
 pub use cell::{
     BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,

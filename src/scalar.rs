@@ -65,7 +65,7 @@ impl Scalar for f32 {
         crate::math::tanh_in_place_f32(xs)
     }
     fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
-        crate::workspace::with_pool_f32(f)
+        crate::kernels::workspace::with_pool_f32(f)
     }
 }
 
@@ -93,6 +93,6 @@ impl Scalar for f64 {
         }
     }
     fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
-        crate::workspace::with_pool_f64(f)
+        crate::kernels::workspace::with_pool_f64(f)
     }
 }

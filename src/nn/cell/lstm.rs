@@ -2,9 +2,9 @@
 
 use ndarray::{Array3, ArrayD, Axis, CowArray, Ix2, Ix3};
 
-use super::lstm_kernel;
 use super::{check_input, check_state, create_fused, fused_sizes, zeros, Cell, RnnState};
 use crate::init::Initializer;
+use crate::kernels::lstm as lstm_kernel;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
 

@@ -42,7 +42,6 @@ mod basic_rnn;
 mod dropout;
 mod gru;
 mod lstm;
-mod lstm_kernel;
 mod multi;
 
 pub use basic_rnn::BasicRnnCell;

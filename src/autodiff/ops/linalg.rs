@@ -3,7 +3,7 @@
 use ndarray::{Axis, Ix2};
 
 use super::check;
-use crate::linalg::matmul;
+use crate::kernels::linalg::matmul;
 use crate::{Result, Scalar, Tape, Var};
 
 impl<T: Scalar> Tape<'_, T> {

@@ -10,9 +10,10 @@ use ndarray::{
     CowArray, Ix2,
 };
 
-use crate::linalg::gemm;
+use crate::kernels::linalg::gemm;
+use crate::kernels::workspace;
 use crate::parallel::{run_shards, shard_rows};
-use crate::{workspace, Scalar};
+use crate::Scalar;
 
 /// A row of fused gates `[4 * units]` as its four blocks, in TensorFlow's order: i (input gate),
 /// j (candidate), f (forget gate), o (output gate). The kernel reads the order from here and
@@ -35,7 +36,7 @@ fn gate_blocks_mut<T>(row: &mut [T]) -> [&mut [T]; 4] {
 }
 
 /// What the forward pass keeps for the backward pass.
-pub(super) struct Forward<T: Scalar> {
+pub(crate) struct Forward<T: Scalar> {
     /// Activated gates `[batch, time, 4 * units]` in the order i, j, f, o.
     pub gates: Array3<T>,
     /// `c_{t-1}` for every step `t`: `[batch, time, units]` (`c_prev[:, 0]` is the initial `c`).
@@ -71,7 +72,7 @@ impl<T: Scalar> Drop for Forward<T> {
 }
 
 /// The gradients of one fused LSTM run.
-pub(super) struct Grads<T> {
+pub(crate) struct Grads<T> {
     pub dx: Option<Array3<T>>,
     pub dc0: Array2<T>,
     pub dh0: Array2<T>,
@@ -90,7 +91,7 @@ fn alive(lengths: Option<&[usize]>, b: usize, t: usize) -> bool {
 /// own size taken from its thread's pool and returned right after, so memory stays that of one
 /// shard per thread however large the batch; the returned `Forward` then holds empty buffers.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn forward<T: Scalar>(
+pub(crate) fn forward<T: Scalar>(
     x: ArrayView3<'_, T>,
     kernel: ArrayView2<'_, T>,
     bias: &[T],
@@ -306,7 +307,7 @@ impl<T: Scalar> ShardIo<'_, T> {
 
 /// Backpropagation through time for [`forward`]: gradients of the kernel, bias, initial state
 /// and (when `need_dx`) the input, given the gradients of the outputs and of the final state.
-pub(super) fn backward<T: Scalar>(
+pub(crate) fn backward<T: Scalar>(
     fwd: &Forward<T>,
     x: ArrayView3<'_, T>,
     kernel: ArrayView2<'_, T>,
@@ -490,7 +491,7 @@ impl<T: Scalar> BackwardShard<'_, T> {
         }
         if let Some(mut dx) = self.dx.take() {
             // dx is zero past t_end (it was created zeroed).
-            let dx_rows = crate::linalg::matmul(&dz.view(), &w_x.t());
+            let dx_rows = crate::kernels::linalg::matmul(&dz.view(), &w_x.t());
             let dx_rows = dx_rows
                 .into_shape_with_order((batch, t_end, in_size))
                 .expect("sizes match");

@@ -1,0 +1,4 @@
+//! Reading and writing models: safetensors checkpoints and weight converters.
+
+pub mod checkpoint;
+pub mod convert;

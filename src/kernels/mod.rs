@@ -1,0 +1,11 @@
+//! The compute kernels under the cells: the fused LSTM sequence kernel, vectorised activations,
+//! matrix products, the per-thread buffer pool and the threads that run batch shards.
+//!
+//! Only [`math`] and [`parallel`] are public (re-exported at the crate root); the rest is
+//! private machinery that the cells call.
+
+pub(crate) mod linalg;
+pub(crate) mod lstm;
+pub mod math;
+pub mod parallel;
+pub(crate) mod workspace;
