@@ -8,10 +8,10 @@
 //! | group | ops |
 //! |---|---|
 //! | [linear algebra](linalg) | `matmul`, `bias_add` |
-//! | [`elementwise`] | `add`, `sub`, `mul` (NumPy broadcasting), `scale`, `sigmoid`, `tanh`, `relu` |
+//! | [`elementwise`] | `add`, `sub`, `mul` (NumPy broadcasting), `scale`, `sigmoid`, `tanh`, `relu`, `clip_by_value` |
 //! | [reductions](reduce) | `sum`, `mean`, `sum_axis`, `mean_axis` |
 //! | [shapes](shape) | `reshape`, `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `gather_rows` |
-//! | [neural-network ops](nn) | `select`, `dropout`, `softmax_cross_entropy_with_logits`, `sparse_softmax_cross_entropy_with_logits` |
+//! | [neural-network ops](nn) | `select`, `dropout`, `layer_norm`, `softmax_cross_entropy_with_logits`, `sparse_softmax_cross_entropy_with_logits` |
 
 pub mod elementwise;
 pub mod linalg;
