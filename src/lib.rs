@@ -78,7 +78,8 @@ pub use nn::{cell, init, layers, params, rnn};
 pub use train::{metrics, optim};
 
 pub use cell::{
-    BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,
+    BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmCell, LstmCellConfig,
+    LstmState, MultiCell, RnnState,
 };
 pub use error::{Error, Result};
 pub use layers::Dense;
@@ -99,7 +100,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::cell::{
-        BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,
+        BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmCell, LstmCellConfig,
+        LstmState, MultiCell, RnnState,
     };
     #[doc(no_inline)]
     pub use crate::optim::Optimizer;

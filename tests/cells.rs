@@ -4,6 +4,7 @@ mod common;
 
 use common::{assert_close, random};
 use ndarray::{array, s, ArrayD, Axis, IxDyn};
+use recurrent::cell::{LstmCell, LstmCellConfig, LstmCellWeights, LstmPeepholes};
 use recurrent::gradcheck::{gradcheck, Tolerance};
 use recurrent::{
     bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
@@ -909,6 +910,414 @@ fn every_cell_honours_the_contract() {
         &params,
         &DropoutWrapper::new(gru).with_state_keep_prob(0.5).unwrap(),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// LstmCell (tf.nn.rnn_cell.LSTMCell): peepholes, cell clip, projection
+// ---------------------------------------------------------------------------------------------
+
+fn vec1(n: usize, scale: f64, seed: u64) -> ndarray::Array1<f64> {
+    random(&[n], scale, seed)
+        .into_dimensionality::<ndarray::Ix1>()
+        .unwrap()
+}
+
+/// Random LstmCell weights: peepholes and projection as asked.
+fn lstm_cell_weights(
+    input: usize,
+    units: usize,
+    peepholes: bool,
+    num_proj: Option<usize>,
+    seed: u64,
+) -> LstmCellWeights<f64> {
+    let h_depth = num_proj.unwrap_or(units);
+    LstmCellWeights {
+        kernel: random(&[input + h_depth, 4 * units], 0.8, seed)
+            .into_dimensionality()
+            .unwrap(),
+        bias: vec1(4 * units, 0.5, seed + 1),
+        peepholes: peepholes.then(|| LstmPeepholes {
+            w_f_diag: vec1(units, 0.9, seed + 2),
+            w_i_diag: vec1(units, 0.9, seed + 3),
+            w_o_diag: vec1(units, 0.9, seed + 4),
+        }),
+        projection: num_proj.map(|p| {
+            random(&[units, p], 0.8, seed + 5)
+                .into_dimensionality()
+                .unwrap()
+        }),
+    }
+}
+
+/// TensorFlow's `LSTMCell.call`, written out with plain ndarray:
+/// `[i, j, f, o] = [x, m] W + b`; `c' = σ(f + fb + w_f c) c + σ(i + w_i c) tanh(j)`;
+/// `c' = clip(c')`; `m' = σ(o + w_o c') tanh(c')`; `m' = clip(m' P)`.
+fn lstm_cell_reference(
+    w: &LstmCellWeights<f64>,
+    forget_bias: f64,
+    cell_clip: Option<f64>,
+    proj_clip: Option<f64>,
+    x: &ndarray::Array2<f64>,
+    c: &ndarray::Array2<f64>,
+    m: &ndarray::Array2<f64>,
+) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
+    let units = w.bias.len() / 4;
+    let z = concat_columns(x, m).dot(&w.kernel) + &w.bias;
+    let block = |k: usize| z.slice(s![.., k * units..(k + 1) * units]).to_owned();
+    let (mut i, j, mut f, mut o) = (block(0), block(1), block(2) + forget_bias, block(3));
+    if let Some(p) = &w.peepholes {
+        f = f + &(c * &p.w_f_diag);
+        i = i + &(c * &p.w_i_diag);
+    }
+    let mut c2 = f.mapv(sigmoid) * c + i.mapv(sigmoid) * j.mapv(f64::tanh);
+    if let Some(clip) = cell_clip {
+        c2.mapv_inplace(|v| v.clamp(-clip, clip));
+    }
+    if let Some(p) = &w.peepholes {
+        o = o + &(&c2 * &p.w_o_diag);
+    }
+    let mut m2 = o.mapv(sigmoid) * c2.mapv(f64::tanh);
+    if let Some(p) = &w.projection {
+        m2 = m2.dot(p);
+        if let Some(clip) = proj_clip {
+            m2.mapv_inplace(|v| v.clamp(-clip, clip));
+        }
+    }
+    (c2, m2)
+}
+
+#[test]
+fn lstm_cell_matches_tensorflow_equations() {
+    let (batch, input, units, proj) = (3, 4, 5, 2);
+    for (peep, num_proj, cell_clip, proj_clip) in [
+        (true, None, None, None),
+        (false, None, Some(0.3), None),
+        (false, Some(proj), None, None),
+        (true, Some(proj), Some(0.3), Some(0.2)),
+    ] {
+        let w = lstm_cell_weights(input, units, peep, num_proj, 300);
+        let mut params = ParamStore::<f64>::new(0);
+        let mut cell = LstmCell::from_weights(&mut params, "rnn/lstm_cell", w.clone())
+            .unwrap()
+            .with_forget_bias(0.7)
+            .unwrap();
+        if let Some(c) = cell_clip {
+            cell = cell.with_cell_clip(c).unwrap();
+        }
+        if let Some(c) = proj_clip {
+            cell = cell.with_proj_clip(c).unwrap();
+        }
+        let h_depth = num_proj.unwrap_or(units);
+        assert_eq!(cell.state_size(), vec![units, h_depth]);
+        assert_eq!(cell.output_size(), h_depth);
+        // Several steps from a random state, so the clipped c feeds the next step.
+        let xs: Vec<_> = (0..3)
+            .map(|t| random_matrix(batch, input, 310 + t))
+            .collect();
+        let (mut c, mut m) = (
+            random(&[batch, units], 1.5, 320)
+                .into_dimensionality()
+                .unwrap(),
+            random(&[batch, h_depth], 1.0, 321)
+                .into_dimensionality()
+                .unwrap(),
+        );
+        let tape = Tape::new(&params);
+        let mut state = LstmState {
+            c: tape.constant(c.clone().into_dyn()),
+            h: tape.constant(m.clone().into_dyn()),
+        };
+        let mut clipped = 0;
+        for x in &xs {
+            let (out, new) = cell
+                .call(&tape, tape.constant(x.clone().into_dyn()), &state)
+                .unwrap();
+            (c, m) = lstm_cell_reference(&w, 0.7, cell_clip, proj_clip, x, &c, &m);
+            assert_close(&tape.to_array(new.c), &c.clone().into_dyn(), 1e-14);
+            assert_close(&tape.to_array(out), &m.clone().into_dyn(), 1e-14);
+            assert_eq!(out, new.h);
+            clipped += c.iter().filter(|v| v.abs() == 0.3).count()
+                + m.iter().filter(|v| v.abs() == 0.2).count();
+            state = new;
+        }
+        // The clips must have acted, or the test would not test them.
+        assert_eq!(cell_clip.is_some() || proj_clip.is_some(), clipped > 0);
+    }
+}
+
+#[test]
+fn lstm_cell_names_layout_and_bad_input() {
+    let mut params = ParamStore::<f64>::new(1);
+    let cell = LstmCellConfig::new(6)
+        .with_peepholes(true)
+        .with_num_proj(3)
+        .init(&mut params, "rnn/lstm_cell", 4)
+        .unwrap();
+    let names: Vec<(&str, Vec<usize>)> = cell
+        .param_ids()
+        .into_iter()
+        .map(|id| (params.name(id), params.value(id).shape().to_vec()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("rnn/lstm_cell/kernel", vec![7, 24]),
+            ("rnn/lstm_cell/bias", vec![24]),
+            ("rnn/lstm_cell/w_f_diag", vec![6]),
+            ("rnn/lstm_cell/w_i_diag", vec![6]),
+            ("rnn/lstm_cell/w_o_diag", vec![6]),
+            ("rnn/lstm_cell/projection/kernel", vec![6, 3]),
+        ]
+    );
+    assert!(params.value(cell.bias()).iter().all(|&v| v == 0.0));
+    // The weights come back out as they went in.
+    let w = cell.weights(&params).unwrap();
+    let mut other = ParamStore::<f64>::new(2);
+    let again = LstmCell::from_weights(&mut other, "copy", w.clone()).unwrap();
+    assert_eq!(again.weights(&other).unwrap(), w);
+    assert_eq!((again.num_units(), again.num_proj()), (6, Some(3)));
+
+    let n = params.len();
+    let bad = |params: &mut ParamStore<f64>, config: LstmCellConfig| config.init(params, "bad", 4);
+    assert!(bad(&mut params, LstmCellConfig::new(0)).is_err());
+    assert!(bad(&mut params, LstmCellConfig::new(3).with_num_proj(0)).is_err());
+    assert!(bad(&mut params, LstmCellConfig::new(3).with_proj_clip(1.0)).is_err());
+    assert!(bad(&mut params, LstmCellConfig::new(3).with_cell_clip(-1.0)).is_err());
+    assert!(bad(&mut params, LstmCellConfig::new(3).with_cell_clip(f64::NAN)).is_err());
+    assert!(bad(
+        &mut params,
+        LstmCellConfig::new(3).with_forget_bias(f64::INFINITY)
+    )
+    .is_err());
+    // A taken name creates nothing.
+    assert!(LstmCellConfig::new(6)
+        .init(&mut params, "rnn/lstm_cell", 4)
+        .is_err());
+    assert_eq!(params.len(), n);
+    // Shapes that do not fit are shape errors: a kernel with columns for other units or with
+    // no input rows, a peephole of the wrong width.
+    let mut w2 = lstm_cell_weights(4, 5, true, Some(2), 1);
+    w2.kernel = random(&[6, 16], 1.0, 2).into_dimensionality().unwrap();
+    assert!(matches!(
+        LstmCell::from_weights(&mut params, "w2", w2.clone()),
+        Err(Error::Shape { .. })
+    ));
+    w2.kernel = random(&[2, 20], 1.0, 2).into_dimensionality().unwrap();
+    assert!(matches!(
+        LstmCell::from_weights(&mut params, "w2", w2),
+        Err(Error::Shape { .. })
+    ));
+    let mut w3 = lstm_cell_weights(4, 5, true, None, 1);
+    w3.peepholes.as_mut().unwrap().w_o_diag = vec1(4, 1.0, 3);
+    assert!(matches!(
+        LstmCell::from_weights(&mut params, "w3", w3),
+        Err(Error::Shape { .. })
+    ));
+    assert_eq!(params.len(), n);
+}
+
+/// Without options LstmCell is BasicLstmCell: the same fused kernel, bit for bit; and the
+/// tape-op path (here with zero peepholes, which add exact zeros) agrees to rounding.
+#[test]
+fn lstm_cell_without_options_is_basic_lstm_cell() {
+    let mut params = ParamStore::<f64>::new(3);
+    let w = lstm_cell_weights(3, 4, false, None, 330);
+    let basic = BasicLstmCell::from_weights(
+        &mut params,
+        "basic",
+        w.kernel.clone().into_dyn(),
+        w.bias.clone().into_dyn(),
+    )
+    .unwrap()
+    .with_forget_bias(0.5)
+    .unwrap();
+    let plain = LstmCell::from_weights(&mut params, "plain", w.clone())
+        .unwrap()
+        .with_forget_bias(0.5)
+        .unwrap();
+    let zero_peepholes = LstmCellWeights {
+        peepholes: Some(LstmPeepholes {
+            w_f_diag: ndarray::Array1::zeros(4),
+            w_i_diag: ndarray::Array1::zeros(4),
+            w_o_diag: ndarray::Array1::zeros(4),
+        }),
+        ..w
+    };
+    let taped = LstmCell::from_weights(&mut params, "taped", zero_peepholes)
+        .unwrap()
+        .with_forget_bias(0.5)
+        .unwrap();
+    let x = random(&[3, 5, 3], 1.0, 331);
+    let tape = Tape::inference(&params);
+    let run = |cell: &dyn Fn(Var) -> (Var, LstmState)| {
+        let (out, state) = cell(tape.constant(x.clone()));
+        (
+            tape.to_array(out),
+            tape.to_array(state.c),
+            tape.to_array(state.h),
+        )
+    };
+    let lengths = [5, 2, 0];
+    let b = run(&|x| dynamic_rnn(&tape, &basic, x, None, Some(&lengths), false).unwrap());
+    let p = run(&|x| dynamic_rnn(&tape, &plain, x, None, Some(&lengths), false).unwrap());
+    let t = run(&|x| dynamic_rnn(&tape, &taped, x, None, Some(&lengths), false).unwrap());
+    assert_eq!(b, p, "bit for bit");
+    assert_close(&t.0, &b.0, 1e-15);
+    assert_close(&t.1, &b.1, 1e-15);
+    assert_close(&t.2, &b.2, 1e-15);
+}
+
+fn lstm_cells_with_options(
+    params: &mut ParamStore<f64>,
+    prefix: &str,
+    input: usize,
+) -> Vec<LstmCell> {
+    let units = 4;
+    vec![
+        LstmCell::from_weights(
+            params,
+            format!("{prefix}/peep"),
+            lstm_cell_weights(input, units, true, None, 340),
+        )
+        .unwrap(),
+        LstmCell::from_weights(
+            params,
+            format!("{prefix}/all"),
+            lstm_cell_weights(input, units, true, Some(3), 341),
+        )
+        .unwrap()
+        .with_cell_clip(0.4)
+        .unwrap()
+        .with_proj_clip(0.3)
+        .unwrap()
+        .with_forget_bias(0.3)
+        .unwrap(),
+        LstmCell::from_weights(
+            params,
+            format!("{prefix}/proj"),
+            lstm_cell_weights(input, units, false, Some(2), 342),
+        )
+        .unwrap(),
+    ]
+}
+
+#[test]
+fn lstm_cell_gradients_step_sequence_and_bidirectional() {
+    let mut params = ParamStore::<f64>::new(4);
+    let cells = lstm_cells_with_options(&mut params, "g", 3);
+    let tol = Tolerance::default();
+    for cell in &cells {
+        let h_depth = cell.output_size();
+        let inputs = [
+            random(&[2, 3], 1.0, 350),
+            random(&[2, 4], 1.0, 351),
+            random(&[2, h_depth], 1.0, 352),
+        ];
+        gradcheck(&params, &inputs, tol, |t, v| {
+            let (out, state) = cell.call(t, v[0], &LstmState { c: v[1], h: v[2] })?;
+            t.concat(&[out, state.c], 1)
+        })
+        .unwrap()
+        .assert_ok();
+        let x = random(&[3, 4, 3], 1.0, 353);
+        gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+            let (out, state) = dynamic_rnn(t, cell, v[0], None, Some(&[4, 1, 3]), false)?;
+            flat_concat(t, &[out, state.c, state.h])
+        })
+        .unwrap()
+        .assert_ok();
+    }
+}
+
+/// The tensors flattened and joined into one vector (for gradient checks of several outputs).
+fn flat_concat(t: &Tape<'_, f64>, vars: &[Var]) -> recurrent::Result<Var> {
+    let flat = vars
+        .iter()
+        .map(|&v| {
+            let n = t.shape(v).iter().product();
+            t.reshape(v, &[n])
+        })
+        .collect::<recurrent::Result<Vec<_>>>()?;
+    t.concat(&flat, 0)
+}
+
+#[test]
+fn lstm_cell_through_bidirectional_runners_and_multicell() {
+    let mut params = ParamStore::<f64>::new(5);
+    let fw = lstm_cells_with_options(&mut params, "fw", 2).remove(1);
+    let bw = lstm_cells_with_options(&mut params, "bw", 2).remove(0);
+    // Layer 0 projects 4 units to 3; layer 1 reads those 3.
+    let stack = MultiCell::new(vec![
+        lstm_cells_with_options(&mut params, "m0", 2).remove(1),
+        lstm_cells_with_options(&mut params, "m1", 3).remove(0),
+    ])
+    .unwrap();
+    assert_eq!(stack.state_size(), vec![4, 3, 4, 4]);
+    let x = random(&[2, 3, 2], 1.0, 360);
+    let lengths = [3usize, 2];
+    let tol = Tolerance::default();
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let ((f, b), (sf, sb)) =
+            bidirectional_dynamic_rnn(t, &fw, &bw, v[0], None, None, Some(&lengths), false)?;
+        let steps = t.unstack(v[0], 1)?;
+        let (outs, _, _) =
+            static_bidirectional_rnn(t, &fw, &bw, &steps, None, None, Some(&lengths))?;
+        let (m_out, m_states) = dynamic_rnn(t, &stack, v[0], None, Some(&lengths), false)?;
+        flat_concat(
+            t,
+            &[
+                f,
+                b,
+                sf.c,
+                sb.h,
+                outs[0],
+                outs[2],
+                m_out,
+                m_states[0].h,
+                m_states[1].c,
+            ],
+        )
+    })
+    .unwrap()
+    .assert_ok();
+    // The static bidirectional runner gives concat(fw, bw) of the dynamic one.
+    let tape = Tape::inference(&params);
+    let xv = tape.constant(x);
+    let ((f, b), _) =
+        bidirectional_dynamic_rnn(&tape, &fw, &bw, xv, None, None, Some(&lengths), false).unwrap();
+    let steps = tape.unstack(xv, 1).unwrap();
+    let (outs, _, _) =
+        static_bidirectional_rnn(&tape, &fw, &bw, &steps, None, None, Some(&lengths)).unwrap();
+    for (t, &o) in outs.iter().enumerate() {
+        let expected = ndarray::concatenate(
+            Axis(1),
+            &[
+                tape.value(f).index_axis(Axis(1), t),
+                tape.value(b).index_axis(Axis(1), t),
+            ],
+        )
+        .unwrap();
+        assert_close(&tape.to_array(o), &expected.into_dyn(), 1e-14);
+    }
+}
+
+#[test]
+fn lstm_cell_static_dynamic_and_contract() {
+    let mut params = ParamStore::<f64>::new(6);
+    let cells = lstm_cells_with_options(&mut params, "sd", 3);
+    let plain = LstmCellConfig::new(4)
+        .init(&mut params, "plain", 3)
+        .unwrap();
+    for lengths in [None, Some(&[4usize, 0, 2][..])] {
+        for with_initial in [false, true] {
+            for cell in cells.iter().chain([&plain]) {
+                assert_static_equals_dynamic(&params, cell, lengths, with_initial);
+            }
+        }
+    }
+    for cell in cells.iter().chain([&plain]) {
+        contract(&params, cell);
+    }
 }
 
 #[test]

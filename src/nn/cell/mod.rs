@@ -42,12 +42,14 @@ mod basic_rnn;
 mod dropout;
 mod gru;
 mod lstm;
+mod lstm_cell;
 mod multi;
 
 pub use basic_rnn::BasicRnnCell;
 pub use dropout::DropoutWrapper;
 pub use gru::GruCell;
 pub use lstm::{BasicLstmCell, LstmState};
+pub use lstm_cell::{LstmCell, LstmCellConfig, LstmCellWeights, LstmPeepholes};
 pub use multi::MultiCell;
 
 use ndarray::{ArrayD, IxDyn};
