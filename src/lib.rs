@@ -46,7 +46,7 @@
 //! | [`ops`] | the differentiable ops, as methods of [`Tape`] | `tf.matmul`, `tf.nn.*` |
 //! | [`params`] | [`ParamStore`]: named, shaped weights; [`Scope`] for their paths | variables and scopes |
 //! | [`init`] | weight initializers | `tf.glorot_uniform_initializer`, ... |
-//! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`] | `tf.nn.rnn_cell` |
+//! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`LstmCell`], [`LayerNormBasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`], [`ResidualWrapper`], [`HighwayWrapper`], [`ZoneoutWrapper`] | `tf.nn.rnn_cell`, `tf.contrib.rnn` |
 //! | [`rnn`] | [`static_rnn`], [`dynamic_rnn`], the bidirectional runners, [`last_relevant_output`] | `tf.nn.static_rnn`, `tf.nn.dynamic_rnn` |
 //! | [`layers`] | [`Dense`] | `tf.layers.dense` |
 //! | [`optim`] | SGD, Momentum, Adam, AdamW, RMSProp, Adagrad, clipping, learning-rate schedules | `tf.train` |
@@ -78,8 +78,9 @@ pub use nn::{cell, init, layers, params, rnn};
 pub use train::{metrics, optim};
 
 pub use cell::{
-    BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmCell, LstmCellConfig,
-    LstmState, MultiCell, RnnState,
+    BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, HighwayWrapper,
+    LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell, ResidualWrapper,
+    RnnState, ZoneoutWrapper,
 };
 pub use error::{Error, Result};
 pub use layers::Dense;
@@ -100,8 +101,9 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::cell::{
-        BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmCell, LstmCellConfig,
-        LstmState, MultiCell, RnnState,
+        BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, HighwayWrapper,
+        LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell, ResidualWrapper,
+        RnnState, ZoneoutWrapper,
     };
     #[doc(no_inline)]
     pub use crate::optim::Optimizer;

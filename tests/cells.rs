@@ -4,7 +4,11 @@ mod common;
 
 use common::{assert_close, random};
 use ndarray::{array, s, ArrayD, Axis, IxDyn};
-use recurrent::cell::{LstmCell, LstmCellConfig, LstmCellWeights, LstmPeepholes};
+use recurrent::cell::{
+    HighwayOptions, HighwayWrapper, LayerNormBasicLstmCell, LayerNormLstmConfig,
+    LayerNormLstmWeights, LstmCell, LstmCellConfig, LstmCellWeights, LstmPeepholes,
+    ResidualWrapper, ZoneoutWrapper,
+};
 use recurrent::gradcheck::{gradcheck, Tolerance};
 use recurrent::{
     bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
@@ -1318,6 +1322,647 @@ fn lstm_cell_static_dynamic_and_contract() {
     for cell in cells.iter().chain([&plain]) {
         contract(&params, cell);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNormBasicLstmCell (tf.contrib.rnn.LayerNormBasicLSTMCell)
+// ---------------------------------------------------------------------------------------------
+
+/// Random weights with (`layer_norm`) gammas and betas far from 1 and 0, or a bias.
+fn layer_norm_weights(
+    input: usize,
+    units: usize,
+    layer_norm: bool,
+    seed: u64,
+) -> LayerNormLstmWeights<f64> {
+    LayerNormLstmWeights {
+        kernel: random(&[input + units, 4 * units], 0.8, seed)
+            .into_dimensionality()
+            .unwrap(),
+        bias: (!layer_norm).then(|| vec1(4 * units, 0.5, seed + 1)),
+        norms: layer_norm.then(|| {
+            std::array::from_fn(|k| {
+                (
+                    vec1(units, 0.5, seed + 10 + k as u64) + 1.0,
+                    vec1(units, 0.5, seed + 20 + k as u64),
+                )
+            })
+        }),
+    }
+}
+
+/// TensorFlow's `LayerNormBasicLSTMCell.call` (no dropout) written out with plain ndarray.
+fn layer_norm_reference(
+    w: &LayerNormLstmWeights<f64>,
+    forget_bias: f64,
+    x: &ndarray::Array2<f64>,
+    c: &ndarray::Array2<f64>,
+    h: &ndarray::Array2<f64>,
+) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
+    let units = w.kernel.ncols() / 4;
+    let mut z = concat_columns(x, h).dot(&w.kernel);
+    if let Some(b) = &w.bias {
+        z = z + b;
+    }
+    // (v - mean) / sqrt(var + 1e-12) * gamma + beta, per row.
+    let ln = |v: ndarray::Array2<f64>, k: usize| match &w.norms {
+        None => v,
+        Some(norms) => {
+            let (g, b) = &norms[k];
+            let mut out = v.clone();
+            for mut row in out.rows_mut() {
+                let mean = row.sum() / units as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / units as f64;
+                row.mapv_inplace(|v| (v - mean) / (var + 1e-12).sqrt());
+                row *= g;
+                row += b;
+            }
+            out
+        }
+    };
+    let block = |k: usize| z.slice(s![.., k * units..(k + 1) * units]).to_owned();
+    let (i, j, f, o) = (
+        ln(block(0), 0),
+        ln(block(1), 1),
+        ln(block(2), 2),
+        ln(block(3), 3),
+    );
+    let c2 = ln(
+        c * &(f + forget_bias).mapv(sigmoid) + i.mapv(sigmoid) * j.mapv(f64::tanh),
+        4,
+    );
+    let h2 = c2.mapv(f64::tanh) * o.mapv(sigmoid);
+    (c2, h2)
+}
+
+#[test]
+fn layer_norm_lstm_matches_tensorflow_equations_and_names() {
+    let (batch, input, units) = (3, 4, 5);
+    for layer_norm in [true, false] {
+        let w = layer_norm_weights(input, units, layer_norm, 400);
+        let mut params = ParamStore::<f64>::new(0);
+        let cell = LayerNormBasicLstmCell::from_weights(&mut params, "ln", w.clone())
+            .unwrap()
+            .with_forget_bias(0.6)
+            .unwrap();
+        assert_eq!(cell.weights(&params).unwrap(), w);
+        let tape = Tape::new(&params);
+        let (mut c, mut h) = (
+            random_matrix(batch, units, 401),
+            random_matrix(batch, units, 402),
+        );
+        let mut state = LstmState {
+            c: tape.constant(c.clone().into_dyn()),
+            h: tape.constant(h.clone().into_dyn()),
+        };
+        for t in 0..3 {
+            let x = random_matrix(batch, input, 410 + t);
+            let (out, new) = cell
+                .call(&tape, tape.constant(x.clone().into_dyn()), &state)
+                .unwrap();
+            (c, h) = layer_norm_reference(&w, 0.6, &x, &c, &h);
+            assert_close(&tape.to_array(new.c), &c.clone().into_dyn(), 1e-13);
+            assert_close(&tape.to_array(out), &h.clone().into_dyn(), 1e-13);
+            assert_eq!(out, new.h);
+            state = new;
+        }
+    }
+    // TensorFlow's names, order and initial values.
+    let mut params = ParamStore::<f64>::new(1);
+    let cell = LayerNormLstmConfig::new(3)
+        .with_norm_gain(2.0)
+        .with_norm_shift(0.5)
+        .init(&mut params, "rnn/layer_norm_basic_lstm_cell", 2)
+        .unwrap();
+    let names: Vec<String> = cell
+        .param_ids()
+        .into_iter()
+        .map(|id| {
+            params
+                .name(id)
+                .trim_start_matches("rnn/layer_norm_basic_lstm_cell/")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "kernel",
+            "input/gamma",
+            "input/beta",
+            "transform/gamma",
+            "transform/beta",
+            "forget/gamma",
+            "forget/beta",
+            "output/gamma",
+            "output/beta",
+            "state/gamma",
+            "state/beta"
+        ]
+    );
+    assert_eq!(params.value(cell.kernel()).shape(), [5, 12]);
+    for (k, id) in cell.param_ids().into_iter().enumerate().skip(1) {
+        let want = if k % 2 == 1 { 2.0 } else { 0.5 };
+        assert!(
+            params.value(id).iter().all(|&v| v == want),
+            "{}",
+            params.name(id)
+        );
+    }
+    let plain = LayerNormLstmConfig::new(3)
+        .with_layer_norm(false)
+        .init(&mut params, "plain", 2)
+        .unwrap();
+    assert_eq!(params.name(plain.param_ids()[1]), "plain/bias");
+    assert_eq!(plain.param_ids().len(), 2);
+    // Bad configurations are errors and create nothing.
+    let n = params.len();
+    assert!(LayerNormLstmConfig::new(3)
+        .with_dropout_keep_prob(0.0)
+        .init(&mut params, "b", 2)
+        .is_err());
+    assert!(LayerNormLstmConfig::new(0)
+        .init(&mut params, "b", 2)
+        .is_err());
+    assert!(LayerNormLstmConfig::new(3)
+        .init(&mut params, "plain", 2)
+        .is_err());
+    let mut both = layer_norm_weights(2, 3, true, 1);
+    both.bias = Some(vec1(12, 1.0, 2));
+    assert!(LayerNormBasicLstmCell::from_weights(&mut params, "b", both).is_err());
+    let mut narrow = layer_norm_weights(2, 3, true, 1);
+    narrow.norms.as_mut().unwrap()[4].1 = vec1(2, 1.0, 3);
+    assert!(matches!(
+        LayerNormBasicLstmCell::from_weights(&mut params, "b", narrow),
+        Err(Error::Shape { .. })
+    ));
+    assert_eq!(params.len(), n);
+}
+
+/// The recurrent dropout drops the candidate g = tanh(j) and scales kept values by 1 / keep.
+/// With a zero kernel, c = 0 and no layer norm: c' = σ(i) g = 0.5 * tanh(b_j) * mask / keep.
+#[test]
+fn layer_norm_lstm_dropout_drops_the_candidate() {
+    let units = 200;
+    let mut bias = ndarray::Array1::zeros(4 * units);
+    bias.slice_mut(s![units..2 * units]).fill(0.5_f64.atanh());
+    let w = LayerNormLstmWeights {
+        kernel: ndarray::Array2::zeros((2 + units, 4 * units)),
+        bias: Some(bias),
+        norms: None,
+    };
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = LayerNormBasicLstmCell::from_weights(&mut params, "ln", w)
+        .unwrap()
+        .with_dropout_keep_prob(0.6)
+        .unwrap();
+    let x = random(&[50, 2], 1.0, 420);
+    let tape = Tape::new(&params).with_seed(5);
+    let (_, state) = cell
+        .call(&tape, tape.constant(x.clone()), &cell.zero_state(&tape, 50))
+        .unwrap();
+    let c = tape.to_array(state.c);
+    let kept = c.iter().filter(|&&v| v != 0.0).count() as f64 / c.len() as f64;
+    assert!((kept - 0.6).abs() < 0.02, "kept {kept}");
+    assert!(c
+        .iter()
+        .all(|&v| v == 0.0 || (v - 0.25 / 0.6).abs() < 1e-15));
+    // Inference: no dropout.
+    let tape = Tape::inference(&params);
+    let (_, state) = cell
+        .call(&tape, tape.constant(x), &cell.zero_state(&tape, 50))
+        .unwrap();
+    assert!(tape
+        .value(state.c)
+        .iter()
+        .all(|&v| (v - 0.25).abs() < 1e-15));
+}
+
+fn layer_norm_cells(
+    params: &mut ParamStore<f64>,
+    prefix: &str,
+    input: usize,
+) -> Vec<LayerNormBasicLstmCell> {
+    vec![
+        LayerNormBasicLstmCell::from_weights(
+            params,
+            format!("{prefix}/ln"),
+            layer_norm_weights(input, 4, true, 430),
+        )
+        .unwrap(),
+        LayerNormBasicLstmCell::from_weights(
+            params,
+            format!("{prefix}/ln_dropout"),
+            layer_norm_weights(input, 4, true, 431),
+        )
+        .unwrap()
+        .with_dropout_keep_prob(0.7)
+        .unwrap()
+        .with_forget_bias(0.2)
+        .unwrap(),
+        LayerNormBasicLstmCell::from_weights(
+            params,
+            format!("{prefix}/plain_dropout"),
+            layer_norm_weights(input, 4, false, 432),
+        )
+        .unwrap()
+        .with_dropout_keep_prob(0.8)
+        .unwrap(),
+    ]
+}
+
+#[test]
+fn layer_norm_lstm_gradients_runners_multicell_and_contract() {
+    let mut params = ParamStore::<f64>::new(7);
+    let cells = layer_norm_cells(&mut params, "a", 3);
+    let tol = Tolerance::default();
+    // gradcheck seeds each evaluation's tape identically, so the dropout masks are fixed.
+    for cell in &cells {
+        let inputs = [
+            random(&[2, 3], 1.0, 440),
+            random(&[2, 4], 1.0, 441),
+            random(&[2, 4], 1.0, 442),
+        ];
+        gradcheck(&params, &inputs, tol, |t, v| {
+            let (out, state) = cell.call(t, v[0], &LstmState { c: v[1], h: v[2] })?;
+            t.concat(&[out, state.c], 1)
+        })
+        .unwrap()
+        .assert_ok();
+        let x = random(&[3, 4, 3], 1.0, 443);
+        gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+            let (out, state) = dynamic_rnn(t, cell, v[0], None, Some(&[4, 1, 3]), false)?;
+            flat_concat(t, &[out, state.c, state.h])
+        })
+        .unwrap()
+        .assert_ok();
+        for lengths in [None, Some(&[4usize, 0, 2][..])] {
+            for with_initial in [false, true] {
+                assert_static_equals_dynamic(&params, cell, lengths, with_initial);
+            }
+        }
+        contract(&params, cell);
+    }
+    let bw = layer_norm_cells(&mut params, "bw", 2).remove(1);
+    let fw = layer_norm_cells(&mut params, "fw", 2).remove(0);
+    let stack = MultiCell::new(vec![
+        layer_norm_cells(&mut params, "m0", 2).remove(1),
+        layer_norm_cells(&mut params, "m1", 4).remove(0),
+    ])
+    .unwrap();
+    contract(&params, &stack);
+    let x = random(&[2, 3, 2], 1.0, 444);
+    let lengths = [3usize, 2];
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let ((f, b), (sf, sb)) =
+            bidirectional_dynamic_rnn(t, &fw, &bw, v[0], None, None, Some(&lengths), false)?;
+        let steps = t.unstack(v[0], 1)?;
+        let (outs, _, _) =
+            static_bidirectional_rnn(t, &fw, &bw, &steps, None, None, Some(&lengths))?;
+        let (m_out, m_states) = dynamic_rnn(t, &stack, v[0], None, Some(&lengths), false)?;
+        flat_concat(t, &[f, b, sf.c, sb.h, outs[1], m_out, m_states[0].c])
+    })
+    .unwrap()
+    .assert_ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// ResidualWrapper, HighwayWrapper, ZoneoutWrapper
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn residual_and_highway_match_their_equations() {
+    let (batch, n) = (3, 4);
+    let mut params = ParamStore::<f64>::new(8);
+    let inner = lstm(&mut params, "rnn/basic_lstm_cell", n, n, 500);
+    let residual = ResidualWrapper::new(inner.clone()).unwrap();
+    let coupled =
+        HighwayWrapper::new(&mut params, "rnn", inner.clone(), HighwayOptions::default()).unwrap();
+    let separate = HighwayWrapper::new(
+        &mut params,
+        "rnn2",
+        inner.clone(),
+        HighwayOptions {
+            couple_carry_transform_gates: false,
+            carry_bias_init: 2.0,
+        },
+    )
+    .unwrap();
+    // TensorFlow's names and initial biases.
+    let id = |name: &str| params.id(name).unwrap();
+    assert!(params.value(id("rnn/carry_b")).iter().all(|&v| v == 1.0));
+    assert!(params.value(id("rnn2/carry_b")).iter().all(|&v| v == 2.0));
+    assert!(params
+        .value(id("rnn2/transform_b"))
+        .iter()
+        .all(|&v| v == -2.0));
+    assert_eq!(params.value(id("rnn2/transform_w")).shape(), [n, n]);
+    assert!(params.id("rnn/transform_w").is_none());
+    // Random gate weights, so that every term shows.
+    for name in [
+        "rnn/carry_w",
+        "rnn/carry_b",
+        "rnn2/carry_w",
+        "rnn2/carry_b",
+        "rnn2/transform_w",
+        "rnn2/transform_b",
+    ] {
+        let i = params.id(name).unwrap();
+        let shape = params.value(i).shape().to_vec();
+        params
+            .set(i, random(&shape, 0.9, 510 + name.len() as u64))
+            .unwrap();
+    }
+    let id = |name: &str| params.id(name).unwrap();
+    let value = |name: &str| params.value(id(name)).clone();
+    let matrix = |name: &str| value(name).into_dimensionality::<ndarray::Ix2>().unwrap();
+    let x = random_matrix(batch, n, 520);
+    let tape = Tape::new(&params);
+    let xv = tape.constant(x.clone().into_dyn());
+    let zero = inner.zero_state(&tape, batch);
+    let (out, _) = inner.call(&tape, xv, &zero).unwrap();
+    let out = tape
+        .to_array(out)
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let (r, rs) = residual.call(&tape, xv, &zero).unwrap();
+    assert_close(&tape.to_array(r), &(&x + &out).into_dyn(), 1e-15);
+    assert_ne!(r, rs.h, "the state is the cell's, not the sum");
+    // Highway: carry = σ(x W_c + b_c); transform = 1 - carry or σ(x W_t + b_t).
+    let gate = |w: &str, b: &str| {
+        (x.dot(&matrix(w)) + &value(b).into_dimensionality::<ndarray::Ix1>().unwrap()).mapv(sigmoid)
+    };
+    let carry = gate("rnn/carry_w", "rnn/carry_b");
+    let expected = &x * &carry + &out * &carry.mapv(|c| 1.0 - c);
+    let (hw, _) = coupled.call(&tape, xv, &zero).unwrap();
+    assert_close(&tape.to_array(hw), &expected.into_dyn(), 1e-15);
+    let expected = &x * &gate("rnn2/carry_w", "rnn2/carry_b")
+        + &out * &gate("rnn2/transform_w", "rnn2/transform_b");
+    let (hw2, _) = separate.call(&tape, xv, &zero).unwrap();
+    assert_close(&tape.to_array(hw2), &expected.into_dyn(), 1e-15);
+    // Widths must match; names must be free.
+    let wide = lstm(&mut params, "wide", n, n + 1, 530);
+    assert!(matches!(
+        ResidualWrapper::new(wide.clone()),
+        Err(Error::Shape { .. })
+    ));
+    let n_params = params.len();
+    assert!(matches!(
+        HighwayWrapper::new(&mut params, "w", wide, HighwayOptions::default()),
+        Err(Error::Shape { .. })
+    ));
+    assert!(HighwayWrapper::new(&mut params, "rnn", inner, HighwayOptions::default()).is_err());
+    assert_eq!(params.len(), n_params);
+}
+
+#[test]
+fn zoneout_keeps_previous_units_at_its_rates_and_averages_at_inference() {
+    let (batch, n) = (100, 50);
+    let mut params = ParamStore::<f64>::new(9);
+    let inner = lstm(&mut params, "lstm", 3, n, 540);
+    let cell = ZoneoutWrapper::new(inner.clone(), 0.3, 0.6).unwrap();
+    assert!(ZoneoutWrapper::new(inner.clone(), -0.1, 0.0).is_err());
+    assert!(ZoneoutWrapper::new(inner.clone(), 0.0, 1.01).is_err());
+    let x = random(&[batch, 3], 1.0, 541);
+    let (c0, h0) = (random(&[batch, n], 1.0, 542), random(&[batch, n], 1.0, 543));
+    let run = |tape: &Tape<'_, f64>, cell: &dyn Fn(Var, &LstmState) -> (Var, LstmState)| {
+        let state = LstmState {
+            c: tape.constant(c0.clone()),
+            h: tape.constant(h0.clone()),
+        };
+        let (out, new) = cell(tape.constant(x.clone()), &state);
+        (
+            tape.to_array(out),
+            tape.to_array(new.c),
+            tape.to_array(new.h),
+            out == new.h,
+        )
+    };
+    // Training: each unit is its previous value (rate z) or the cell's new value.
+    let tape = Tape::new(&params).with_seed(11);
+    let (_, new_c, new_h, _) = run(&tape, &|x, s| inner.call(&tape, x, s).unwrap());
+    let (out, c, h, out_is_h) = run(&tape, &|x, s| cell.call(&tape, x, s).unwrap());
+    assert!(out_is_h, "the output is the zoned-out h");
+    assert_eq!(out, h);
+    let mut masks = Vec::new();
+    for (zoned, prev, new, rate) in [(&c, &c0, &new_c, 0.3), (&h, &h0, &new_h, 0.6)] {
+        let mut kept = Vec::new();
+        for ((z, p), nv) in zoned.iter().zip(prev.iter()).zip(new.iter()) {
+            assert!(z == p || z == nv, "{z} is neither {p} nor {nv}");
+            kept.push(z == p);
+        }
+        let share = kept.iter().filter(|&&k| k).count() as f64 / kept.len() as f64;
+        assert!(
+            (share - rate).abs() < 0.02,
+            "kept previous {share}, rate {rate}"
+        );
+        masks.push(kept);
+    }
+    assert_ne!(masks[0], masks[1], "c and h draw their own masks");
+    // Inference: the expectation z * prev + (1 - z) * new.
+    let tape = Tape::inference(&params);
+    let (_, new_c, new_h, _) = run(&tape, &|x, s| inner.call(&tape, x, s).unwrap());
+    let (_, c, h, _) = run(&tape, &|x, s| cell.call(&tape, x, s).unwrap());
+    assert_close(&c, &(&c0 * 0.3 + &new_c * 0.7), 1e-15);
+    assert_close(&h, &(&h0 * 0.6 + &new_h * 0.4), 1e-15);
+    // Rates 0 leave the cell as it is; on a GRU the one state tensor takes zoneout_h.
+    let gru = GruCell::new(&mut params, "gru", 3, n).unwrap();
+    let tape = Tape::inference(&params);
+    let h_prev = tape.constant(h0.clone());
+    let (plain, _) = gru.call(&tape, tape.constant(x.clone()), &h_prev).unwrap();
+    let zoned = ZoneoutWrapper::new(gru.clone(), 0.9, 0.25).unwrap();
+    let (out, state) = zoned
+        .call(&tape, tape.constant(x.clone()), &h_prev)
+        .unwrap();
+    assert_eq!(out, state);
+    assert_close(
+        &tape.to_array(out),
+        &(&h0 * 0.25 + &tape.to_array(plain) * 0.75),
+        1e-15,
+    );
+    let none = ZoneoutWrapper::new(gru, 0.0, 0.0).unwrap();
+    let (same, _) = none.call(&tape, tape.constant(x), &h_prev).unwrap();
+    assert_close(&tape.to_array(same), &tape.to_array(plain), 0.0);
+}
+
+#[test]
+fn wrappers_gradients_static_dynamic_bidirectional_multicell_and_contract() {
+    let mut params = ParamStore::<f64>::new(10);
+    let n = 3;
+    let peep = |params: &mut ParamStore<f64>, scope: &str, seed| {
+        LstmCell::from_weights(params, scope, lstm_cell_weights(n, n, true, None, seed)).unwrap()
+    };
+    let residual = ResidualWrapper::new(lstm(&mut params, "res", n, n, 550)).unwrap();
+    let residual_taped = ResidualWrapper::new(peep(&mut params, "res_peep", 551)).unwrap();
+    let inner = lstm(&mut params, "hw/lstm", n, n, 552);
+    let highway = HighwayWrapper::new(&mut params, "hw", inner, HighwayOptions::default()).unwrap();
+    let inner = peep(&mut params, "hw2/lstm", 553);
+    let highway_separate = HighwayWrapper::new(
+        &mut params,
+        "hw2",
+        inner,
+        HighwayOptions {
+            couple_carry_transform_gates: false,
+            carry_bias_init: 0.5,
+        },
+    )
+    .unwrap();
+    let zoneout = ZoneoutWrapper::new(lstm(&mut params, "zo", n, n, 554), 0.4, 0.3).unwrap();
+    let zoneout_gru =
+        ZoneoutWrapper::new(GruCell::new(&mut params, "zo_gru", n, n).unwrap(), 0.0, 0.5).unwrap();
+    // GNMT-style residual stack, a zoneout stack and zoneout around a stack.
+    let residual_stack = MultiCell::new(vec![
+        ResidualWrapper::new(lstm(&mut params, "rs0", n, n, 555)).unwrap(),
+        ResidualWrapper::new(lstm(&mut params, "rs1", n, n, 556)).unwrap(),
+    ])
+    .unwrap();
+    let zoneout_stack = MultiCell::new(vec![
+        ZoneoutWrapper::new(lstm(&mut params, "zs0", n, n, 557), 0.5, 0.2).unwrap(),
+        ZoneoutWrapper::new(lstm(&mut params, "zs1", n, n, 558), 0.5, 0.2).unwrap(),
+    ])
+    .unwrap();
+    let around_stack = ZoneoutWrapper::new(
+        MultiCell::new(vec![
+            lstm(&mut params, "as0", n, n, 559),
+            lstm(&mut params, "as1", n, n, 560),
+        ])
+        .unwrap(),
+        0.3,
+        0.3,
+    )
+    .unwrap();
+
+    let tol = Tolerance::default();
+    let x = random(&[3, 4, n], 1.0, 561);
+    let lengths = [4usize, 1, 3];
+    // gradcheck seeds each evaluation's tape identically, so the zoneout masks are fixed.
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let mut parts = Vec::new();
+        let (o, s) = dynamic_rnn(t, &residual, v[0], None, Some(&lengths), false)?;
+        parts.extend([o, s.c]);
+        let (o, s) = dynamic_rnn(t, &residual_taped, v[0], None, Some(&[3, 1, 2, 0]), true)?;
+        parts.extend([o, s.h]);
+        let (o, s) = dynamic_rnn(t, &highway, v[0], None, Some(&lengths), false)?;
+        parts.extend([o, s.h]);
+        let (o, s) = dynamic_rnn(t, &highway_separate, v[0], None, None, false)?;
+        parts.extend([o, s.c]);
+        let (o, s) = dynamic_rnn(t, &zoneout, v[0], None, Some(&lengths), false)?;
+        parts.extend([o, s.c, s.h]);
+        let (o, s) = dynamic_rnn(t, &zoneout_gru, v[0], None, Some(&lengths), false)?;
+        parts.extend([o, s]);
+        let (o, s) = dynamic_rnn(t, &residual_stack, v[0], None, Some(&lengths), false)?;
+        parts.extend([o, s[0].c]);
+        let (o, s) = dynamic_rnn(t, &zoneout_stack, v[0], None, Some(&lengths), false)?;
+        parts.extend([o, s[1].c]);
+        let (o, s) = dynamic_rnn(t, &around_stack, v[0], None, None, false)?;
+        parts.extend([o, s[0].h]);
+        flat_concat(t, &parts)
+    })
+    .unwrap()
+    .assert_ok();
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
+            t,
+            &highway,
+            &residual,
+            v[0],
+            None,
+            None,
+            Some(&lengths),
+            false,
+        )?;
+        let steps = t.unstack(v[0], 1)?;
+        let (outs, _, sz) = static_bidirectional_rnn(
+            t,
+            &residual_taped,
+            &zoneout,
+            &steps,
+            None,
+            None,
+            Some(&lengths),
+        )?;
+        flat_concat(t, &[f, b, sf.c, sb.h, outs[0], outs[3], sz.c])
+    })
+    .unwrap()
+    .assert_ok();
+    for lengths in [None, Some(&[4usize, 0, 2][..])] {
+        for with_initial in [false, true] {
+            assert_static_equals_dynamic(&params, &residual, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &residual_taped, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &highway, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &highway_separate, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &zoneout, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &residual_stack, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &around_stack, lengths, with_initial);
+        }
+    }
+    // Time-major runs of the whole-sequence paths are the batch-major ones transposed, with the
+    // outputs past each length zero.
+    let tape = Tape::inference(&params);
+    let xt = x.view().permuted_axes(IxDyn(&[1, 0, 2])).to_owned();
+    for (bm, tm) in [
+        (
+            dynamic_rnn(
+                &tape,
+                &residual,
+                tape.constant(x.clone()),
+                None,
+                Some(&lengths),
+                false,
+            )
+            .unwrap()
+            .0,
+            dynamic_rnn(
+                &tape,
+                &residual,
+                tape.constant(xt.clone()),
+                None,
+                Some(&lengths),
+                true,
+            )
+            .unwrap()
+            .0,
+        ),
+        (
+            dynamic_rnn(
+                &tape,
+                &highway,
+                tape.constant(x.clone()),
+                None,
+                Some(&lengths),
+                false,
+            )
+            .unwrap()
+            .0,
+            dynamic_rnn(
+                &tape,
+                &highway,
+                tape.constant(xt.clone()),
+                None,
+                Some(&lengths),
+                true,
+            )
+            .unwrap()
+            .0,
+        ),
+    ] {
+        let tm = tape
+            .value(tm)
+            .view()
+            .permuted_axes(IxDyn(&[1, 0, 2]))
+            .to_owned();
+        assert_close(&tm, &tape.to_array(bm), 1e-14);
+        assert!(tm.slice(s![1, 1.., ..]).iter().all(|&v| v == 0.0));
+    }
+    contract(&params, &residual);
+    contract(&params, &residual_taped);
+    contract(&params, &highway);
+    contract(&params, &highway_separate);
+    contract(&params, &zoneout);
+    contract(&params, &zoneout_gru);
+    contract(&params, &residual_stack);
+    contract(&params, &zoneout_stack);
+    contract(&params, &around_stack);
 }
 
 #[test]

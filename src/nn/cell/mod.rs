@@ -41,16 +41,23 @@
 mod basic_rnn;
 mod dropout;
 mod gru;
+mod layer_norm_lstm;
 mod lstm;
 mod lstm_cell;
 mod multi;
+mod wrappers;
 
 pub use basic_rnn::BasicRnnCell;
 pub use dropout::DropoutWrapper;
 pub use gru::GruCell;
+pub use layer_norm_lstm::{
+    LayerNormBasicLstmCell, LayerNormLstmConfig, LayerNormLstmWeights, LAYER_NORM_EPSILON,
+    LAYER_NORM_SCOPES,
+};
 pub use lstm::{BasicLstmCell, LstmState};
 pub use lstm_cell::{LstmCell, LstmCellConfig, LstmCellWeights, LstmPeepholes};
 pub use multi::MultiCell;
+pub use wrappers::{HighwayOptions, HighwayWrapper, ResidualWrapper, ZoneoutWrapper};
 
 use ndarray::{ArrayD, IxDyn};
 
