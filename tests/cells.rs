@@ -970,15 +970,15 @@ fn lstm_cell_reference(
     let block = |k: usize| z.slice(s![.., k * units..(k + 1) * units]).to_owned();
     let (mut i, j, mut f, mut o) = (block(0), block(1), block(2) + forget_bias, block(3));
     if let Some(p) = &w.peepholes {
-        f = f + &(c * &p.w_f_diag);
-        i = i + &(c * &p.w_i_diag);
+        f += &(c * &p.w_f_diag);
+        i += &(c * &p.w_i_diag);
     }
     let mut c2 = f.mapv(sigmoid) * c + i.mapv(sigmoid) * j.mapv(f64::tanh);
     if let Some(clip) = cell_clip {
         c2.mapv_inplace(|v| v.clamp(-clip, clip));
     }
     if let Some(p) = &w.peepholes {
-        o = o + &(&c2 * &p.w_o_diag);
+        o += &(&c2 * &p.w_o_diag);
     }
     let mut m2 = o.mapv(sigmoid) * c2.mapv(f64::tanh);
     if let Some(p) = &w.projection {
@@ -1362,7 +1362,7 @@ fn layer_norm_reference(
     let units = w.kernel.ncols() / 4;
     let mut z = concat_columns(x, h).dot(&w.kernel);
     if let Some(b) = &w.bias {
-        z = z + b;
+        z += b;
     }
     // (v - mean) / sqrt(var + 1e-12) * gamma + beta, per row.
     let ln = |v: ndarray::Array2<f64>, k: usize| match &w.norms {

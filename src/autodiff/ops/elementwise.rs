@@ -106,7 +106,7 @@ impl<T: Scalar> Tape<'_, T> {
     /// # Errors
     /// [`crate::Error::InvalidArgument`] if `min > max` or either is NaN.
     pub fn clip_by_value(&self, x: Var, min: T, max: T) -> Result<Var> {
-        if !(min <= max) {
+        if min.is_nan() || max.is_nan() || min > max {
             return Err(crate::Error::invalid(format!(
                 "clip_by_value: min {min:?} must not exceed max {max:?}"
             )));
