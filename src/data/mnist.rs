@@ -11,12 +11,12 @@ use std::ops::Range;
 use std::path::Path;
 
 use ndarray::{Array2, Array3, ArrayView1, Axis};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::download::locate;
 use super::idx::{read_idx, IdxArray};
+use super::position::{check_order, DataPosition, Resumable, RngPosition, ShuffleRng};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 
@@ -140,7 +140,7 @@ pub struct DataSet {
     order: Vec<usize>,
     index_in_epoch: usize,
     epochs_completed: usize,
-    rng: StdRng,
+    rng: ShuffleRng,
 }
 
 impl DataSet {
@@ -174,7 +174,7 @@ impl DataSet {
             order: (0..n).collect(),
             index_in_epoch: 0,
             epochs_completed: 0,
-            rng: StdRng::seed_from_u64(seed),
+            rng: ShuffleRng::seed_from_u64(seed),
         })
     }
 
@@ -302,6 +302,42 @@ impl DataSet {
             .map(|&i| usize::from(self.labels[i]))
             .collect();
         Batch { images, labels }
+    }
+}
+
+impl Resumable for DataSet {
+    /// Counters `[epochs_completed, index_in_epoch]`, the epoch's order and the generator.
+    fn position(&self) -> DataPosition {
+        DataPosition {
+            counters: vec![self.epochs_completed as u64, self.index_in_epoch as u64],
+            order: self.order.iter().map(|&i| i as u64).collect(),
+            rng: RngPosition::of(&self.rng),
+        }
+    }
+
+    fn restore(&mut self, position: &DataPosition) -> Result<()> {
+        let n = self.num_examples();
+        let [epochs, index] = position.counters[..] else {
+            return Err(Error::invalid(format!(
+                "DataSet::restore: {} counters, expected 2 (epochs, index in epoch)",
+                position.counters.len()
+            )));
+        };
+        let index = usize::try_from(index)
+            .ok()
+            .filter(|&i| i <= n)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "DataSet::restore: index in epoch {index} past the {n} examples"
+                ))
+            })?;
+        let epochs = usize::try_from(epochs)
+            .map_err(|_| Error::invalid("DataSet::restore: epoch count too large"))?;
+        self.order = check_order("DataSet::restore", &position.order, n)?;
+        self.epochs_completed = epochs;
+        self.index_in_epoch = index;
+        self.rng = position.rng.to_rng();
+        Ok(())
     }
 }
 

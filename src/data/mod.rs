@@ -1,5 +1,7 @@
 //! Data sets: the IDX file format and MNIST as TensorFlow 1.x's `read_data_sets` serves it.
 //!
+//! - [`position`]: [`Resumable`] sources report and restore their [`DataPosition`], so a
+//!   resumed training run sees the same batches as an uninterrupted one.
 //! - [`idx`]: read and write IDX files (plain or gzip), validated, never panicking on bad bytes.
 //! - [`mnist`]: [`Mnist`] with its `train` / `validation` / `test` [`DataSet`]s, seeded shuffled
 //!   [`DataSet::next_batch`], in-order [`DataSet::batches`] for evaluation, and
@@ -35,6 +37,7 @@
 mod download;
 pub mod idx;
 pub mod mnist;
+pub mod position;
 
 pub use idx::{encode_idx, parse_idx, read_idx, write_idx, IdxArray};
 pub use mnist::{
@@ -42,3 +45,4 @@ pub use mnist::{
     Batches, DataSet, Mnist, MnistFile, DEFAULT_DATA_DIR, DEFAULT_VALIDATION_SIZE, IMAGE_COLS,
     IMAGE_PIXELS, IMAGE_ROWS, MNIST_FILES, MNIST_MIRRORS, NUM_CLASSES,
 };
+pub use position::{DataPosition, Resumable, RngPosition, ShuffleRng};
