@@ -11,6 +11,7 @@ use common::assert_close;
 use ndarray::{ArrayD, IxDyn};
 use recurrent::cell::BasicLstmCell;
 use recurrent::optim::{Adam, Optimizer};
+use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, last_relevant_output, static_rnn, Dense, ParamStore, Tape, Var};
 use serde_json::Value;
 
@@ -111,11 +112,12 @@ fn train(reference: &Reference, unroll: Unroll) -> (Vec<f64>, ParamStore<f64>) {
             let last: Var = match unroll {
                 Unroll::Static => {
                     let steps = tape.unstack(x, 1).unwrap();
-                    let (outputs, _) = static_rnn(&tape, &cell, &steps, None, None).unwrap();
+                    let (outputs, _) =
+                        static_rnn(&tape, &cell, &steps, RnnOptions::default()).unwrap();
                     *outputs.last().unwrap()
                 }
                 Unroll::Dynamic => {
-                    let (outputs, _) = dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+                    let (outputs, _) = dynamic_rnn(&tape, &cell, x, RnnOptions::default()).unwrap();
                     last_relevant_output(&tape, outputs, None).unwrap()
                 }
             };
