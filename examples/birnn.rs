@@ -23,6 +23,7 @@ use recurrent::cell::BasicLstmCell;
 use recurrent::data::Batch;
 use recurrent::init::Initializer;
 use recurrent::BidirectionalOptions;
+use recurrent::Layer;
 use recurrent::{static_bidirectional_rnn, Dense, ParamStore, Tape, Var};
 
 /// Train a bidirectional LSTM on MNIST, one image row per time step.
@@ -53,7 +54,7 @@ impl Model for BiLstmClassifier {
             BidirectionalOptions::default(),
         )?;
         let last = *outputs.last().expect("28 steps"); // [batch, 2 * hidden]
-        self.dense.forward(tape, last)
+        self.dense.apply(tape, last)
     }
 }
 

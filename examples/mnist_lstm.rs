@@ -29,6 +29,7 @@ use common::{AnyResult, Model, TrainArgs};
 use recurrent::cell::BasicLstmCell;
 use recurrent::data::Batch;
 use recurrent::init::Initializer;
+use recurrent::Layer;
 use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, last_relevant_output, static_rnn, Dense, ParamStore, Tape, Var};
 
@@ -71,7 +72,7 @@ impl Model for LstmClassifier {
                 last_relevant_output(tape, outputs, None)?
             }
         };
-        self.dense.forward(tape, last)
+        self.dense.apply(tape, last)
     }
 }
 

@@ -28,7 +28,7 @@
 //!     let inputs = tape.constant(x);
 //!     let (outputs, _state) = dynamic_rnn(&tape, &cell, inputs, RnnOptions::default())?;
 //!     let last = last_relevant_output(&tape, outputs, None)?;
-//!     let logits = dense.forward(&tape, last)?;
+//!     let logits = dense.apply(&tape, last)?;
 //!     let loss = tape.mean(tape.sparse_softmax_cross_entropy_with_logits(&labels, logits)?);
 //!     tape.backward(loss)?
 //! }; // the tape borrows `params`; it is gone before the update
@@ -82,7 +82,10 @@ pub use cell::{
     MultiCell, RnnState,
 };
 pub use error::{Error, Result};
-pub use layers::Dense;
+pub use layers::{
+    Bidirectional, Carry, Context, Dense, Dropout, Embedding, Layer, Merge, Returns, Rnn,
+    Sequential,
+};
 pub use params::{ParamId, ParamStore, Scope};
 pub use rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
@@ -113,5 +116,9 @@ pub mod prelude {
     // Not `Result` or `Error`: a prelude must not shadow the standard names (STYLE 16); write
     // `recurrent::Result` where the crate's alias is wanted.
     #[doc(no_inline)]
-    pub use crate::{Dense, ParamStore, Scalar, Scope, Tape, Var};
+    pub use crate::layers::{
+        Bidirectional, Context, Dense, Dropout, Embedding, Layer, Returns, Rnn, Sequential,
+    };
+    #[doc(no_inline)]
+    pub use crate::{ParamStore, Scalar, Scope, Tape, Var};
 }

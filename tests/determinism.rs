@@ -15,6 +15,7 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recurrent::optim::{check_finite_loss, Adam, Optimizer};
+use recurrent::Layer;
 use recurrent::RnnOptions;
 use recurrent::{
     dynamic_rnn, last_relevant_output, BasicLstmCell, Dense, DropoutWrapper, ParamStore, Tape,
@@ -60,7 +61,7 @@ fn train(seed: u64) -> Vec<(String, Vec<u64>)> {
             )
             .unwrap();
             let last = last_relevant_output(&tape, out, Some(&lengths)).unwrap();
-            let logits = dense.forward(&tape, last).unwrap();
+            let logits = dense.apply(&tape, last).unwrap();
             let labels = tape.constant(y.into_dyn());
             let loss = tape.mean(
                 tape.softmax_cross_entropy_with_logits(labels, logits)

@@ -12,6 +12,7 @@ use recurrent::cell::BasicLstmCell;
 use recurrent::data::{Batch, Mnist, MNIST_FILES};
 use recurrent::metrics::accuracy;
 use recurrent::optim::{Adam, Optimizer};
+use recurrent::Layer;
 use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, last_relevant_output, Dense, ParamStore, Tape, Var};
 
@@ -61,7 +62,7 @@ impl Model {
         let x = tape.constant(batch.images_as_sequences().into_dyn());
         let (outputs, _) = dynamic_rnn(tape, &self.cell, x, RnnOptions::default())?;
         let last = last_relevant_output(tape, outputs, None)?;
-        self.dense.forward(tape, last)
+        self.dense.apply(tape, last)
     }
 }
 

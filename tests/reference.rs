@@ -11,6 +11,7 @@ use common::assert_close;
 use ndarray::{ArrayD, IxDyn};
 use recurrent::cell::BasicLstmCell;
 use recurrent::optim::{Adam, Optimizer};
+use recurrent::Layer;
 use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, last_relevant_output, static_rnn, Dense, ParamStore, Tape, Var};
 use serde_json::Value;
@@ -121,7 +122,7 @@ fn train(reference: &Reference, unroll: Unroll) -> (Vec<f64>, ParamStore<f64>) {
                     last_relevant_output(&tape, outputs, None).unwrap()
                 }
             };
-            let logits = dense.forward(&tape, last).unwrap();
+            let logits = dense.apply(&tape, last).unwrap();
             let per_example = tape
                 .sparse_softmax_cross_entropy_with_logits(&labels, logits)
                 .unwrap();

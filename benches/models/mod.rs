@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recurrent::cell::{BasicLstmCell, DropoutWrapper, MultiCell};
 use recurrent::optim::{Adam, Optimizer};
+use recurrent::Layer;
 use recurrent::{rnn, Dense, ParamStore, Result, Tape, Var};
 use recurrent::{BidirectionalOptions, RnnOptions};
 
@@ -164,12 +165,12 @@ impl Model {
             (Net::Lstm128 { cell, dense }, Runner::Dynamic) => {
                 let (outputs, _) = rnn::dynamic_rnn(tape, cell, x, RnnOptions::default())?;
                 let last = rnn::last_relevant_output(tape, outputs, None)?;
-                dense.forward(tape, last)
+                dense.apply(tape, last)
             }
             (Net::Lstm128 { cell, dense }, Runner::Static) => {
                 let steps = tape.unstack(x, 1)?;
                 let (outputs, _) = rnn::static_rnn(tape, cell, &steps, RnnOptions::default())?;
-                dense.forward(tape, *outputs.last().expect("28 steps"))
+                dense.apply(tape, *outputs.last().expect("28 steps"))
             }
             (Net::Bilstm256 { fw, bw, dense }, Runner::Dynamic) => {
                 let ((out_fw, out_bw), _) = rnn::bidirectional_dynamic_rnn(
@@ -181,7 +182,7 @@ impl Model {
                 )?;
                 let last_fw = rnn::last_relevant_output(tape, out_fw, None)?;
                 let last_bw = rnn::last_relevant_output(tape, out_bw, None)?;
-                dense.forward(tape, tape.concat(&[last_fw, last_bw], 1)?)
+                dense.apply(tape, tape.concat(&[last_fw, last_bw], 1)?)
             }
             (Net::Bilstm256 { fw, bw, dense }, Runner::Static) => {
                 let steps = tape.unstack(x, 1)?;
@@ -192,7 +193,7 @@ impl Model {
                     &steps,
                     BidirectionalOptions::default(),
                 )?;
-                dense.forward(tape, *outputs.last().expect("28 steps"))
+                dense.apply(tape, *outputs.last().expect("28 steps"))
             }
             (
                 Net::Multi3 {
@@ -205,7 +206,7 @@ impl Model {
                 let shape = tape.shape(x);
                 let (batch, steps) = (shape[0], shape[1]);
                 let flat = tape.reshape(x, &[batch * steps, shape[2]])?;
-                let projected = input.forward(tape, flat)?;
+                let projected = input.apply(tape, flat)?;
                 let seq = tape.reshape(projected, &[batch, steps, input.output_size()])?;
                 let states = match runner {
                     Runner::Dynamic => rnn::dynamic_rnn(tape, stack, seq, RnnOptions::default())?.1,
@@ -215,7 +216,7 @@ impl Model {
                     }
                 };
                 let top = states.last().expect("three layers");
-                dense.forward(tape, top.h)
+                dense.apply(tape, top.h)
             }
         }
     }

@@ -349,11 +349,7 @@ pub(super) fn softmax_rows<T: Scalar>(z: &[T], n: usize) -> RowSoftmax<T> {
             ln_sum.push(s.ln());
         }
     }
-    RowSoftmax {
-        probs,
-        max,
-        ln_sum,
-    }
+    RowSoftmax { probs, max, ln_sum }
 }
 
 /// `Ok` when every label is below `classes`, else an [`Error::InvalidArgument`] naming `op`,
