@@ -343,7 +343,7 @@ pub(super) fn softmax_rows<T: Scalar>(z: &[T], n: usize) -> RowSoftmax<T> {
                 s += *p;
             }
             for p in pr.iter_mut() {
-                *p = *p / s;
+                *p /= s;
             }
             max.push(m);
             ln_sum.push(s.ln());

@@ -409,8 +409,10 @@ impl<T: Scalar, F: Cell, B: Cell> Layer<T> for Bidirectional<F, B> {
             ));
         }
         let lengths = context.sequence_length();
-        let mut options = BidirectionalOptions::default();
-        options.sequence_length = lengths;
+        let options = BidirectionalOptions {
+            sequence_length: lengths,
+            ..Default::default()
+        };
         let ((out_fw, out_bw), (state_fw, state_bw)) =
             bidirectional_dynamic_rnn(tape, &self.fw, &self.bw, x, options)?;
         match self.returns {
