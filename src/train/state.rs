@@ -249,7 +249,7 @@ fn load_impl<T: Scalar>(
             params.name(ParamId(missing))
         )));
     }
-    slots.sort_by_key(|(id, _, _)| *id);
+    crate::optim::sort_slots(&mut slots);
 
     let mut carried = Carry::new();
     for (layer, parts) in carry {

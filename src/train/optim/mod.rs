@@ -211,6 +211,11 @@ pub trait Optimizer<T: Scalar> {
     fn load_state(&mut self, params: &ParamStore<T>, state: &OptimizerState<T>) -> Result<()>;
 }
 
+/// Puts slots in [`OptimizerState`]'s order: by parameter, then by slot name.
+pub(crate) fn sort_slots<T>(slots: &mut [(ParamId, String, ArrayD<T>)]) {
+    slots.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+}
+
 /// The state of an [`Optimizer`] ([`Optimizer::state`]): what a checkpoint must hold to resume
 /// training with the same updates.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,7 +225,7 @@ pub struct OptimizerState<T> {
     /// The learning rate in force.
     pub learning_rate: f64,
     /// Every slot as `(parameter, slot name, value)`, by parameter in creation order and then
-    /// in the optimizer's slot order.
+    /// by slot name.
     pub slots: Vec<(ParamId, String, ArrayD<T>)>,
 }
 
@@ -394,18 +399,20 @@ impl<T: Scalar> Slots<T> {
         })
     }
 
-    /// Every slot as `(id, name, value)`, by id and then in slot order.
+    /// Every slot as `(id, name, value)`, by id and then by name ([`OptimizerState`]'s order).
     pub(crate) fn export(&self) -> Vec<(ParamId, String, ArrayD<T>)> {
-        let mut ids: Vec<ParamId> = self.map.keys().copied().collect();
-        ids.sort();
-        ids.into_iter()
-            .flat_map(|id| {
+        let mut slots: Vec<_> = self
+            .map
+            .iter()
+            .flat_map(|(&id, values)| {
                 self.names
                     .iter()
-                    .zip(&self.map[&id])
+                    .zip(values)
                     .map(move |(name, value)| (id, name.to_string(), value.clone()))
             })
-            .collect()
+            .collect();
+        sort_slots(&mut slots);
+        slots
     }
 
     /// The slots of `entries` whose names are this optimizer's, checked against `params`;

@@ -175,7 +175,7 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
     fn state(&self) -> OptimizerState<T> {
         let mut slots = self.slots.export();
         slots.extend(self.mg.export());
-        slots.sort_by_key(|(id, _, _)| *id);
+        super::sort_slots(&mut slots);
         OptimizerState {
             step: self.step,
             learning_rate: self.lr,
