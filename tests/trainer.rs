@@ -175,7 +175,8 @@ fn periodic_checkpoints_are_written_and_resume_from_any_of_them() {
 
 #[test]
 fn every_optimizer_state_round_trips_through_a_training_state_file() {
-    let optimizers: Vec<Box<dyn Fn() -> Box<dyn Optimizer<f64>>>> = vec![
+    type MakeOptimizer = Box<dyn Fn() -> Box<dyn Optimizer<f64>>>;
+    let optimizers: Vec<MakeOptimizer> = vec![
         Box::new(|| Box::new(GradientDescent::new(0.1).unwrap())),
         Box::new(|| Box::new(Momentum::new(0.1, 0.9).unwrap())),
         Box::new(|| Box::new(Adam::new(0.01).unwrap())),
