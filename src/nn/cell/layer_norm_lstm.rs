@@ -130,7 +130,7 @@ impl<T: Scalar> LayerNormLstmWeights<T> {
 /// assert!(params.id("rnn/layer_norm_basic_lstm_cell/state/gamma").is_some());
 /// let tape = Tape::new(&params).with_seed(7);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[3, 6, 5])));
-/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, None, Some(&[6, 2, 4]), false).unwrap();
+/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default().sequence_length(&[6, 2, 4])).unwrap();
 /// assert_eq!(tape.shape(outputs), vec![3, 6, 16]);
 /// // With norm_shift 0 and norm_gain 1 each row of c' has mean 0 (before the carried rows).
 /// let c = tape.to_array(state.c);

@@ -339,7 +339,7 @@ const PEEPHOLES: [&str; 3] = ["w_f_diag", "w_i_diag", "w_o_diag"];
 ///     .unwrap();
 /// let tape = Tape::new(&params);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[3, 7, 5])));
-/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, None, Some(&[7, 4, 1]), false).unwrap();
+/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default().sequence_length(&[7, 4, 1])).unwrap();
 /// assert_eq!(tape.shape(outputs), vec![3, 7, 8]);
 /// assert_eq!((tape.shape(state.c), tape.shape(state.h)), (vec![3, 16], vec![3, 8]));
 /// assert!(tape.value(outputs).iter().all(|v| v.abs() <= 2.0));

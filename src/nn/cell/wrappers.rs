@@ -79,7 +79,7 @@ fn mask_outputs<T: Scalar>(
 /// let cell = ResidualWrapper::new(lstm).unwrap();
 /// let tape = Tape::new(&params);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 5, 8])));
-/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default()).unwrap();
 /// assert_eq!(tape.shape(outputs), vec![2, 5, 8]);
 /// // A cell of another output width cannot be wrapped.
 /// let wide = BasicLstmCell::new(&mut params, "wide", 8, 9).unwrap();
@@ -155,9 +155,11 @@ impl<C: Cell> Cell for ResidualWrapper<C> {
                 tape,
                 &self.cell,
                 inputs,
-                Some(state.clone()),
-                sequence_length,
-                time_major,
+                crate::rnn::RnnOptions {
+                    initial_state: Some(state.clone()),
+                    sequence_length,
+                    time_major,
+                },
             )?;
             let sum = tape.add(inputs, out)?;
             Ok((mask_outputs(tape, sum, sequence_length, time_major)?, state))
@@ -221,7 +223,7 @@ impl Default for HighwayOptions {
 /// assert_eq!(params.value(params.id("rnn/carry_b").unwrap())[[0]], 1.0);
 /// let tape = Tape::new(&params);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 5, 8])));
-/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, None, Some(&[5, 3]), false).unwrap();
+/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default().sequence_length(&[5, 3])).unwrap();
 /// assert_eq!(tape.shape(outputs), vec![2, 5, 8]);
 /// assert_eq!(cell.param_ids().len(), 4); // the LSTM's two and carry_w, carry_b
 /// ```
@@ -390,9 +392,11 @@ impl<C: Cell> Cell for HighwayWrapper<C> {
                 tape,
                 &self.cell,
                 inputs,
-                Some(state.clone()),
-                sequence_length,
-                time_major,
+                crate::rnn::RnnOptions {
+                    initial_state: Some(state.clone()),
+                    sequence_length,
+                    time_major,
+                },
             )?;
             let shape = tape.shape(inputs);
             let rows = [shape[0] * shape[1], shape[2]];
@@ -446,7 +450,7 @@ impl<C: Cell> Cell for HighwayWrapper<C> {
 /// assert!(ZoneoutWrapper::new(cell.cell().clone(), 1.5, 0.0).is_err());
 /// let tape = Tape::new(&params).with_seed(3);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[4, 6, 8])));
-/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default()).unwrap();
 /// assert_eq!(tape.shape(outputs), vec![4, 6, 16]);
 /// assert_eq!(tape.shape(state.c), vec![4, 16]);
 /// ```
