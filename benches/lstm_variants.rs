@@ -25,7 +25,7 @@ use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recurrent::cell::{BasicLstmCell, Cell, LayerNormBasicLstmCell, LstmCell, LstmCellConfig};
-use recurrent::{dynamic_rnn, ParamStore, Tape};
+use recurrent::{dynamic_rnn, ParamStore, RnnOptions, Tape};
 
 const BATCH: usize = 128;
 const STEPS: usize = 28;
@@ -35,7 +35,7 @@ const UNITS: usize = 128;
 fn step<C: Cell>(params: &ParamStore<f32>, cell: &C, x: &ArrayD<f32>) -> f32 {
     let tape = Tape::new(params);
     let input = tape.constant(x.clone());
-    let (out, _) = dynamic_rnn(&tape, cell, input, None, None, false).expect("forward");
+    let (out, _) = dynamic_rnn(&tape, cell, input, RnnOptions::default()).expect("forward");
     let loss = tape.sum(out);
     let grads = tape.backward(loss).expect("backward");
     black_box(grads);
