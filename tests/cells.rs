@@ -2134,6 +2134,63 @@ fn wrappers_gradients_static_dynamic_bidirectional_multicell_and_contract() {
     contract(&params, &around_stack);
 }
 
+/// The new cells and wrappers stack with other kinds through `BoxedCell`: a projected,
+/// clipped peephole LSTM, zoneout around a layer-normalised LSTM, and a highway around a
+/// residual GRU. (Only layer 1 draws random numbers, so stepping and the layer-by-layer sequence
+/// path draw the same masks.)
+#[test]
+fn new_cells_stack_with_other_kinds_as_boxed_cells() {
+    let mut params = ParamStore::<f64>::new(11);
+    let l0 = LstmCell::from_weights(
+        &mut params,
+        "b0",
+        lstm_cell_weights(2, 4, true, Some(3), 700),
+    )
+    .unwrap()
+    .with_cell_clip(0.5)
+    .unwrap();
+    let l1 = ZoneoutWrapper::new(
+        LayerNormBasicLstmCell::from_weights(
+            &mut params,
+            "b1",
+            layer_norm_weights(3, 3, true, 701),
+        )
+        .unwrap(),
+        0.3,
+        0.2,
+    )
+    .unwrap();
+    let gru = ResidualWrapper::new(GruCell::new(&mut params, "b2/gru", 3, 3).unwrap()).unwrap();
+    let l2 = HighwayWrapper::new(&mut params, "b2", gru, HighwayOptions::default()).unwrap();
+    let stack = MultiCell::new(vec![l0.boxed(), l1.boxed(), l2.boxed()]).unwrap();
+    assert_eq!(stack.state_size(), vec![4, 3, 3, 3, 3]);
+    contract(&params, &stack);
+    for lengths in [None, Some(&[4usize, 0, 2][..])] {
+        assert_static_equals_dynamic(&params, &stack, lengths, true);
+    }
+    let x = random(&[2, 3, 2], 1.0, 702);
+    gradcheck(
+        &params,
+        std::slice::from_ref(&x),
+        Tolerance::default(),
+        |t, v| {
+            let (out, states) = dynamic_rnn(
+                t,
+                &stack,
+                v[0],
+                RnnOptions::default().sequence_length(&[3, 2]),
+            )?;
+            let mut parts = vec![out];
+            for s in &states {
+                parts.extend(s.vars());
+            }
+            flat_concat(t, &parts)
+        },
+    )
+    .unwrap()
+    .assert_ok();
+}
+
 #[test]
 fn runners_reject_bad_input() {
     let mut params = ParamStore::<f64>::new(15);
