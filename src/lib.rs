@@ -46,7 +46,7 @@
 //! | [`ops`] | the differentiable ops, as methods of [`Tape`] | `tf.matmul`, `tf.nn.*` |
 //! | [`params`] | [`ParamStore`]: named, shaped weights; [`Scope`] for their paths | variables and scopes |
 //! | [`init`] | weight initializers | `tf.glorot_uniform_initializer`, ... |
-//! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`LstmCell`], [`LayerNormBasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`], [`ResidualWrapper`], [`HighwayWrapper`], [`ZoneoutWrapper`] | `tf.nn.rnn_cell`, `tf.contrib.rnn` |
+//! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`LstmCell`], [`LayerNormBasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`], [`ResidualWrapper`], [`HighwayWrapper`], [`ZoneoutWrapper`], [`BoxedCell`] | `tf.nn.rnn_cell`, `tf.contrib.rnn` |
 //! | [`rnn`] | [`static_rnn`], [`dynamic_rnn`], the bidirectional runners, [`last_relevant_output`] | `tf.nn.static_rnn`, `tf.nn.dynamic_rnn` |
 //! | [`layers`] | [`Dense`] | `tf.layers.dense` |
 //! | [`optim`] | SGD, Momentum, Adam, AdamW, RMSProp, Adagrad, clipping, learning-rate schedules | `tf.train` |
