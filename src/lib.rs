@@ -82,6 +82,9 @@ pub use cell::{
     MultiCell, RnnState,
 };
 pub use error::{Error, Result};
+/// The array crate every tensor of this crate is made of, re-exported so that its version always
+/// matches.
+pub use ndarray;
 pub use layers::{
     Bidirectional, Carry, Context, Dense, Dropout, Embedding, Layer, Merge, Returns, Rnn,
     Sequential,
