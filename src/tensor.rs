@@ -606,11 +606,7 @@ pub fn argmax<A: PartialOrd, S: Data<Elem = A>, D: Dimension>(
         ));
     };
     if n == 0 {
-        return Err(Error::shape(
-            "argmax",
-            "a non-empty last axis",
-            x.shape(),
-        ));
+        return Err(Error::shape("argmax", "a non-empty last axis", x.shape()));
     }
     let is_nan = |v: &A| v.partial_cmp(v).is_none();
     let last = Axis(x.ndim() - 1);

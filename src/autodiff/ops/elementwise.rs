@@ -115,18 +115,15 @@ impl<T: Scalar> Tape<'_, T> {
                 Arith::Maximum | Arith::Minimum => {
                     let (ba, bb) = broadcast_pair(&va, &vb);
                     let mut out = ArrayD::zeros(ba.raw_dim());
-                    Zip::from(&mut out)
-                        .and(&ba)
-                        .and(&bb)
-                        .for_each(|o, &x, &y| {
-                            *o = if x.is_nan() || y.is_nan() {
-                                T::nan()
-                            } else if op.picks_a(x, y) {
-                                x
-                            } else {
-                                y
-                            }
-                        });
+                    Zip::from(&mut out).and(&ba).and(&bb).for_each(|o, &x, &y| {
+                        *o = if x.is_nan() || y.is_nan() {
+                            T::nan()
+                        } else if op.picks_a(x, y) {
+                            x
+                        } else {
+                            y
+                        }
+                    });
                     out
                 }
             }
@@ -272,7 +269,10 @@ impl<T: Scalar> Tape<'_, T> {
 }
 
 /// Both operands viewed at their common broadcast shape (checked by the caller).
-fn broadcast_pair<'a, T>(a: &'a ArrayD<T>, b: &'a ArrayD<T>) -> (ArrayViewD<'a, T>, ArrayViewD<'a, T>) {
+fn broadcast_pair<'a, T>(
+    a: &'a ArrayD<T>,
+    b: &'a ArrayD<T>,
+) -> (ArrayViewD<'a, T>, ArrayViewD<'a, T>) {
     let shape = broadcast_shape(a.shape(), b.shape()).expect("shapes checked to broadcast");
     (
         a.broadcast(shape.clone()).expect("broadcasts"),

@@ -343,17 +343,13 @@ pub(super) fn softmax_rows<T: Scalar>(z: &[T], n: usize) -> RowSoftmax<T> {
                 s += *p;
             }
             for p in pr.iter_mut() {
-                *p = *p / s;
+                *p /= s;
             }
             max.push(m);
             ln_sum.push(s.ln());
         }
     }
-    RowSoftmax {
-        probs,
-        max,
-        ln_sum,
-    }
+    RowSoftmax { probs, max, ln_sum }
 }
 
 /// `Ok` when every label is below `classes`, else an [`Error::InvalidArgument`] naming `op`,
