@@ -199,6 +199,14 @@ fn softmax_cross_entropy_gradients_and_stability() {
     assert!(t
         .sparse_softmax_cross_entropy_with_logits(&[1, 3], logits)
         .is_err());
+    // No classes: the dense loss is a sum over nothing (0); no label can be valid.
+    let none = t.constant(ArrayD::zeros(IxDyn(&[2, 0])));
+    let dense_none = t.softmax_cross_entropy_with_logits(none, none).unwrap();
+    assert_eq!(t.to_array(dense_none), ArrayD::<f64>::zeros(IxDyn(&[2])));
+    assert!(matches!(
+        t.sparse_softmax_cross_entropy_with_logits(&[0, 0], none),
+        Err(Error::InvalidArgument(_))
+    ));
 
     // The loss depends only on differences between logits, so a large common offset must not
     // change it: [1e7, 1e7 + 1] in f32 is [0, 1]. (Built as max + ln(sum) - z, the loss rounded
