@@ -41,9 +41,9 @@
 //!
 //! | module | what it holds | TensorFlow 1.x |
 //! |---|---|---|
-//! | [`tensor`] | plain `ndarray` helpers: `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `one_hot` | `tf.unstack`, ... |
+//! | [`tensor`] | plain `ndarray` helpers: `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `one_hot`, `argmax`, `sequence_mask` | `tf.unstack`, ... |
 //! | [`tape`] | [`Tape`], [`Var`], [`Grads`]: recording a computation and differentiating it | `tf.GradientTape` |
-//! | [`ops`] | the differentiable ops, as methods of [`Tape`] | `tf.matmul`, `tf.nn.*` |
+//! | [`ops`] | the differentiable ops, as methods of [`Tape`], and the rule for which return `Result` | `tf.matmul`, `tf.nn.*`, `tf.losses.*` |
 //! | [`params`] | [`ParamStore`]: named, shaped weights; [`Scope`] for their paths | variables and scopes |
 //! | [`init`] | weight initializers | `tf.glorot_uniform_initializer`, ... |
 //! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`] | `tf.nn.rnn_cell` |
