@@ -42,7 +42,7 @@ pub mod idx;
 pub mod mnist;
 pub mod position;
 
-pub use batch::{Minibatch, Targets, TrainSource};
+pub use batch::{FixedBatches, Minibatch, Targets, TrainSource};
 pub use idx::{encode_idx, parse_idx, read_idx, write_idx, IdxArray};
 pub use mnist::{
     ensure_files_from, ensure_mnist, ensure_mnist_from, file_sha256, resolve_data_dir, Batch,
