@@ -72,7 +72,7 @@
 //! |---|---|---|
 //! | [`tensor`] | plain `ndarray` helpers: `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `one_hot`, `argmax`, `sequence_mask` | `tf.unstack`, ... |
 //! | [`tape`] | [`Tape`], [`Var`], [`Grads`]: recording a computation and differentiating it | `tf.GradientTape` |
-//! | [`ops`] | the differentiable ops, as methods of [`Tape`] | `tf.matmul`, `tf.nn.*`, `tf.losses.*` |
+//! | [`ops`] | the differentiable ops, as methods of [`Tape`], and the rule for which return `Result` | `tf.matmul`, `tf.nn.*`, `tf.losses.*` |
 //! | [`params`] | [`ParamStore`]: named, shaped weights; [`Scope`] for their paths | variables and scopes |
 //! | [`init`] | weight initializers | `tf.glorot_uniform_initializer`, ... |
 //! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`], [`BoxedCell`] | `tf.nn.rnn_cell` |
