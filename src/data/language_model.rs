@@ -146,12 +146,13 @@ impl LmBatcher {
         self.data.view()
     }
 
-    /// Full epochs served so far.
+    /// Full epochs served so far: it grows with the last batch of each epoch.
     pub fn epochs_completed(&self) -> usize {
         self.epochs_completed
     }
 
-    /// Batches of the current epoch served so far.
+    /// Batches of the current epoch served so far (0 at the start of each epoch, always below
+    /// [`epoch_size`](LmBatcher::epoch_size)).
     pub fn step_in_epoch(&self) -> usize {
         self.step_in_epoch
     }
@@ -161,12 +162,12 @@ impl LmBatcher {
     /// # Shapes
     /// `inputs`, `targets`: `[batch_size, num_steps]`.
     pub fn next_batch(&mut self) -> LmBatch {
+        let i = self.step_in_epoch;
+        self.step_in_epoch += 1;
         if self.step_in_epoch == self.epoch_size {
             self.epochs_completed += 1;
             self.step_in_epoch = 0;
         }
-        let i = self.step_in_epoch;
-        self.step_in_epoch += 1;
         self.window(i * self.num_steps, self.num_steps, i)
     }
 
@@ -239,7 +240,7 @@ impl Resumable for LmBatcher {
         }
         let step = usize::try_from(step)
             .ok()
-            .filter(|&s| s <= self.epoch_size)
+            .filter(|&s| s < self.epoch_size)
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "{OP}: step {step} of an epoch of {} batches",

@@ -390,12 +390,13 @@ impl<S: Sequence> SequenceDataSet<S> {
         &self.bucketing
     }
 
-    /// Full epochs served so far.
+    /// Full epochs served so far: it grows with the last batch of each epoch.
     pub fn epochs_completed(&self) -> usize {
         self.epochs_completed
     }
 
-    /// Batches of the current epoch served so far (0 before the first batch).
+    /// Batches of the current epoch served so far (0 at the start of each epoch, always below
+    /// [`batches_in_epoch`](SequenceDataSet::batches_in_epoch)).
     pub fn index_in_epoch(&self) -> usize {
         self.index_in_epoch
     }
@@ -406,8 +407,8 @@ impl<S: Sequence> SequenceDataSet<S> {
         self.plan.len()
     }
 
-    /// The next shuffled batch; after the last batch of an epoch, the next epoch begins with a
-    /// new shuffle.
+    /// The next shuffled batch. Serving the last batch of an epoch completes it: the next
+    /// epoch is shuffled at once, so `epochs_completed` counts it from then on.
     ///
     /// # Shapes
     /// See [`SequenceBatch`]: `inputs` `[b, t]` or `[b, t, features]` with `b <= batch_size`
@@ -420,13 +421,14 @@ impl<S: Sequence> SequenceDataSet<S> {
     /// The example indices of the next batch, advancing as
     /// [`next_batch`](SequenceDataSet::next_batch) does.
     pub fn next_indices(&mut self) -> Vec<usize> {
+        let batch = self.plan[self.index_in_epoch].clone();
+        self.index_in_epoch += 1;
         if self.index_in_epoch == self.plan.len() {
+            // The epoch is complete: the next one is shuffled now.
             self.epochs_completed += 1;
             self.shuffle_epoch();
             self.index_in_epoch = 0;
         }
-        let batch = self.plan[self.index_in_epoch].clone();
-        self.index_in_epoch += 1;
         batch
     }
 
@@ -523,7 +525,7 @@ impl<S: Sequence> Resumable for SequenceDataSet<S> {
         let plan = self.plan_of(&order);
         let index = usize::try_from(index)
             .ok()
-            .filter(|&i| i <= plan.len())
+            .filter(|&i| i < plan.len())
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "{OP}: batch {index} of an epoch of {} batches",
