@@ -19,6 +19,22 @@ use crate::scalar::Scalar;
 /// |---|---|---|
 /// | `Vec<usize>` | `[len]` | `Array2<usize>` `[b, max_len]` |
 /// | `Array2<T>` | `[len, features]` | `Array3<T>` `[b, max_len, features]` |
+///
+/// ```
+/// use ndarray::{array, Array2};
+/// use recurrent::data::SequenceDataSet;
+///
+/// # fn main() -> recurrent::Result<()> {
+/// // Two sequences of 2-feature vectors, 3 steps and 1 step long.
+/// let seqs = vec![array![[1.0f32, 1.0], [2.0, 2.0], [3.0, 3.0]], array![[4.0f32, 4.0]]];
+/// let set = SequenceDataSet::new(seqs, vec![0, 1], 2, 7)?;
+/// let batch = set.batch(&[0, 1])?;
+/// assert_eq!(batch.inputs.dim(), (2, 3, 2)); // [b, max_len, features]
+/// assert_eq!(batch.inputs[[1, 2, 0]], 0.0); // padded with zeros
+/// assert_eq!(batch.lengths, [3, 1]);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Sequence: Clone {
     /// The element padding is made of (`usize` ids, or the float type of features).
     type Elem: Copy + std::fmt::Debug;
@@ -249,6 +265,13 @@ impl<P> SequenceBatch<P> {
 /// // Evaluation: every example once, in order.
 /// let n: usize = train.batches(4)?.map(|b| b.len()).sum();
 /// assert_eq!(n, 7);
+///
+/// // Resuming: a saved position continues with the same batches.
+/// use recurrent::data::Resumable;
+/// let saved = train.position();
+/// let next = train.next_batch();
+/// train.restore(&saved)?;
+/// assert_eq!(train.next_batch(), next);
 /// # Ok(())
 /// # }
 /// ```

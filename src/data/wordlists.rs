@@ -184,6 +184,20 @@ pub fn select_words(words: &[String], count: usize, seed: u64) -> Result<Vec<Str
 
 /// Reads and cleans one word list from `dir` (normally [`DICT_DIR`]).
 ///
+/// ```
+/// use recurrent::data::{read_word_list, WORD_LISTS};
+/// # fn main() -> recurrent::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// let swedish = &WORD_LISTS[7]; // Latin-1 on Debian
+/// std::fs::write(dir.path().join(swedish.file), b"\xc5sa\n\xe4lg\n\xe4lg's\n")?;
+/// assert_eq!(read_word_list(dir.path(), swedish)?, ["åsa", "älg"]);
+///
+/// let missing = read_word_list(dir.path(), &WORD_LISTS[0]).unwrap_err().to_string();
+/// assert!(missing.contains("apt-get install wamerican"), "{missing}");
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 /// [`Error::Io`] of kind `NotFound` if the file is missing, saying which package installs it and
 /// the [`apt_get_command`] for all of them; [`Error::Io`] if it cannot be read;
@@ -247,6 +261,22 @@ impl LabelledWords {
     ///
     /// # Shapes
     /// Batches of `inputs` `[b, longest word in the batch]`.
+    ///
+    /// ```
+    /// use recurrent::data::{CharVocab, LabelledWords};
+    /// # fn main() -> recurrent::Result<()> {
+    /// let words = LabelledWords {
+    ///     words: vec!["hund".into(), "chat".into(), "o".into()],
+    ///     labels: vec![1, 2, 3],
+    /// };
+    /// let vocab = CharVocab::from_text("hundchat");
+    /// let set = words.to_dataset(&vocab, 2, 0)?;
+    /// let batch = set.batch(&[1, 2])?;
+    /// assert_eq!(batch.inputs.dim(), (2, 4)); // "chat" and "o" padded to 4
+    /// assert_eq!(batch.inputs.row(1).to_vec(), [CharVocab::UNK_ID, 0, 0, 0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// As [`SequenceDataSet::new`] (no words, a `batch_size` of 0).
