@@ -65,6 +65,11 @@ def build_vocab(text):
     return chars, {c: k + FIRST_CHAR_ID for k, c in enumerate(chars)}
 
 
+def vocab_text_form(chars):
+    """CharVocab's Display form, to compare with the Rust side's `vocab.to_string()`."""
+    return "char-vocab/1 pad=0 unk=1 chars=" + ",".join(f"{ord(c):x}" for c in chars)
+
+
 def split_train_validation(ids, fraction=TRAIN_FRACTION):
     n_train = int(len(ids) * fraction)
     return ids[:n_train], ids[n_train:]
@@ -173,6 +178,7 @@ def main():
         f"{torch.get_num_threads()} threads, seed {args.seed}",
         flush=True,
     )
+    print(f"vocabulary: {vocab_text_form(chars)}", flush=True)
 
     model = CharRnn(vocab, tf_init=not args.torch_init)
     opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
