@@ -22,6 +22,8 @@ use common::{AnyResult, Model, TrainArgs};
 use recurrent::cell::BasicLstmCell;
 use recurrent::data::Batch;
 use recurrent::init::Initializer;
+use recurrent::BidirectionalOptions;
+use recurrent::Layer;
 use recurrent::{static_bidirectional_rnn, Dense, ParamStore, Tape, Var};
 
 /// Train a bidirectional LSTM on MNIST, one image row per time step.
@@ -44,10 +46,15 @@ impl Model for BiLstmClassifier {
         let x = tape.transpose(x, &[1, 0, 2])?; // [28, batch, 28]
         let x = tape.reshape(x, &[28 * n, 28])?; // [28 * batch, 28]
         let steps = tape.split(x, 28, 0)?; // 28 x [batch, 28]
-        let (outputs, _fw_state, _bw_state) =
-            static_bidirectional_rnn(tape, &self.fw, &self.bw, &steps, None, None, None)?;
+        let (outputs, _fw_state, _bw_state) = static_bidirectional_rnn(
+            tape,
+            &self.fw,
+            &self.bw,
+            &steps,
+            BidirectionalOptions::default(),
+        )?;
         let last = *outputs.last().expect("28 steps"); // [batch, 2 * hidden]
-        self.dense.forward(tape, last)
+        self.dense.apply(tape, last)
     }
 }
 

@@ -29,6 +29,8 @@ use common::{AnyResult, Model, TrainArgs};
 use recurrent::cell::BasicLstmCell;
 use recurrent::data::Batch;
 use recurrent::init::Initializer;
+use recurrent::Layer;
+use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, last_relevant_output, static_rnn, Dense, ParamStore, Tape, Var};
 
 /// Train an LSTM on MNIST, one image row per time step.
@@ -61,15 +63,16 @@ impl Model for LstmClassifier {
         let last = match self.unroll {
             Unroll::Static => {
                 let steps = tape.unstack(x, 1)?; // 28 x [batch, 28]
-                let (outputs, _state) = static_rnn(tape, &self.cell, &steps, None, None)?;
+                let (outputs, _state) =
+                    static_rnn(tape, &self.cell, &steps, RnnOptions::default())?;
                 *outputs.last().expect("28 steps")
             }
             Unroll::Dynamic => {
-                let (outputs, _state) = dynamic_rnn(tape, &self.cell, x, None, None, false)?;
+                let (outputs, _state) = dynamic_rnn(tape, &self.cell, x, RnnOptions::default())?;
                 last_relevant_output(tape, outputs, None)?
             }
         };
-        self.dense.forward(tape, last)
+        self.dense.apply(tape, last)
     }
 }
 

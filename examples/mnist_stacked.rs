@@ -20,6 +20,8 @@ use clap::Parser;
 use common::{AnyResult, Model, TrainArgs};
 use recurrent::cell::{BasicLstmCell, DropoutWrapper, MultiCell};
 use recurrent::data::Batch;
+use recurrent::Layer;
+use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, Dense, ParamStore, Tape, Var};
 
 /// Train three stacked LSTMs with dropout on MNIST, one image row per time step.
@@ -47,11 +49,11 @@ impl Model for StackedClassifier {
         let width = self.projection.output_size();
         let x = tape.constant(batch.images_as_sequences().into_dyn()); // [batch, 28, 28]
         let x = tape.reshape(x, &[n * 28, 28])?;
-        let x = self.projection.forward(tape, x)?; // [batch * 28, width]
+        let x = self.projection.apply(tape, x)?; // [batch * 28, width]
         let x = tape.reshape(x, &[n, 28, width])?;
-        let (_outputs, states) = dynamic_rnn(tape, &self.stack, x, None, None, false)?;
+        let (_outputs, states) = dynamic_rnn(tape, &self.stack, x, RnnOptions::default())?;
         let top = states.last().expect("at least one layer");
-        self.dense.forward(tape, top.h)
+        self.dense.apply(tape, top.h)
     }
 }
 

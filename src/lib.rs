@@ -26,9 +26,9 @@
 //! let grads = {
 //!     let tape = Tape::new(&params);
 //!     let inputs = tape.constant(x);
-//!     let (outputs, _state) = dynamic_rnn(&tape, &cell, inputs, None, None, false)?;
+//!     let (outputs, _state) = dynamic_rnn(&tape, &cell, inputs, RnnOptions::default())?;
 //!     let last = last_relevant_output(&tape, outputs, None)?;
-//!     let logits = dense.forward(&tape, last)?;
+//!     let logits = dense.apply(&tape, last)?;
 //!     let loss = tape.mean(tape.sparse_softmax_cross_entropy_with_logits(&labels, logits)?);
 //!     tape.backward(loss)?
 //! }; // the tape borrows `params`; it is gone before the update
@@ -78,14 +78,18 @@ pub use nn::{cell, init, layers, params, rnn};
 pub use train::{metrics, optim};
 
 pub use cell::{
-    BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,
+    BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell, LstmState,
+    MultiCell, RnnState,
 };
 pub use error::{Error, Result};
-pub use layers::Dense;
+pub use layers::{
+    Bidirectional, Carry, Context, Dense, Dropout, Embedding, Layer, Merge, Returns, Rnn,
+    Sequential,
+};
 pub use params::{ParamId, ParamStore, Scope};
 pub use rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
-    static_rnn,
+    static_rnn, BidirectionalOptions, RnnOptions,
 };
 pub use scalar::Scalar;
 pub use tape::{Grads, Mode, Tape, Var};
@@ -99,15 +103,22 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::cell::{
-        BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,
+        BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, LstmState,
+        MultiCell, RnnState,
     };
     #[doc(no_inline)]
     pub use crate::optim::Optimizer;
     #[doc(no_inline)]
     pub use crate::rnn::{
         bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
-        static_rnn,
+        static_rnn, BidirectionalOptions, RnnOptions,
+    };
+    // Not `Result` or `Error`: a prelude must not shadow the standard names (STYLE 16); write
+    // `recurrent::Result` where the crate's alias is wanted.
+    #[doc(no_inline)]
+    pub use crate::layers::{
+        Bidirectional, Context, Dense, Dropout, Embedding, Layer, Returns, Rnn, Sequential,
     };
     #[doc(no_inline)]
-    pub use crate::{Dense, Error, ParamStore, Result, Scalar, Scope, Tape, Var};
+    pub use crate::{ParamStore, Scalar, Scope, Tape, Var};
 }
