@@ -69,7 +69,7 @@ mod kernels;
 mod nn;
 pub mod scalar;
 pub mod tensor;
-mod train;
+pub mod train;
 
 pub use autodiff::{gradcheck, ops, tape};
 pub use io::{checkpoint, convert};

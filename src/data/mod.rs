@@ -1,6 +1,8 @@
 //! Data sets: the IDX file format, MNIST as TensorFlow 1.x's `read_data_sets` serves it, and
 //! text and variable-length sequences.
 //!
+//! - [`batch`]: the [`Minibatch`] a trainer consumes and its [`Targets`]; [`TrainSource`] is an
+//!   endless, resumable supply of them.
 //! - [`position`]: [`Resumable`] sources report and restore their [`DataPosition`], so a
 //!   resumed training run sees the same batches as an uninterrupted one.
 //! - [`idx`]: read and write IDX files (plain or gzip), validated, never panicking on bad bytes.
@@ -45,6 +47,7 @@
 //! # }
 //! ```
 
+pub mod batch;
 mod download;
 pub mod idx;
 pub mod language_model;
@@ -55,12 +58,13 @@ pub mod text;
 pub mod vocab;
 pub mod wordlists;
 
+pub use batch::{Minibatch, Targets, TrainSource};
 pub use idx::{encode_idx, parse_idx, read_idx, write_idx, IdxArray};
 pub use language_model::{LmBatch, LmBatcher};
 pub use mnist::{
     ensure_files_from, ensure_mnist, ensure_mnist_from, file_sha256, resolve_data_dir, Batch,
-    Batches, DataSet, Mnist, MnistFile, DEFAULT_DATA_DIR, DEFAULT_VALIDATION_SIZE, IMAGE_COLS,
-    IMAGE_PIXELS, IMAGE_ROWS, MNIST_FILES, MNIST_MIRRORS, NUM_CLASSES,
+    Batches, DataSet, Mnist, MnistFile, RowSequences, DEFAULT_DATA_DIR, DEFAULT_VALIDATION_SIZE,
+    IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MNIST_FILES, MNIST_MIRRORS, NUM_CLASSES,
 };
 pub use position::{DataPosition, Resumable, RngPosition, ShuffleRng};
 pub use sequence::{Bucketing, Sequence, SequenceBatch, SequenceBatches, SequenceDataSet};

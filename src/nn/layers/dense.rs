@@ -119,6 +119,11 @@ impl Dense {
         &self.name
     }
 
+    /// The kernel and the bias, as [`Layer::param_ids`] gives them.
+    pub fn param_ids(&self) -> Vec<ParamId> {
+        vec![self.kernel, self.bias]
+    }
+
     /// The kernel's handle.
     pub fn kernel(&self) -> ParamId {
         self.kernel
@@ -165,7 +170,7 @@ impl<T: Scalar> Layer<T> for Dense {
     }
 
     fn param_ids(&self) -> Vec<ParamId> {
-        vec![self.kernel, self.bias]
+        Dense::param_ids(self)
     }
 
     fn name(&self) -> &str {

@@ -102,6 +102,11 @@ impl<C: Cell> Rnn<C> {
         &self.name
     }
 
+    /// The parameters the layer reads (its cell's), as [`Layer::param_ids`] gives them.
+    pub fn param_ids(&self) -> Vec<ParamId> {
+        self.cell.param_ids()
+    }
+
     /// The cell.
     pub fn cell(&self) -> &C {
         &self.cell
@@ -222,7 +227,7 @@ impl<T: Scalar, C: Cell> Layer<T> for Rnn<C> {
     }
 
     fn param_ids(&self) -> Vec<ParamId> {
-        self.cell.param_ids()
+        Rnn::param_ids(self)
     }
 
     fn name(&self) -> &str {
@@ -358,6 +363,11 @@ impl<F: Cell, B: Cell> Bidirectional<F, B> {
         &self.name
     }
 
+    /// The parameters of both cells, forward first, as [`Layer::param_ids`] gives them.
+    pub fn param_ids(&self) -> Vec<ParamId> {
+        [self.fw.param_ids(), self.bw.param_ids()].concat()
+    }
+
     /// The forward cell.
     pub fn fw(&self) -> &F {
         &self.fw
@@ -431,9 +441,7 @@ impl<T: Scalar, F: Cell, B: Cell> Layer<T> for Bidirectional<F, B> {
     }
 
     fn param_ids(&self) -> Vec<ParamId> {
-        let mut ids = self.fw.param_ids();
-        ids.extend(self.bw.param_ids());
-        ids
+        Bidirectional::param_ids(self)
     }
 
     fn name(&self) -> &str {
