@@ -3,8 +3,10 @@
 
 use ndarray::{s, Array2, ArrayView2};
 
+use super::batch::{Minibatch, Targets, TrainSource};
 use super::position::{DataPosition, Resumable};
 use crate::error::{Error, Result};
+use crate::scalar::Scalar;
 
 /// A token stream cut into `batch_size` parallel streams, served `num_steps` tokens at a time
 /// (TensorFlow's `ptb_producer`).
@@ -78,6 +80,23 @@ pub struct LmBatch {
     pub reset_state: bool,
     /// The position of this batch within its epoch (0 for the first).
     pub step_in_epoch: usize,
+}
+
+impl LmBatch {
+    /// The batch as a [`Trainer`](crate::train::Trainer) takes it: the input ids as whole
+    /// numbers of `T` (`[batch_size, steps]`, the input of an
+    /// [`Embedding`](crate::layers::Embedding)), no lengths, and the targets as
+    /// [`Targets::Sequence`]. ([`LmBatch::reset_state`] has no place in a `Minibatch`.)
+    pub fn into_minibatch<T: Scalar>(self) -> Minibatch<T> {
+        Minibatch {
+            inputs: self
+                .inputs
+                .mapv(|id| T::from_f64_lossy(id as f64))
+                .into_dyn(),
+            lengths: None,
+            targets: Targets::Sequence(self.targets),
+        }
+    }
 }
 
 impl LmBatcher {
@@ -195,6 +214,28 @@ impl LmBatcher {
         })
     }
 
+    /// [`evaluation_batches`](LmBatcher::evaluation_batches) as minibatches, the argument of
+    /// [`Trainer::evaluate`](crate::train::Trainer::evaluate) (with
+    /// [`carry_state`](crate::train::Trainer::carry_state), so the state runs through).
+    ///
+    /// ```
+    /// use recurrent::data::{LmBatcher, Targets};
+    /// # fn main() -> recurrent::Result<()> {
+    /// let ids: Vec<usize> = (0..23).collect();
+    /// let lm = LmBatcher::new(&ids, 2, 3)?;
+    /// let batches: Vec<_> = lm.evaluation_minibatches::<f32>().collect::<Result<_, _>>()?;
+    /// assert_eq!(batches.len(), 4);
+    /// assert_eq!(batches[3].inputs.shape(), &[2, 1]);
+    /// assert!(matches!(&batches[0].targets, Targets::Sequence(t) if t[[0, 0]] == 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn evaluation_minibatches<T: Scalar>(
+        &self,
+    ) -> impl Iterator<Item = Result<Minibatch<T>>> + '_ {
+        self.evaluation_batches().map(|b| Ok(b.into_minibatch()))
+    }
+
     /// The number of tokens [`evaluation_batches`](LmBatcher::evaluation_batches) predicts,
     /// `batch_size * (batch_len - 1)`.
     pub fn num_evaluation_targets(&self) -> usize {
@@ -211,6 +252,20 @@ impl LmBatcher {
             reset_state: step_in_epoch == 0,
             step_in_epoch,
         }
+    }
+}
+
+/// A [`Trainer`](crate::train::Trainer) with
+/// [`carry_state`](crate::train::Trainer::carry_state) trains on it directly: each batch is
+/// [`LmBatch::into_minibatch`] of [`next_batch`](LmBatcher::next_batch).
+impl<T: Scalar> TrainSource<T> for LmBatcher {
+    fn next_batch(&mut self) -> Result<Minibatch<T>> {
+        Ok(LmBatcher::next_batch(self).into_minibatch())
+    }
+
+    /// [`epoch_size`](LmBatcher::epoch_size).
+    fn batches_per_epoch(&self) -> Option<usize> {
+        Some(self.epoch_size)
     }
 }
 

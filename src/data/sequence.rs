@@ -7,6 +7,7 @@ use ndarray::{s, Array2, Array3};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::batch::{Minibatch, Targets, TrainSource};
 use super::position::{check_order, DataPosition, Resumable, RngPosition, ShuffleRng};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
@@ -222,6 +223,49 @@ impl<P> SequenceBatch<P> {
     /// The padded length, `max(lengths)`.
     pub fn max_len(&self) -> usize {
         self.lengths.iter().copied().max().unwrap_or(0)
+    }
+}
+
+impl SequenceBatch<Array2<usize>> {
+    /// The batch as a [`Trainer`](crate::train::Trainer) takes it: the ids as whole numbers of
+    /// `T` (`[b, t]`, the input of an [`Embedding`](crate::layers::Embedding)), the lengths,
+    /// and the labels as [`Targets::Classes`].
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use recurrent::data::{SequenceBatch, Targets};
+    /// let batch = SequenceBatch {
+    ///     inputs: array![[3, 4], [5, 0]],
+    ///     lengths: vec![2, 1],
+    ///     labels: vec![1, 0],
+    ///     indices: vec![0, 1],
+    /// };
+    /// let mb = batch.into_minibatch::<f32>();
+    /// assert_eq!(mb.inputs, array![[3.0f32, 4.0], [5.0, 0.0]].into_dyn());
+    /// assert_eq!(mb.lengths, Some(vec![2, 1]));
+    /// assert_eq!(mb.targets, Targets::Classes(vec![1, 0]));
+    /// ```
+    pub fn into_minibatch<T: Scalar>(self) -> Minibatch<T> {
+        Minibatch {
+            inputs: self
+                .inputs
+                .mapv(|id| T::from_f64_lossy(id as f64))
+                .into_dyn(),
+            lengths: Some(self.lengths),
+            targets: Targets::Classes(self.labels),
+        }
+    }
+}
+
+impl<T: Scalar> SequenceBatch<Array3<T>> {
+    /// The batch as a [`Trainer`](crate::train::Trainer) takes it: the features `[b, t,
+    /// features]`, the lengths, and the labels as [`Targets::Classes`].
+    pub fn into_minibatch(self) -> Minibatch<T> {
+        Minibatch {
+            inputs: self.inputs.into_dyn(),
+            lengths: Some(self.lengths),
+            targets: Targets::Classes(self.labels),
+        }
     }
 }
 
@@ -522,6 +566,31 @@ impl<S: Sequence> SequenceDataSet<S> {
         }
         plan.extend(buckets.into_iter().filter(|b| !b.is_empty()));
         plan
+    }
+}
+
+/// Token sequences feed a [`Trainer`](crate::train::Trainer) directly: each batch is
+/// [`SequenceBatch::into_minibatch`] of [`next_batch`](SequenceDataSet::next_batch).
+impl<T: Scalar> TrainSource<T> for SequenceDataSet<Vec<usize>> {
+    fn next_batch(&mut self) -> Result<Minibatch<T>> {
+        Ok(SequenceDataSet::next_batch(self).into_minibatch())
+    }
+
+    /// [`batches_in_epoch`](SequenceDataSet::batches_in_epoch) of the current epoch.
+    fn batches_per_epoch(&self) -> Option<usize> {
+        Some(self.batches_in_epoch())
+    }
+}
+
+/// Feature sequences feed a [`Trainer`](crate::train::Trainer) directly.
+impl<T: Scalar> TrainSource<T> for SequenceDataSet<Array2<T>> {
+    fn next_batch(&mut self) -> Result<Minibatch<T>> {
+        Ok(SequenceDataSet::next_batch(self).into_minibatch())
+    }
+
+    /// [`batches_in_epoch`](SequenceDataSet::batches_in_epoch) of the current epoch.
+    fn batches_per_epoch(&self) -> Option<usize> {
+        Some(self.batches_in_epoch())
     }
 }
 
