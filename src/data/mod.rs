@@ -58,7 +58,7 @@ pub mod text;
 pub mod vocab;
 pub mod wordlists;
 
-pub use batch::{Minibatch, Targets, TrainSource};
+pub use batch::{FixedBatches, Minibatch, Targets, TrainSource};
 pub use idx::{encode_idx, parse_idx, read_idx, write_idx, IdxArray};
 pub use language_model::{LmBatch, LmBatcher};
 pub use mnist::{
