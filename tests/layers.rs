@@ -230,6 +230,26 @@ fn embedding_gradient_touches_only_the_rows_used_and_bad_ids_are_errors() {
     }
 }
 
+/// Friction 4: a hand-written loop that forgets `with_seed` still draws new masks every step.
+#[test]
+fn successive_tapes_draw_different_dropout_masks_unless_seeded_alike() {
+    let params = ParamStore::<f32>::new(0);
+    let dropout = Dropout::new(0.5).unwrap();
+    let x = ArrayD::<f32>::ones(IxDyn(&[8, 8]));
+    let masks: Vec<ArrayD<f32>> = (0..3)
+        .map(|_| {
+            let tape = Tape::new(&params);
+            tape.to_array(dropout.apply(&tape, tape.constant(x.clone())).unwrap())
+        })
+        .collect();
+    assert!(masks[0] != masks[1] && masks[1] != masks[2]);
+    let seeded = |seed| {
+        let tape = Tape::new(&params).with_seed(seed);
+        tape.to_array(dropout.apply(&tape, tape.constant(x.clone())).unwrap())
+    };
+    assert_eq!(seeded(4), seeded(4));
+}
+
 #[test]
 fn dropout_layer_is_seeded_scaled_and_off_at_inference() {
     let params = ParamStore::<f32>::new(0);

@@ -82,4 +82,86 @@ pub trait TrainSource<T: Scalar>: Resumable {
     fn batches_per_epoch(&self) -> Option<usize> {
         None
     }
+
+    /// Whether the batch [`next_batch`](TrainSource::next_batch) just returned begins new
+    /// streams, so that recurrent states carried from the batch before must not continue into
+    /// it (a language-model batcher's first batch of an epoch). `false` by default.
+    fn starts_new_streams(&self) -> bool {
+        false
+    }
+}
+
+/// A [`TrainSource`] that serves the given batches in order, over and over: for data that fits
+/// in a few batches, for tests and for examples. Its position is the number of batches served.
+///
+/// ```
+/// use recurrent::data::{FixedBatches, Minibatch, Targets, TrainSource};
+/// use recurrent::ndarray::{ArrayD, IxDyn};
+///
+/// let batch = Minibatch::<f32> {
+///     inputs: ArrayD::zeros(IxDyn(&[2, 3, 1])),
+///     lengths: None,
+///     targets: Targets::Classes(vec![0, 1]),
+/// };
+/// let mut source = FixedBatches::new(vec![batch.clone()])?;
+/// assert_eq!(source.next_batch()?, batch);
+/// assert_eq!(TrainSource::<f32>::batches_per_epoch(&source), Some(1));
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FixedBatches<T> {
+    batches: Vec<Minibatch<T>>,
+    served: u64,
+}
+
+impl<T: Scalar> FixedBatches<T> {
+    /// Serves `batches` in order, cycling.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `batches` is empty; the first batch that does not
+    /// [`check`](Minibatch::check).
+    pub fn new(batches: Vec<Minibatch<T>>) -> Result<Self> {
+        if batches.is_empty() {
+            return Err(Error::invalid("FixedBatches needs at least one batch"));
+        }
+        for b in &batches {
+            b.check()?;
+        }
+        Ok(FixedBatches { batches, served: 0 })
+    }
+}
+
+impl<T: Scalar> TrainSource<T> for FixedBatches<T> {
+    fn next_batch(&mut self) -> Result<Minibatch<T>> {
+        let k = (self.served % self.batches.len() as u64) as usize;
+        self.served += 1;
+        Ok(self.batches[k].clone())
+    }
+
+    fn batches_per_epoch(&self) -> Option<usize> {
+        Some(self.batches.len())
+    }
+}
+
+impl<T: Scalar> Resumable for FixedBatches<T> {
+    /// Counter `[batches served]`.
+    fn position(&self) -> super::DataPosition {
+        super::DataPosition {
+            counters: vec![self.served],
+            ..Default::default()
+        }
+    }
+
+    fn restore(&mut self, position: &super::DataPosition) -> Result<()> {
+        match position.counters[..] {
+            [served] => {
+                self.served = served;
+                Ok(())
+            }
+            _ => Err(Error::invalid(format!(
+                "FixedBatches::restore: {} counters, expected 1",
+                position.counters.len()
+            ))),
+        }
+    }
 }
