@@ -324,7 +324,8 @@ const PEEPHOLES: [&str; 3] = ["w_f_diag", "w_i_diag", "w_o_diag"];
 ///
 /// With any option set the step is recorded with tape ops (about a dozen per step) and
 /// [`crate::rnn::dynamic_rnn`] steps through the sequence; the plain cell uses the fused
-/// sequence kernel. ARCHITECTURE.md records the measurement behind that choice.
+/// sequence kernel. Measured at batch 128, 128 units (ARCHITECTURE.md), the tape ops cost
+/// 1.2-1.5x the fused kernel's instructions and 2-2.3x its time on two cores.
 ///
 /// ```
 /// use recurrent::cell::{Cell, LstmCellConfig};
