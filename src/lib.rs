@@ -84,7 +84,7 @@
 //! | [`gradcheck`] | checking any computation's gradients against finite differences | `tf.test.compute_gradient_error` |
 //! | [`checkpoint`] | saving and loading weights as safetensors | `tf.train.Saver` |
 //! | [`convert`] | LSTM and GRU weights to and from PyTorch, Keras and ONNX layouts | |
-//! | [`data`] | [`Minibatch`](data::Minibatch) and resumable sources; IDX files and MNIST with `read_data_sets` behaviour | `input_data.read_data_sets` |
+//! | [`data`] | [`Minibatch`](data::Minibatch) and resumable sources; IDX files and MNIST with `read_data_sets` behaviour; text files, character vocabularies, padded and bucketed variable-length sequences, PTB-style language-model batches, Debian word lists | `input_data.read_data_sets`, `ptb_producer`, `bucket_by_sequence_length` |
 //! | [`math`], [`parallel`] | vectorised activations; the thread count of the fused kernels | |
 //! | [`error`], [`scalar`] | the [`Error`] enum; the [`Scalar`] trait (`f32`, `f64`) | |
 #![warn(missing_docs)]

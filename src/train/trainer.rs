@@ -204,6 +204,16 @@ pub struct Trainer<T: Scalar, M> {
     since_best: usize,
     /// The smallest training loss so far (the divergence guard's reference).
     running_min: f64,
+    history: History,
+}
+
+/// What a [`Trainer`] has measured so far in this process (Keras's `History`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Every training step's report, in order.
+    pub steps: Vec<StepReport>,
+    /// Every validation pass of [`Trainer::fit`], with its step.
+    pub validation: Vec<(u64, Metrics)>,
 }
 
 impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
@@ -223,6 +233,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             best: None,
             since_best: 0,
             running_min: f64::INFINITY,
+            history: History::default(),
         }
     }
 
@@ -295,6 +306,11 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         self.optimizer.as_ref()
     }
 
+    /// The steps and evaluations of this process's runs so far.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
     /// The number of updates made so far (the optimizer's step count).
     pub fn step(&self) -> u64 {
         self.optimizer.step_count()
@@ -337,6 +353,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             if let (Some(every), Some(make)) = (options.eval_every, validation.as_deref_mut()) {
                 if step % every == 0 || last {
                     let metrics = self.evaluate(make().into_iter().map(Ok))?;
+                    self.history.validation.push((step, metrics));
                     observer.on_evaluation(step, &metrics);
                     stop = self.early_stop(step, &metrics);
                 }
@@ -361,7 +378,8 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         let batch = data.next_batch()?;
         batch.check()?;
         let step = self.step() + 1;
-        let mut carry = std::mem::take(&mut self.carry);
+        // A copy: a failed step leaves the carried state as it was.
+        let mut carry = self.carry.clone();
         let (loss, accuracy, mut grads) = {
             let tape = Tape::new(&self.params).with_seed(step_seed(self.seed, step));
             let (loss, accuracy) =
@@ -392,14 +410,16 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         // Only after a successful update: a failed step leaves the run as it was.
         self.carry = carry;
         self.running_min = self.running_min.min(loss);
-        Ok(StepReport {
+        let report = StepReport {
             step,
             loss,
             accuracy,
             learning_rate,
             gradient_norm,
             elapsed: start.elapsed(),
-        })
+        };
+        self.history.steps.push(report);
+        Ok(report)
     }
 
     /// The model's loss on `batch` recorded on `tape`, and the batch's accuracy.
