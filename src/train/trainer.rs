@@ -262,7 +262,10 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
 
     /// Carries the recurrent layers' final states from each training batch to the next (and
     /// through each evaluation), for language models trained with truncated backpropagation
-    /// through time on consecutive batches (TensorFlow's PTB model).
+    /// through time on consecutive batches (TensorFlow's PTB model). The states restart from
+    /// zero where the source says a batch begins new streams
+    /// ([`TrainSource::starts_new_streams`]: each epoch of an
+    /// [`LmBatcher`](crate::data::LmBatcher)).
     pub fn carry_state(mut self, carry: bool) -> Self {
         self.carry_state = carry;
         self
@@ -380,6 +383,9 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         let step = self.step() + 1;
         // A copy: a failed step leaves the carried state as it was.
         let mut carry = self.carry.clone();
+        if data.starts_new_streams() {
+            carry.reset();
+        }
         let (loss, accuracy, mut grads) = {
             let tape = Tape::new(&self.params).with_seed(step_seed(self.seed, step));
             let (loss, accuracy) =
