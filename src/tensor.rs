@@ -80,6 +80,30 @@ pub(crate) fn element_count(op: &'static str, shape: &[usize]) -> Result<usize> 
     }
 }
 
+/// An empty vector with room for the `element_count(shape)` elements of an array of `shape`:
+/// the count is checked (no overflow) and the memory reserved fallibly, so an absurd size is an
+/// [`Error::Shape`] naming `op`, not a capacity panic or an allocation abort.
+pub(crate) fn try_vec<A>(op: &'static str, shape: &[usize]) -> Result<Vec<A>> {
+    let n = element_count(op, shape)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        let bytes = (n as u128) * (std::mem::size_of::<A>() as u128);
+        Error::shape(
+            op,
+            format!("a shape that fits in memory ({n} elements, {bytes} bytes could not be allocated)"),
+            shape,
+        )
+    })?;
+    Ok(v)
+}
+
+/// An array of `shape` with every element `value`, allocated as [`try_vec`] does.
+pub(crate) fn try_full<A: Clone>(op: &'static str, shape: &[usize], value: A) -> Result<ArrayD<A>> {
+    let mut v = try_vec(op, shape)?;
+    v.resize(element_count(op, shape)?, value);
+    from_row_major(op, shape, v)
+}
+
 fn check_axis(op: &'static str, axis: usize, ndim: usize, what: &str) -> Result<()> {
     if axis < ndim {
         Ok(())
@@ -561,8 +585,9 @@ pub fn one_hot<T: Scalar>(labels: &[usize], depth: usize) -> Result<Array2<T>> {
             "one_hot: labels[{i}] = {label} is not below depth {depth}"
         )));
     }
-    element_count("one_hot", &[labels.len(), depth])?;
-    let mut out = Array2::zeros((labels.len(), depth));
+    let mut out = try_full("one_hot", &[labels.len(), depth], T::zero())?
+        .into_dimensionality::<ndarray::Ix2>()
+        .expect("rank 2");
     for (mut row, &label) in out.rows_mut().into_iter().zip(labels) {
         row[label] = T::one();
     }

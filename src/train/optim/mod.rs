@@ -88,7 +88,7 @@ macro_rules! state_accessors {
         }
 
         fn set_learning_rate(&mut self, lr: f64) -> $crate::Result<()> {
-            self.lr = $crate::optim::check_learning_rate($name, lr)?;
+            self.lr = $crate::optim::check_learning_rate::<T>($name, lr)?;
             Ok(())
         }
 
@@ -116,7 +116,7 @@ mod rmsprop;
 mod schedule;
 mod sgd;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -178,9 +178,30 @@ pub trait Optimizer<T: Scalar> {
 // Validation of hyper-parameters
 // ---------------------------------------------------------------------------------------------
 
-/// A learning rate: finite and `>= 0`.
-pub(crate) fn check_learning_rate(op: &str, lr: f64) -> Result<f64> {
+/// The name of `T` as a user writes it (`f32`, `f64`), for messages.
+fn type_name<T: Scalar>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// `x` rounded to `T`, the type the optimizer applies it in; an error if the rounding makes a
+/// finite `f64` infinite (a learning rate of `1e39` in `f32`).
+fn in_type<T: Scalar>(op: &str, what: &str, x: f64) -> Result<T> {
+    let t = T::from_f64_lossy(x);
+    if t.is_finite() {
+        Ok(t)
+    } else {
+        Err(Error::invalid(format!(
+            "{op}: {what} {x} is not finite in {}, the type it is applied in",
+            type_name::<T>()
+        )))
+    }
+}
+
+/// A learning rate: finite and `>= 0`, in `f64` and in `T`.
+pub(crate) fn check_learning_rate<T: Scalar>(op: &str, lr: f64) -> Result<f64> {
     if lr.is_finite() && lr >= 0.0 {
+        in_type::<T>(op, "learning rate", lr)?;
         Ok(lr)
     } else {
         Err(Error::invalid(format!(
@@ -189,7 +210,8 @@ pub(crate) fn check_learning_rate(op: &str, lr: f64) -> Result<f64> {
     }
 }
 
-/// A decay rate in `[0, 1)`.
+/// A decay rate in `[0, 1)` (representable in any `T`; `1 - x` may round to 0 in `f32`, which
+/// only makes a moving average constant).
 pub(crate) fn check_unit(op: &str, what: &str, x: f64) -> Result<f64> {
     if (0.0..1.0).contains(&x) {
         Ok(x)
@@ -200,20 +222,28 @@ pub(crate) fn check_unit(op: &str, what: &str, x: f64) -> Result<f64> {
     }
 }
 
-/// A finite value `> 0`.
-pub(crate) fn check_positive(op: &str, what: &str, x: f64) -> Result<f64> {
-    if x.is_finite() && x > 0.0 {
+/// A finite value `> 0`, in `f64` and in `T` (where it must not round to 0: an epsilon of
+/// `1e-50` is 0 in `f32`).
+pub(crate) fn check_positive<T: Scalar>(op: &str, what: &str, x: f64) -> Result<f64> {
+    if !(x.is_finite() && x > 0.0) {
+        return Err(Error::invalid(format!(
+            "{op}: {what} must be finite and > 0, got {x}"
+        )));
+    }
+    if in_type::<T>(op, what, x)? > T::zero() {
         Ok(x)
     } else {
         Err(Error::invalid(format!(
-            "{op}: {what} must be finite and > 0, got {x}"
+            "{op}: {what} {x} rounds to 0 in {}, the type it is applied in",
+            type_name::<T>()
         )))
     }
 }
 
-/// A finite value `>= 0`.
-pub(crate) fn check_non_negative(op: &str, what: &str, x: f64) -> Result<f64> {
+/// A finite value `>= 0`, in `f64` and in `T`.
+pub(crate) fn check_non_negative<T: Scalar>(op: &str, what: &str, x: f64) -> Result<f64> {
     if x.is_finite() && x >= 0.0 {
+        in_type::<T>(op, what, x)?;
         Ok(x)
     } else {
         Err(Error::invalid(format!(
@@ -285,11 +315,13 @@ pub fn check_finite_loss<T: Scalar>(loss: T, step: u64) -> Result<()> {
     }
 }
 
-/// Per-parameter state arrays, named as TensorFlow names its slots, each of its parameter's shape.
+/// Per-parameter state arrays, named as TensorFlow names its slots, each of its parameter's shape:
+/// for every parameter updated so far, one array per name, in the order of `names`, kept by
+/// parameter id (so they can be listed in a fixed order).
 #[derive(Debug, Clone)]
 pub(crate) struct Slots<T: Scalar> {
     names: &'static [&'static str],
-    map: HashMap<ParamId, Vec<ArrayD<T>>>,
+    map: BTreeMap<ParamId, Vec<ArrayD<T>>>,
 }
 
 impl<T: Scalar> Slots<T> {
@@ -297,7 +329,7 @@ impl<T: Scalar> Slots<T> {
     pub(crate) fn new(names: &'static [&'static str]) -> Self {
         Slots {
             names,
-            map: HashMap::new(),
+            map: BTreeMap::new(),
         }
     }
 
@@ -329,24 +361,102 @@ impl<T: Scalar> Slots<T> {
         Ok(())
     }
 
-    /// The state of `id`, created with every element of slot `k` equal to `init[k]` if absent.
-    pub(crate) fn get_or_init(
-        &mut self,
-        id: ParamId,
-        shape: &[usize],
-        init: &[f64],
-    ) -> &mut [ArrayD<T>] {
+    /// A copy of the state of `id` to compute a step on (see [`Staged`]), or, if the parameter
+    /// has none yet, new arrays with every element of slot `k` equal to `init[k]`.
+    pub(crate) fn staged(&self, id: ParamId, shape: &[usize], init: &[f64]) -> Vec<ArrayD<T>> {
         debug_assert_eq!(init.len(), self.names.len());
-        self.map.entry(id).or_insert_with(|| {
-            init.iter()
+        match self.map.get(&id) {
+            Some(state) => state.clone(),
+            None => init
+                .iter()
                 .map(|&x| ArrayD::from_elem(IxDyn(shape), T::from_f64_lossy(x)))
-                .collect()
-        })
+                .collect(),
+        }
+    }
+
+    /// Replaces the state of `id`.
+    pub(crate) fn insert(&mut self, id: ParamId, state: Vec<ArrayD<T>>) {
+        debug_assert_eq!(state.len(), self.names.len());
+        self.map.insert(id, state);
     }
 
     /// The slot `name` of `id`, if created.
     pub(crate) fn get(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
         let k = self.names.iter().position(|n| *n == name)?;
         self.map.get(&id).map(|s| &s[k])
+    }
+}
+
+/// One optimizer step computed on copies, checked, and only then written: the new value of every
+/// parameter and of its slots. An update that overflows (a learning rate too large for the
+/// gradients, an accumulator that reaches infinity) is an [`Error::NonFinite`] naming the
+/// parameter and the step, and leaves parameters, slots and step count as they were, like a
+/// non-finite gradient.
+pub(crate) struct Staged<T: Scalar> {
+    step: u64,
+    updates: Vec<(ParamId, ArrayD<T>, Vec<ArrayD<T>>)>,
+}
+
+impl<T: Scalar> Staged<T> {
+    /// An empty step number `step` (1-based, as in the messages).
+    pub(crate) fn new(step: u64, capacity: usize) -> Self {
+        Staged {
+            step,
+            updates: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Adds the new value `var` of parameter `id` and its new slot arrays `state` (named by
+    /// `names`), after checking that all are finite.
+    pub(crate) fn push(
+        &mut self,
+        params: &ParamStore<T>,
+        id: ParamId,
+        var: ArrayD<T>,
+        state: Vec<ArrayD<T>>,
+        names: &[&str],
+    ) -> Result<()> {
+        let finite = |a: &ArrayD<T>| a.iter().all(|x| x.is_finite());
+        if !finite(&var) {
+            return Err(Error::NonFinite(format!(
+                "update of {} at step {}",
+                params.name(id),
+                self.step
+            )));
+        }
+        if let Some(k) = state.iter().position(|s| !finite(s)) {
+            return Err(Error::NonFinite(format!(
+                "update of {} at step {} (slot {:?})",
+                params.name(id),
+                self.step,
+                names.get(k).copied().unwrap_or("?")
+            )));
+        }
+        self.updates.push((id, var, state));
+        Ok(())
+    }
+
+    /// Writes every staged value: the parameters, then the first `slots.names().len()` arrays of
+    /// each state to `slots` and any further ones to `extra` (RMSProp keeps `mg` apart). Nothing
+    /// here can fail.
+    pub(crate) fn commit(
+        self,
+        params: &mut ParamStore<T>,
+        slots: Option<&mut Slots<T>>,
+        mut extra: Option<&mut Slots<T>>,
+    ) {
+        let mut slots = slots;
+        for (id, var, mut state) in self.updates {
+            *params.value_mut(id) = var;
+            if let Some(slots) = slots.as_deref_mut() {
+                let rest = state.split_off(slots.names.len().min(state.len()));
+                slots.insert(id, state);
+                if let Some(extra) = extra.as_deref_mut() {
+                    if !rest.is_empty() {
+                        extra.insert(id, rest);
+                    }
+                }
+            }
+        }
     }
 }

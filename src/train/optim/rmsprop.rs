@@ -4,7 +4,7 @@ use ndarray::{ArrayD, Zip};
 
 use super::{
     check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
-    Slots,
+    Slots, Staged,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -55,7 +55,7 @@ impl<T: Scalar> RmsProp<T> {
     /// RMSProp with learning rate `lr` (finite, `>= 0`) and TensorFlow's other defaults.
     pub fn new(lr: f64) -> Result<Self> {
         Ok(RmsProp {
-            lr: check_learning_rate("RmsProp", lr)?,
+            lr: check_learning_rate::<T>("RmsProp", lr)?,
             decay: 0.9,
             momentum: 0.0,
             epsilon: 1e-10,
@@ -74,13 +74,13 @@ impl<T: Scalar> RmsProp<T> {
 
     /// Sets the momentum (finite, `>= 0`).
     pub fn with_momentum(mut self, momentum: f64) -> Result<Self> {
-        self.momentum = check_non_negative("RmsProp", "momentum", momentum)?;
+        self.momentum = check_non_negative::<T>("RmsProp", "momentum", momentum)?;
         Ok(self)
     }
 
     /// Sets `ε` (finite, `> 0`).
     pub fn with_epsilon(mut self, epsilon: f64) -> Result<Self> {
-        self.epsilon = check_positive("RmsProp", "epsilon", epsilon)?;
+        self.epsilon = check_positive::<T>("RmsProp", "epsilon", epsilon)?;
         Ok(self)
     }
 
@@ -122,16 +122,16 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
         let one_rho = T::from_f64_lossy(1.0 - self.decay);
         let mu = T::from_f64_lossy(self.momentum);
         let eps = T::from_f64_lossy(self.epsilon);
+        let mut staged = Staged::new(self.step + 1, grads.len());
         for (id, g) in grads.iter() {
-            let var = params.value_mut(id);
-            let [ms, mom] = self.slots.get_or_init(id, var.shape(), &[1.0, 0.0]) else {
-                unreachable!("two slots")
-            };
+            let mut var = params.value(id).clone();
+            let mut state = self.slots.staged(id, var.shape(), &[1.0, 0.0]);
             if self.centered {
-                let [mg] = self.mg.get_or_init(id, var.shape(), &[0.0]) else {
-                    unreachable!("one slot")
+                state.extend(self.mg.staged(id, var.shape(), &[0.0]));
+                let [ms, mom, mg] = &mut state[..] else {
+                    unreachable!("three slots")
                 };
-                Zip::from(var)
+                Zip::from(&mut var)
                     .and(g)
                     .and(ms)
                     .and(mom)
@@ -143,7 +143,10 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
                         *w -= *mom;
                     });
             } else {
-                Zip::from(var)
+                let [ms, mom] = &mut state[..] else {
+                    unreachable!("two slots")
+                };
+                Zip::from(&mut var)
                     .and(g)
                     .and(ms)
                     .and(mom)
@@ -153,7 +156,9 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
                         *w -= *mom;
                     });
             }
+            staged.push(params, id, var, state, &["rms", "momentum", "mg"])?;
         }
+        staged.commit(params, Some(&mut self.slots), Some(&mut self.mg));
         self.step += 1;
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use ndarray::Zip;
 
-use super::{check_grads, check_learning_rate, check_non_negative, Optimizer, Slots};
+use super::{check_grads, check_learning_rate, check_non_negative, Optimizer, Slots, Staged};
 use crate::{Grads, ParamStore, Result, Scalar};
 
 /// Plain gradient descent (`tf.train.GradientDescentOptimizer`).
@@ -38,7 +38,8 @@ impl GradientDescent {
     /// Gradient descent with learning rate `lr` (finite, `>= 0`).
     pub fn new(lr: f64) -> Result<Self> {
         Ok(GradientDescent {
-            lr: check_learning_rate("GradientDescent", lr)?,
+            // Checked again in the element type at each `apply`.
+            lr: check_learning_rate::<f64>("GradientDescent", lr)?,
             step: 0,
         })
     }
@@ -46,13 +47,18 @@ impl GradientDescent {
 
 impl<T: Scalar> Optimizer<T> for GradientDescent {
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
-        check_grads("GradientDescent::apply", params, grads, self.step + 1)?;
+        const OP: &str = "GradientDescent::apply";
+        check_grads(OP, params, grads, self.step + 1)?;
+        // `new` checked the rate in f64; here is where the element type is known.
+        check_learning_rate::<T>(OP, self.lr)?;
         let lr = T::from_f64_lossy(self.lr);
+        let mut staged = Staged::new(self.step + 1, grads.len());
         for (id, g) in grads.iter() {
-            Zip::from(params.value_mut(id))
-                .and(g)
-                .for_each(|w, &g| *w -= lr * g);
+            let mut var = params.value(id).clone();
+            Zip::from(&mut var).and(g).for_each(|w, &g| *w -= lr * g);
+            staged.push(params, id, var, Vec::new(), &[])?;
         }
+        staged.commit(params, None, None);
         self.step += 1;
         Ok(())
     }
@@ -87,8 +93,8 @@ impl<T: Scalar> Momentum<T> {
     /// without Nesterov.
     pub fn new(lr: f64, momentum: f64) -> Result<Self> {
         Ok(Momentum {
-            lr: check_learning_rate("Momentum", lr)?,
-            momentum: check_non_negative("Momentum", "momentum", momentum)?,
+            lr: check_learning_rate::<T>("Momentum", lr)?,
+            momentum: check_non_negative::<T>("Momentum", "momentum", momentum)?,
             use_nesterov: false,
             step: 0,
             slots: Slots::new(&["momentum"]),
@@ -120,12 +126,14 @@ impl<T: Scalar> Optimizer<T> for Momentum<T> {
         let lr = T::from_f64_lossy(self.lr);
         let mu = T::from_f64_lossy(self.momentum);
         let nesterov = self.use_nesterov;
+        let mut staged = Staged::new(self.step + 1, grads.len());
         for (id, g) in grads.iter() {
-            let var = params.value_mut(id);
-            let [accum] = self.slots.get_or_init(id, var.shape(), &[0.0]) else {
+            let mut var = params.value(id).clone();
+            let mut state = self.slots.staged(id, var.shape(), &[0.0]);
+            let [accum] = &mut state[..] else {
                 unreachable!("one slot")
             };
-            Zip::from(var).and(g).and(accum).for_each(|w, &g, a| {
+            Zip::from(&mut var).and(g).and(accum).for_each(|w, &g, a| {
                 *a = mu * *a + g;
                 if nesterov {
                     *w -= lr * (g + mu * *a);
@@ -133,7 +141,9 @@ impl<T: Scalar> Optimizer<T> for Momentum<T> {
                     *w -= lr * *a;
                 }
             });
+            staged.push(params, id, var, state, self.slots.names())?;
         }
+        staged.commit(params, Some(&mut self.slots), None);
         self.step += 1;
         Ok(())
     }
