@@ -398,9 +398,13 @@ impl<const N: usize> From<&[usize; N]> for NumOrSizes {
 /// TensorFlow: `tf.split(x, num_or_size_splits, axis)`. TensorFlow's `-1` size ("the rest") is
 /// not supported.
 ///
+/// An empty axis splits into `num` empty parts, as in TensorFlow, up to [`MAX_EMPTY_SPLIT`]
+/// of them (on a non-empty axis `num` cannot exceed the axis length).
+///
 /// # Errors
-/// [`Error::InvalidArgument`] if `axis >= x.ndim()`, `num == 0` or `sizes` is empty;
-/// [`Error::Shape`] if `num` does not divide `d_axis` or the sizes do not add up to it.
+/// [`Error::InvalidArgument`] if `axis >= x.ndim()`, `num == 0`, `sizes` is empty, or an empty
+/// axis is split into more than [`MAX_EMPTY_SPLIT`] parts; [`Error::Shape`] if `num` does not
+/// divide `d_axis` or the sizes do not add up to it.
 ///
 /// # Example
 /// ```
@@ -440,14 +444,14 @@ pub fn split<A: Clone, S: Data<Elem = A>, D: Dimension>(
                     x.shape(),
                 ));
             }
-            // n empty parts of an empty axis are allowed (as in TensorFlow), but not more than
-            // memory holds: an error, not an allocation panic.
-            let mut sizes = Vec::new();
-            sizes.try_reserve_exact(n).map_err(|_| {
-                Error::invalid(format!("split: cannot make {n} parts of dimension {axis}"))
-            })?;
-            sizes.resize(n, dim / n);
-            sizes
+            // n empty parts of an empty axis are allowed (as in TensorFlow), but each costs an
+            // array header (about 100 bytes) of memory: bounded, an error rather than an abort.
+            if dim == 0 && n > MAX_EMPTY_SPLIT {
+                return Err(Error::invalid(format!(
+                    "split: cannot make {n} parts of the empty dimension {axis} (at most {MAX_EMPTY_SPLIT})"
+                )));
+            }
+            vec![dim / n; n]
         }
         NumOrSizes::Sizes(sizes) => {
             if sizes.is_empty() {
@@ -475,6 +479,9 @@ pub fn split<A: Clone, S: Data<Elem = A>, D: Dimension>(
         })
         .collect())
 }
+
+/// The most parts [`split`] makes of an empty axis (2^16: their headers then take a few MB).
+pub const MAX_EMPTY_SPLIT: usize = 1 << 16;
 
 /// Reverses, for each batch element `b`, the first `lengths[b]` entries along `seq_axis`;
 /// entries past the length are left unchanged.

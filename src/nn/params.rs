@@ -67,7 +67,20 @@ impl<T: Scalar> ParamStore<T> {
     pub fn create(&mut self, name: &str, shape: &[usize], init: Initializer) -> Result<ParamId> {
         // The name first, so that a refused name draws nothing from the generator.
         self.check_name(name)?;
-        let value = init.sample::<T>(shape, &mut self.rng)?;
+        // The initializer's error, with the parameter (and so the layer) named.
+        let value = init
+            .sample::<T>(shape, &mut self.rng)
+            .map_err(|e| match e {
+                Error::Shape { op, expected, got } => Error::Shape {
+                    op,
+                    expected: format!("{expected} for parameter {name:?}"),
+                    got,
+                },
+                Error::InvalidArgument(msg) => {
+                    Error::InvalidArgument(format!("parameter {name:?}: {msg}"))
+                }
+                other => other,
+            })?;
         check_value(name, &value)?;
         Ok(self.insert(name, value))
     }

@@ -53,7 +53,7 @@ fn initial_state<T: Scalar, C: Cell>(
             )?;
             Ok(state)
         }
-        None => Ok(cell.zero_state(tape, batch)),
+        None => cell.zero_state(tape, batch),
     }
 }
 
