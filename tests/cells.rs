@@ -323,7 +323,7 @@ fn assert_static_equals_dynamic<C: Cell>(
         let tape = Tape::new(params);
         let xv = tape.watch(x.clone());
         let init = with_initial.then(|| {
-            let zero = cell.zero_state(&tape, batch);
+            let zero = cell.zero_state(&tape, batch).unwrap();
             let vars: Vec<Var> = zero
                 .flatten()
                 .iter()
@@ -683,7 +683,7 @@ fn multicell_equals_chaining_cells_by_hand() {
     let xv = tape.constant(x);
     let (out, states) = dynamic_rnn(&tape, &stack, xv, None, None, false).unwrap();
     let steps = tape.unstack(xv, 1).unwrap();
-    let (mut sa, mut sb) = (a.zero_state(&tape, 2), b.zero_state(&tape, 2));
+    let (mut sa, mut sb) = (a.zero_state(&tape, 2).unwrap(), b.zero_state(&tape, 2).unwrap());
     let mut last = None;
     for &x_t in &steps {
         let (ha, na) = a.call(&tape, x_t, &sa).unwrap();
@@ -778,7 +778,7 @@ fn dropout_scales_kept_values_and_spares_lstm_memory() {
         .unwrap();
     let tape = Tape::new(&params).with_seed(4);
     let x = tape.constant(random(&[8, 4], 1.0, 14));
-    let zero = cell.zero_state(&tape, 8);
+    let zero = cell.zero_state(&tape, 8).unwrap();
     let (plain_out, plain_state) = cell.call(&tape, x, &zero).unwrap();
     let (out, state) = wrapped.call(&tape, x, &zero).unwrap();
     // Output dropout and state dropout on h: each keeps about half, scaled by 1 / 0.5, with
@@ -842,7 +842,7 @@ fn dropout_wrapper_gradients_with_fixed_masks() {
 fn contract<C: Cell>(params: &ParamStore<f64>, cell: &C) {
     for batch in [1, 3] {
         let tape = Tape::new(params);
-        let zero = cell.zero_state(&tape, batch);
+        let zero = cell.zero_state(&tape, batch).unwrap();
         let flat = zero.flatten();
         assert_eq!(flat.len(), cell.state_size().len());
         for (v, w) in flat.iter().zip(cell.state_size()) {
@@ -861,7 +861,7 @@ fn contract<C: Cell>(params: &ParamStore<f64>, cell: &C) {
             cell.call(&tape, bad, &zero),
             Err(Error::Shape { .. })
         ));
-        let other = cell.zero_state(&tape, batch + 1);
+        let other = cell.zero_state(&tape, batch + 1).unwrap();
         assert!(matches!(
             cell.call(&tape, x, &other),
             Err(Error::Shape { .. })
@@ -936,7 +936,7 @@ fn runners_reject_bad_input() {
         dynamic_rnn(&tape, &cell, x, None, Some(&[5, 6]), false),
         Err(Error::InvalidArgument(_))
     ));
-    let wrong_batch = cell.zero_state(&tape, 3);
+    let wrong_batch = cell.zero_state(&tape, 3).unwrap();
     assert!(matches!(
         dynamic_rnn(&tape, &cell, x, Some(wrong_batch), None, false),
         Err(Error::Shape { .. })
@@ -980,7 +980,7 @@ fn runners_reject_bad_input() {
         assert!(dkernel.iter().all(|&g| g == 0.0));
     }
     // No time steps: dynamic_rnn refuses, and so does the cell's sequence path called directly.
-    let zero = cell.zero_state(&tape, 2);
+    let zero = cell.zero_state(&tape, 2).unwrap();
     for (shape, time_major) in [([2, 0, 3], false), ([0, 2, 3], true)] {
         let empty = tape.constant(ArrayD::zeros(IxDyn(&shape)));
         assert!(dynamic_rnn(&tape, &cell, empty, None, None, time_major).is_err());
@@ -1057,8 +1057,12 @@ impl Cell for UserCell {
     fn state_size(&self) -> Vec<usize> {
         vec![self.units]
     }
-    fn zero_state<T: recurrent::Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Var {
-        tape.constant(ArrayD::zeros(IxDyn(&[batch, self.units])))
+    fn zero_state<T: recurrent::Scalar>(
+        &self,
+        tape: &Tape<'_, T>,
+        batch: usize,
+    ) -> recurrent::Result<Var> {
+        Ok(tape.constant(ArrayD::zeros(IxDyn(&[batch, self.units]))))
     }
     fn call<T: recurrent::Scalar>(
         &self,

@@ -104,7 +104,23 @@ impl Dense {
     }
 
     /// `x @ kernel + bias`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming `Dense` and its scope if `x` is not `[batch, input_size]`.
     pub fn forward<T: Scalar>(&self, tape: &Tape<'_, T>, x: Var) -> Result<Var> {
+        let shape = tape.shape(x);
+        if shape.len() != 2 || shape[1] != self.input_size {
+            let kernel = tape.params().name(self.kernel);
+            let scope = kernel.strip_suffix("/kernel").unwrap_or(kernel);
+            return Err(Error::shape(
+                "Dense",
+                format!(
+                    "an input of shape [batch, {}] for the layer {scope:?}",
+                    self.input_size
+                ),
+                &shape,
+            ));
+        }
         let y = tape.matmul(x, tape.param(self.kernel))?;
         tape.bias_add(y, tape.param(self.bias))
     }

@@ -201,7 +201,8 @@ pub fn bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
         initial_state_fw,
         sequence_length,
         time_major,
-    )?;
+    )
+    .map_err(|e| e.within("the forward cell of bidirectional_dynamic_rnn"))?;
     let shape = tape.shape(inputs);
     let (time_axis, batch_axis) = if time_major { (0, 1) } else { (1, 0) };
     let full;
@@ -220,7 +221,8 @@ pub fn bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
         initial_state_bw,
         sequence_length,
         time_major,
-    )?;
+    )
+    .map_err(|e| e.within("the backward cell of bidirectional_dynamic_rnn"))?;
     let out_bw = tape.reverse_sequence(out_bw, lengths, time_axis, batch_axis)?;
     Ok(((out_fw, out_bw), (state_fw, state_bw)))
 }
@@ -237,10 +239,12 @@ pub fn static_bidirectional_rnn<T: Scalar, F: Cell, B: Cell>(
     initial_state_bw: Option<B::State>,
     sequence_length: Option<&[usize]>,
 ) -> Result<(Vec<Var>, F::State, B::State)> {
-    let (out_fw, state_fw) = static_rnn(tape, cell_fw, inputs, initial_state_fw, sequence_length)?;
+    let (out_fw, state_fw) = static_rnn(tape, cell_fw, inputs, initial_state_fw, sequence_length)
+        .map_err(|e| e.within("the forward cell of static_bidirectional_rnn"))?;
     let reversed = reverse_steps(tape, inputs, sequence_length)?;
     let (out_bw, state_bw) =
-        static_rnn(tape, cell_bw, &reversed, initial_state_bw, sequence_length)?;
+        static_rnn(tape, cell_bw, &reversed, initial_state_bw, sequence_length)
+            .map_err(|e| e.within("the backward cell of static_bidirectional_rnn"))?;
     let out_bw = reverse_steps(tape, &out_bw, sequence_length)?;
     let outputs = out_fw
         .iter()
