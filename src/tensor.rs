@@ -90,7 +90,9 @@ pub(crate) fn try_vec<A>(op: &'static str, shape: &[usize]) -> Result<Vec<A>> {
         let bytes = (n as u128) * (std::mem::size_of::<A>() as u128);
         Error::shape(
             op,
-            format!("a shape that fits in memory ({n} elements, {bytes} bytes could not be allocated)"),
+            format!(
+                "a shape that fits in memory ({n} elements, {bytes} bytes could not be allocated)"
+            ),
             shape,
         )
     })?;

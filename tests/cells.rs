@@ -683,7 +683,10 @@ fn multicell_equals_chaining_cells_by_hand() {
     let xv = tape.constant(x);
     let (out, states) = dynamic_rnn(&tape, &stack, xv, None, None, false).unwrap();
     let steps = tape.unstack(xv, 1).unwrap();
-    let (mut sa, mut sb) = (a.zero_state(&tape, 2).unwrap(), b.zero_state(&tape, 2).unwrap());
+    let (mut sa, mut sb) = (
+        a.zero_state(&tape, 2).unwrap(),
+        b.zero_state(&tape, 2).unwrap(),
+    );
     let mut last = None;
     for &x_t in &steps {
         let (ha, na) = a.call(&tape, x_t, &sa).unwrap();

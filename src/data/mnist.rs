@@ -307,7 +307,10 @@ impl DataSet {
 
     /// The examples `indices` as a batch of floats in `[0, 1]`.
     fn gather<T: Scalar>(&self, indices: &[usize]) -> Batch<T> {
-        self.gather_into(indices, ArrayD::zeros(IxDyn(&[indices.len(), IMAGE_PIXELS])))
+        self.gather_into(
+            indices,
+            ArrayD::zeros(IxDyn(&[indices.len(), IMAGE_PIXELS])),
+        )
     }
 
     /// [`gather`](DataSet::gather) into a zeroed `[indices.len(), 784]` buffer.

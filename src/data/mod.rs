@@ -37,8 +37,8 @@ pub mod idx;
 pub mod mnist;
 
 pub use idx::{
-    encode_idx, parse_idx, parse_idx_with_limit, read_idx, read_idx_with_limit, write_idx, IdxArray,
-    DEFAULT_MAX_IDX_BYTES,
+    encode_idx, parse_idx, parse_idx_with_limit, read_idx, read_idx_with_limit, write_idx,
+    IdxArray, DEFAULT_MAX_IDX_BYTES,
 };
 pub use mnist::{
     ensure_files_from, ensure_mnist, ensure_mnist_from, file_sha256, resolve_data_dir, Batch,

@@ -575,7 +575,10 @@ fn resolve_symlinks(path: &Path) -> Result<PathBuf> {
         match fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 let target = fs::read_link(&current).map_err(|e| {
-                    io_context(e, format!("cannot follow the symbolic link {}", current.display()))
+                    io_context(
+                        e,
+                        format!("cannot follow the symbolic link {}", current.display()),
+                    )
                 })?;
                 current = match current.parent() {
                     Some(parent) if target.is_relative() => parent.join(target),

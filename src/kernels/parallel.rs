@@ -85,7 +85,11 @@ pub fn num_threads() -> usize {
 ///
 /// Results do not depend on it, bit for bit (see the module documentation).
 pub fn set_num_threads(n: usize) {
-    let n = if n == 0 { 0 } else { bounded(n, "set_num_threads") };
+    let n = if n == 0 {
+        0
+    } else {
+        bounded(n, "set_num_threads")
+    };
     NUM_THREADS.store(n, Ordering::Relaxed);
 }
 

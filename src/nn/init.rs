@@ -139,7 +139,9 @@ fn finite(op: &str, what: &str, x: f64) -> Result<()> {
     if x.is_finite() {
         Ok(())
     } else {
-        Err(Error::invalid(format!("{op}: {what} must be finite, got {x}")))
+        Err(Error::invalid(format!(
+            "{op}: {what} must be finite, got {x}"
+        )))
     }
 }
 
@@ -194,7 +196,9 @@ fn truncated_draw(d: &Normal<f64>, mean: f64, stddev: f64, rng: &mut impl Rng) -
 fn truncated_normal(n: usize, mean: f64, stddev: f64, rng: &mut impl Rng) -> Result<Vec<f64>> {
     check_truncated(mean, stddev)?;
     let d = normal(0.0, 1.0)?;
-    Ok((0..n).map(|_| truncated_draw(&d, mean, stddev, rng)).collect())
+    Ok((0..n)
+        .map(|_| truncated_draw(&d, mean, stddev, rng))
+        .collect())
 }
 
 /// A `rows x cols` matrix with orthonormal columns (rows >= cols) or rows (rows < cols), from the

@@ -239,8 +239,9 @@ pub fn static_bidirectional_rnn<T: Scalar, F: Cell, B: Cell>(
     initial_state_bw: Option<B::State>,
     sequence_length: Option<&[usize]>,
 ) -> Result<(Vec<Var>, F::State, B::State)> {
-    let (out_fw, state_fw) = static_rnn(tape, cell_fw, inputs, initial_state_fw, sequence_length)
-        .map_err(|e| e.within("the forward cell of static_bidirectional_rnn"))?;
+    let (out_fw, state_fw) =
+        static_rnn(tape, cell_fw, inputs, initial_state_fw, sequence_length)
+            .map_err(|e| e.within("the forward cell of static_bidirectional_rnn"))?;
     let reversed = reverse_steps(tape, inputs, sequence_length)?;
     let (out_bw, state_bw) =
         static_rnn(tape, cell_bw, &reversed, initial_state_bw, sequence_length)

@@ -59,9 +59,9 @@ impl<T: Scalar> Optimizer<T> for Adagrad<T> {
         let mut staged = Staged::new(self.step + 1, grads.len());
         for (id, g) in grads.iter() {
             let mut var = params.value(id).clone();
-            let mut state =
-                self.slots
-                    .staged(id, var.shape(), &[self.initial_accumulator_value]);
+            let mut state = self
+                .slots
+                .staged(id, var.shape(), &[self.initial_accumulator_value]);
             let [accum] = &mut state[..] else {
                 unreachable!("one slot")
             };

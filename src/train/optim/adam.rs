@@ -129,17 +129,21 @@ impl<T: Scalar> Adam<T> {
             let [m, v] = &mut state[..] else {
                 unreachable!("two slots")
             };
-            Zip::from(&mut var).and(g).and(m).and(v).for_each(|w, &g, m, v| {
-                *m = b1 * *m + one_b1 * g;
-                *v = b2 * *v + one_b2 * g * g;
-                let adam = lr_t * *m / (v.sqrt() + eps);
-                if decay {
-                    // Decoupled weight decay uses the value before the Adam update.
-                    *w = *w - wd * *w - adam;
-                } else {
-                    *w -= adam;
-                }
-            });
+            Zip::from(&mut var)
+                .and(g)
+                .and(m)
+                .and(v)
+                .for_each(|w, &g, m, v| {
+                    *m = b1 * *m + one_b1 * g;
+                    *v = b2 * *v + one_b2 * g * g;
+                    let adam = lr_t * *m / (v.sqrt() + eps);
+                    if decay {
+                        // Decoupled weight decay uses the value before the Adam update.
+                        *w = *w - wd * *w - adam;
+                    } else {
+                        *w -= adam;
+                    }
+                });
             staged.push(params, id, var, state, self.slots.names())?;
         }
         staged.commit(params, Some(&mut self.slots), None);
