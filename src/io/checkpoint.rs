@@ -25,6 +25,10 @@
 //! parameter name, and the store is left exactly as it was. A file that is not valid safetensors
 //! (truncated, corrupt header, offsets that do not fit) is an [`Error::Format`] naming the file.
 //!
+//! Parameters are finite: a NaN or an infinity in the data, or an `F64` value too large for an
+//! `f32` store when converting, is an [`Error::Checkpoint`] naming the tensor and the element
+//! (`save` writes whatever the store holds, so a diverged model can still be saved).
+//!
 //! A dtype mismatch (an `F64` checkpoint into an `f32` model) is an error by default;
 //! [`load_converting`] accepts `F32` and `F64` tensors in either kind of store and rounds to
 //! the nearest representable value. [`load_new`] builds a fresh store from a file alone.

@@ -60,7 +60,7 @@ impl BasicRnnCell {
     /// `kernel` `[input_size + num_units, num_units]`, `bias` `[num_units]`.
     ///
     /// # Errors
-    /// [`Error::Shape`] for shapes that do not fit, [`Error::InvalidArgument`] for a taken name;
+    /// [`Error::Shape`](crate::Error::Shape) for shapes that do not fit, [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a taken name;
     /// either way the store is left as it was.
     pub fn from_weights<T: Scalar>(
         params: &mut ParamStore<T>,

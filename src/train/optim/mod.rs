@@ -23,7 +23,10 @@
 //! # Rules shared by every optimizer
 //! - Hyper-parameters are checked when the optimizer is built: a learning rate that is negative or
 //!   not finite, a decay rate outside `[0, 1)`, an epsilon that is not positive, ... is an
-//!   [`Error::InvalidArgument`].
+//!   [`Error::InvalidArgument`]. They are checked in the element type `T` they are applied in as
+//!   well: a learning rate of `1e39` is finite in `f64` but infinite in `f32`, and an epsilon of
+//!   `1e-50` rounds to 0 in `f32`; both are errors for an `f32` optimizer. ([`GradientDescent`]
+//!   is not generic over `T`: its rate is checked in `T` at each `apply`, before anything changes.)
 //! - [`Optimizer::apply`] first checks every gradient, then updates: a gradient for a parameter the
 //!   store does not hold is an [`Error::InvalidArgument`], a gradient
 //!   whose shape differs from its parameter's an [`Error::Shape`], a gradient holding a NaN or an
@@ -32,6 +35,11 @@
 //!   have been); on error nothing (parameters, slots, step count) changes, so training stops at
 //!   the step that diverged instead of writing NaN weights. [`check_finite_loss`] does the same
 //!   for the loss.
+//! - The step is computed on copies of the parameters and slots and written only if every new
+//!   value is finite: an update that overflows (a learning rate too large for its gradients, an
+//!   accumulator reaching infinity) is an [`Error::NonFinite`]
+//!   `"update of {name} at step {step}"` (with `(slot "v")` when only a slot overflowed), and,
+//!   as for a non-finite gradient, nothing changes, for any parameter.
 //! - Parameters without a gradient in `grads` are left untouched, and so are their slots.
 //! - Each successful `apply` is one step: [`Optimizer::step_count`] goes up by one (TensorFlow's
 //!   `global_step`, and the `t` of Adam's bias correction).
@@ -145,7 +153,10 @@ pub trait Optimizer<T: Scalar> {
     ///   optimizer holds state for a parameter of another shape (it was used with another store);
     /// - [`Error::Shape`] if a gradient's shape is not its parameter's;
     /// - [`Error::NonFinite`] if a gradient holds a NaN or an infinity: the message names the
-    ///   parameter and the step (`step_count() + 1`) as `"gradient of {name} at step {step}"`.
+    ///   parameter and the step (`step_count() + 1`) as `"gradient of {name} at step {step}"`;
+    /// - [`Error::NonFinite`] `"update of {name} at step {step}"` if the update would make a
+    ///   parameter or one of its slots non-finite (checked for all before any is written);
+    /// - [`Error::InvalidArgument`] if a hyper-parameter is not finite in `T`.
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()>;
 
     /// The current learning rate.
