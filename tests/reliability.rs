@@ -36,8 +36,8 @@ use recurrent::optim::{
 };
 use recurrent::{
     bidirectional_dynamic_rnn, checkpoint, dynamic_rnn, last_relevant_output, parallel, tensor,
-    BasicLstmCell, BasicRnnCell, Dense, DropoutWrapper, Error, Grads, GruCell, MultiCell,
-    ParamStore, Tape,
+    BasicLstmCell, BasicRnnCell, BidirectionalOptions, Dense, DropoutWrapper, Error, Grads,
+    GruCell, Layer, MultiCell, ParamStore, RnnOptions, Tape,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -157,9 +157,10 @@ fn train_clipped() -> (Vec<u8>, Vec<f64>) {
         let mut grads = {
             let tape = Tape::new(&params).with_seed(step);
             let xv = tape.constant(x);
-            let (out, _) = dynamic_rnn(&tape, &cell, xv, None, Some(&lengths), false).unwrap();
+            let options = RnnOptions::default().sequence_length(&lengths);
+            let (out, _) = dynamic_rnn(&tape, &cell, xv, options).unwrap();
             let last = last_relevant_output(&tape, out, Some(&lengths)).unwrap();
-            let logits = dense.forward(&tape, last).unwrap();
+            let logits = dense.apply(&tape, last).unwrap();
             let loss = tape.mean(
                 tape.sparse_softmax_cross_entropy_with_logits(&labels, logits)
                     .unwrap(),
@@ -875,11 +876,10 @@ fn dense_names_itself_and_its_scope() {
     let dense = Dense::new(&mut params, "classifier/dense", 4, 2).unwrap();
     let tape = Tape::new(&params);
     let x = tape.constant(ArrayD::zeros(IxDyn(&[3, 5])));
-    let err = dense.forward(&tape, x).unwrap_err();
+    let err = dense.apply(&tape, x).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "shape mismatch in Dense: expected an input of shape [batch, 4] for the layer \
-         \"classifier/dense\", got [3, 5]"
+        "shape mismatch in Dense: expected an input [..., 4] (layer \"classifier/dense\"), got [3, 5]"
     );
 }
 
@@ -890,19 +890,27 @@ fn a_wrong_backward_cell_is_named_as_the_backward_cell() {
     let bw = BasicLstmCell::new(&mut params, "bw", 5, 4).unwrap(); // input size 5, not 3
     let tape = Tape::new(&params);
     let x = tape.constant(ArrayD::zeros(IxDyn(&[2, 6, 3])));
-    let err = bidirectional_dynamic_rnn(&tape, &fw, &bw, x, None, None, None, false).unwrap_err();
+    let err =
+        bidirectional_dynamic_rnn(&tape, &fw, &bw, x, BidirectionalOptions::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("the backward cell of bidirectional_dynamic_rnn"),
         "{err}"
     );
-    let err = bidirectional_dynamic_rnn(&tape, &bw, &fw, x, None, None, None, false).unwrap_err();
+    let err =
+        bidirectional_dynamic_rnn(&tape, &bw, &fw, x, BidirectionalOptions::default()).unwrap_err();
     assert!(err.to_string().contains("the forward cell"), "{err}");
     let steps: Vec<_> = (0..3)
         .map(|_| tape.constant(ArrayD::zeros(IxDyn(&[2, 3]))))
         .collect();
-    let err =
-        recurrent::static_bidirectional_rnn(&tape, &fw, &bw, &steps, None, None, None).unwrap_err();
+    let err = recurrent::static_bidirectional_rnn(
+        &tape,
+        &fw,
+        &bw,
+        &steps,
+        BidirectionalOptions::default(),
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
             .contains("the backward cell of static_bidirectional_rnn"),

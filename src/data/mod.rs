@@ -1,5 +1,9 @@
 //! Data sets: the IDX file format and MNIST as TensorFlow 1.x's `read_data_sets` serves it.
 //!
+//! - [`batch`]: the [`Minibatch`] a trainer consumes and its [`Targets`]; [`TrainSource`] is an
+//!   endless, resumable supply of them.
+//! - [`position`]: [`Resumable`] sources report and restore their [`DataPosition`], so a
+//!   resumed training run sees the same batches as an uninterrupted one.
 //! - [`idx`]: read and write IDX files (plain or gzip), validated, never panicking on bad bytes.
 //! - [`mnist`]: [`Mnist`] with its `train` / `validation` / `test` [`DataSet`]s, seeded shuffled
 //!   [`DataSet::next_batch`], in-order [`DataSet::batches`] for evaluation, and
@@ -32,16 +36,20 @@
 //! # }
 //! ```
 
+pub mod batch;
 mod download;
 pub mod idx;
 pub mod mnist;
+pub mod position;
 
+pub use batch::{FixedBatches, Minibatch, Targets, TrainSource};
 pub use idx::{
     encode_idx, parse_idx, parse_idx_with_limit, read_idx, read_idx_with_limit, write_idx,
     IdxArray, DEFAULT_MAX_IDX_BYTES,
 };
 pub use mnist::{
     ensure_files_from, ensure_mnist, ensure_mnist_from, file_sha256, resolve_data_dir, Batch,
-    Batches, DataSet, Mnist, MnistFile, DEFAULT_DATA_DIR, DEFAULT_VALIDATION_SIZE, IMAGE_COLS,
-    IMAGE_PIXELS, IMAGE_ROWS, MNIST_FILES, MNIST_MIRRORS, NUM_CLASSES,
+    Batches, DataSet, Mnist, MnistFile, RowSequences, DEFAULT_DATA_DIR, DEFAULT_VALIDATION_SIZE,
+    IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MNIST_FILES, MNIST_MIRRORS, NUM_CLASSES,
 };
+pub use position::{DataPosition, Resumable, RngPosition, ShuffleRng};

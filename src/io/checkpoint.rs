@@ -121,18 +121,24 @@ pub fn save_to_bytes<T: Scalar>(params: &ParamStore<T>) -> Result<Vec<u8>> {
 }
 
 /// The safetensors bytes of `tensors` (unique names) with `metadata`, in one canonical form:
-/// metadata keys and tensors sorted by name (byte order) in the header, the data in the same
-/// order, the header padded with spaces to a multiple of 8 bytes. The same store therefore
+/// metadata keys sorted by name, tensors by dtype (widest first) and name (byte order), in the
+/// header and the data alike, the header padded with spaces to a multiple of 8 bytes. The same store therefore
 /// always gives the same bytes.
-fn serialize(mut tensors: Vec<(&str, Encoded)>, mut metadata: Vec<(&str, String)>) -> Vec<u8> {
-    tensors.sort_by(|a, b| a.0.cmp(b.0));
-    metadata.sort_by(|a, b| a.0.cmp(b.0));
+pub(crate) fn serialize<N: AsRef<str>, K: AsRef<str>>(
+    mut tensors: Vec<(N, Encoded)>,
+    mut metadata: Vec<(K, String)>,
+) -> Vec<u8> {
+    // Wider dtypes first (as the safetensors crate does, so 8-byte data stays 8-byte aligned),
+    // then by name.
+    tensors
+        .sort_by(|a, b| (b.1.dtype.cmp(&a.1.dtype)).then_with(|| a.0.as_ref().cmp(b.0.as_ref())));
+    metadata.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
     let mut header = String::from("{\"__metadata__\":{");
     for (k, (key, value)) in metadata.iter().enumerate() {
         if k > 0 {
             header.push(',');
         }
-        json_string(&mut header, key);
+        json_string(&mut header, key.as_ref());
         header.push(':');
         json_string(&mut header, value);
     }
@@ -140,7 +146,7 @@ fn serialize(mut tensors: Vec<(&str, Encoded)>, mut metadata: Vec<(&str, String)
     let mut offset = 0usize;
     for (name, t) in &tensors {
         header.push(',');
-        json_string(&mut header, name);
+        json_string(&mut header, name.as_ref());
         let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
         header.push_str(&format!(
             ":{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
@@ -250,28 +256,28 @@ pub fn load_new<T: Scalar>(path: &Path, seed: u64) -> Result<ParamStore<T>> {
     load_new_impl(&bytes, &source_of(path), seed)
 }
 
-/// A tensor ready for `safetensors::serialize`.
-struct Encoded {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+/// A tensor ready for [`serialize`].
+pub(crate) struct Encoded {
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<u8>,
 }
 
 /// One tensor of a parsed checkpoint, its data borrowed from the input.
-struct Entry<'a> {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: &'a [u8],
+pub(crate) struct Entry<'a> {
+    pub(crate) name: String,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: &'a [u8],
 }
 
 /// A validated checkpoint: its tensors in file (data offset) order and its metadata.
-struct Parsed<'a> {
-    entries: Vec<Entry<'a>>,
-    metadata: HashMap<String, String>,
+pub(crate) struct Parsed<'a> {
+    pub(crate) entries: Vec<Entry<'a>>,
+    pub(crate) metadata: HashMap<String, String>,
 }
 
-fn dtype_of<T: Scalar>() -> Result<Dtype> {
+pub(crate) fn dtype_of<T: Scalar>() -> Result<Dtype> {
     match T::DTYPE {
         "F32" => Ok(Dtype::F32),
         "F64" => Ok(Dtype::F64),
@@ -282,7 +288,7 @@ fn dtype_of<T: Scalar>() -> Result<Dtype> {
 }
 
 /// The little-endian bytes of `value` in logical (row-major) order, in the dtype of `T`.
-fn encode<T: Scalar>(value: &ArrayD<T>) -> Vec<u8> {
+pub(crate) fn encode<T: Scalar>(value: &ArrayD<T>) -> Vec<u8> {
     let any = value as &dyn Any;
     if let Some(v) = any.downcast_ref::<ArrayD<f32>>() {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -319,7 +325,7 @@ fn cast_vec<S: Scalar, T: Scalar>(values: Vec<S>) -> Vec<T> {
 /// shape (an [`Error::Format`]) and that every value is finite in `T` (an [`Error::Checkpoint`]:
 /// a NaN or infinity in the file, or an `F64` value too large for `f32`). Never panics on
 /// inconsistent input.
-fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<ArrayD<T>> {
+pub(crate) fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<ArrayD<T>> {
     let corrupt = |what: &str| {
         Error::Format(format!(
             "{source}: tensor {:?} {what} (dtype {}, shape {:?}, {} bytes)",
@@ -385,7 +391,7 @@ fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<ArrayD<T>> {
 }
 
 /// Parses and validates safetensors bytes (header, offsets, sizes) without copying the data.
-fn parse<'a>(bytes: &'a [u8], source: &str) -> Result<Parsed<'a>> {
+pub(crate) fn parse<'a>(bytes: &'a [u8], source: &str) -> Result<Parsed<'a>> {
     let invalid = |what: String| {
         Error::Format(format!(
             "{source}: not a valid safetensors checkpoint: {what}"
@@ -552,7 +558,7 @@ fn creation_order(parsed: &Parsed<'_>) -> Vec<usize> {
     }
 }
 
-fn source_of(path: &Path) -> String {
+pub(crate) fn source_of(path: &Path) -> String {
     format!("checkpoint {}", path.display())
 }
 
@@ -561,7 +567,7 @@ fn io_context(err: io::Error, context: String) -> Error {
     Error::Io(io::Error::new(err.kind(), format!("{context}: {err}")))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| io_context(e, format!("cannot read checkpoint {}", path.display())))
 }
 
@@ -639,7 +645,7 @@ fn remove_stale_temps(dir: &Path, file_name: &str) {
 }
 
 /// Writes `bytes` to `path` through a temporary sibling file and a rename (see [`save`]).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
 
     let target = resolve_symlinks(path)?;
