@@ -2,7 +2,7 @@
 
 use ndarray::Zip;
 
-use super::{check_grads, check_learning_rate, check_positive, Optimizer, Slots, Staged};
+use super::{check_grads, check_learning_rate, check_positive, overflow, Optimizer, Slots};
 use crate::{Grads, ParamStore, Result, Scalar};
 
 /// Adagrad (`tf.train.AdagradOptimizer`; Duchi, Hazan & Singer, 2011).
@@ -56,22 +56,39 @@ impl<T: Scalar> Optimizer<T> for Adagrad<T> {
         check_grads(OP, params, grads, self.step + 1)?;
         self.slots.check(OP, params, grads)?;
         let lr = T::from_f64_lossy(self.lr);
-        let mut staged = Staged::new(self.step + 1, grads.len());
+        let step = |w: &mut T, g: T, a: &mut T| {
+            *a += g * g;
+            *w -= lr * g / a.sqrt();
+        };
+        let created = self
+            .slots
+            .ensure(params, grads, &[self.initial_accumulator_value]);
         for (id, g) in grads.iter() {
-            let mut var = params.value(id).clone();
-            let mut state = self
-                .slots
-                .staged(id, var.shape(), &[self.initial_accumulator_value]);
-            let [accum] = &mut state[..] else {
+            let [accum] = self.slots.arrays(id) else {
                 unreachable!("one slot")
             };
-            Zip::from(&mut var).and(g).and(accum).for_each(|w, &g, a| {
-                *a += g * g;
-                *w -= lr * g / a.sqrt();
-            });
-            staged.push(params, id, var, state, self.slots.names())?;
+            let finite = Zip::from(params.value(id))
+                .and(g)
+                .and(accum)
+                .all(|&w, &g, &a| {
+                    let (mut w, mut a) = (w, a);
+                    step(&mut w, g, &mut a);
+                    w.is_finite() && a.is_finite()
+                });
+            if !finite {
+                self.slots.remove(&created);
+                return Err(overflow(params, id, self.step + 1));
+            }
         }
-        staged.commit(params, Some(&mut self.slots), None);
+        for (id, g) in grads.iter() {
+            let [accum] = self.slots.arrays_mut(id) else {
+                unreachable!("one slot")
+            };
+            Zip::from(params.value_mut(id))
+                .and(g)
+                .and(accum)
+                .for_each(|w, &g, a| step(w, g, a));
+        }
         self.step += 1;
         Ok(())
     }

@@ -3,8 +3,8 @@
 use ndarray::{ArrayD, Zip};
 
 use super::{
-    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
-    OptimizerState, Slots, Staged,
+    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, overflow,
+    Optimizer, OptimizerState, Slots,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -122,31 +122,46 @@ impl<T: Scalar> Adam<T> {
         let eps = T::from_f64_lossy(self.epsilon);
         let wd = T::from_f64_lossy(weight_decay);
         let decay = weight_decay != 0.0;
-        let mut staged = Staged::new(self.step + 1, grads.len());
+        let step = |w: &mut T, g: T, m: &mut T, v: &mut T| {
+            *m = b1 * *m + one_b1 * g;
+            *v = b2 * *v + one_b2 * g * g;
+            let adam = lr_t * *m / (v.sqrt() + eps);
+            if decay {
+                // Decoupled weight decay uses the value before the Adam update.
+                *w = *w - wd * *w - adam;
+            } else {
+                *w -= adam;
+            }
+        };
+        let created = self.slots.ensure(params, grads, &[0.0, 0.0]);
         for (id, g) in grads.iter() {
-            let mut var = params.value(id).clone();
-            let mut state = self.slots.staged(id, var.shape(), &[0.0, 0.0]);
-            let [m, v] = &mut state[..] else {
+            let [m, v] = self.slots.arrays(id) else {
                 unreachable!("two slots")
             };
-            Zip::from(&mut var)
+            let finite = Zip::from(params.value(id))
                 .and(g)
                 .and(m)
                 .and(v)
-                .for_each(|w, &g, m, v| {
-                    *m = b1 * *m + one_b1 * g;
-                    *v = b2 * *v + one_b2 * g * g;
-                    let adam = lr_t * *m / (v.sqrt() + eps);
-                    if decay {
-                        // Decoupled weight decay uses the value before the Adam update.
-                        *w = *w - wd * *w - adam;
-                    } else {
-                        *w -= adam;
-                    }
+                .all(|&w, &g, &m, &v| {
+                    let (mut w, mut m, mut v) = (w, m, v);
+                    step(&mut w, g, &mut m, &mut v);
+                    w.is_finite() && m.is_finite() && v.is_finite()
                 });
-            staged.push(params, id, var, state, self.slots.names())?;
+            if !finite {
+                self.slots.remove(&created);
+                return Err(overflow(params, id, self.step + 1));
+            }
         }
-        staged.commit(params, Some(&mut self.slots), None);
+        for (id, g) in grads.iter() {
+            let [m, v] = self.slots.arrays_mut(id) else {
+                unreachable!("two slots")
+            };
+            Zip::from(params.value_mut(id))
+                .and(g)
+                .and(m)
+                .and(v)
+                .for_each(|w, &g, m, v| step(w, g, m, v));
+        }
         self.step += 1;
         Ok(())
     }

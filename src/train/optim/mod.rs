@@ -35,11 +35,12 @@
 //!   have been); on error nothing (parameters, slots, step count) changes, so training stops at
 //!   the step that diverged instead of writing NaN weights. [`check_finite_loss`] does the same
 //!   for the loss.
-//! - The step is computed on copies of the parameters and slots and written only if every new
-//!   value is finite: an update that overflows (a learning rate too large for its gradients, an
-//!   accumulator reaching infinity) is an [`Error::NonFinite`]
-//!   `"update of {name} at step {step}"` (with `(slot "v")` when only a slot overflowed), and,
-//!   as for a non-finite gradient, nothing changes, for any parameter.
+//! - The step is computed twice, element by element with the same code: a first pass only checks
+//!   that every new value (parameter and slots) is finite, the second writes. An update that
+//!   overflows (a learning rate too large for its gradients, an accumulator reaching infinity)
+//!   is an [`Error::NonFinite`] `"update of {name} at step {step}"`, and, as for a non-finite
+//!   gradient, nothing changes, for any parameter. (The check costs one more pass of the
+//!   update arithmetic and no memory.)
 //! - Parameters without a gradient in `grads` are left untouched, and so are their slots.
 //! - Each successful `apply` is one step: [`Optimizer::step_count`] goes up by one (TensorFlow's
 //!   `global_step`, and the `t` of Adam's bias correction).
@@ -427,23 +428,43 @@ impl<T: Scalar> Slots<T> {
         Ok(())
     }
 
-    /// A copy of the state of `id` to compute a step on (see [`Staged`]), or, if the parameter
-    /// has none yet, new arrays with every element of slot `k` equal to `init[k]`.
-    pub(crate) fn staged(&self, id: ParamId, shape: &[usize], init: &[f64]) -> Vec<ArrayD<T>> {
+    /// Creates the state of every parameter in `grads` that has none yet (slot `k` filled with
+    /// `init[k]`), returning the ids created, so that a refused step can remove them again.
+    pub(crate) fn ensure(
+        &mut self,
+        params: &ParamStore<T>,
+        grads: &Grads<T>,
+        init: &[f64],
+    ) -> Vec<ParamId> {
         debug_assert_eq!(init.len(), self.names.len());
-        match self.map.get(&id) {
-            Some(state) => state.clone(),
-            None => init
-                .iter()
-                .map(|&x| ArrayD::from_elem(IxDyn(shape), T::from_f64_lossy(x)))
-                .collect(),
+        let mut created = Vec::new();
+        for (id, _) in grads.iter() {
+            self.map.entry(id).or_insert_with(|| {
+                created.push(id);
+                let shape = params.value(id).shape();
+                init.iter()
+                    .map(|&x| ArrayD::from_elem(IxDyn(shape), T::from_f64_lossy(x)))
+                    .collect()
+            });
+        }
+        created
+    }
+
+    /// Removes the states of `ids` (made by [`Slots::ensure`] for a step that was refused).
+    pub(crate) fn remove(&mut self, ids: &[ParamId]) {
+        for id in ids {
+            self.map.remove(id);
         }
     }
 
-    /// Replaces the state of `id`.
-    pub(crate) fn insert(&mut self, id: ParamId, state: Vec<ArrayD<T>>) {
-        debug_assert_eq!(state.len(), self.names.len());
-        self.map.insert(id, state);
+    /// The state of `id` (after [`Slots::ensure`]).
+    pub(crate) fn arrays(&self, id: ParamId) -> &[ArrayD<T>] {
+        &self.map[&id]
+    }
+
+    /// The state of `id`, mutably (after [`Slots::ensure`]).
+    pub(crate) fn arrays_mut(&mut self, id: ParamId) -> &mut [ArrayD<T>] {
+        self.map.get_mut(&id).expect("ensured before the step")
     }
 
     /// Every slot as `(id, name, value)`, by id and then by name ([`OptimizerState`]'s order).
@@ -538,76 +559,12 @@ impl<T: Scalar> Slots<T> {
     }
 }
 
-/// One optimizer step computed on copies, checked, and only then written: the new value of every
-/// parameter and of its slots. An update that overflows (a learning rate too large for the
-/// gradients, an accumulator that reaches infinity) is an [`Error::NonFinite`] naming the
-/// parameter and the step, and leaves parameters, slots and step count as they were, like a
-/// non-finite gradient.
-pub(crate) struct Staged<T: Scalar> {
-    step: u64,
-    updates: Vec<(ParamId, ArrayD<T>, Vec<ArrayD<T>>)>,
-}
-
-impl<T: Scalar> Staged<T> {
-    /// An empty step number `step` (1-based, as in the messages).
-    pub(crate) fn new(step: u64, capacity: usize) -> Self {
-        Staged {
-            step,
-            updates: Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Adds the new value `var` of parameter `id` and its new slot arrays `state` (named by
-    /// `names`), after checking that all are finite.
-    pub(crate) fn push(
-        &mut self,
-        params: &ParamStore<T>,
-        id: ParamId,
-        var: ArrayD<T>,
-        state: Vec<ArrayD<T>>,
-        names: &[&str],
-    ) -> Result<()> {
-        let finite = |a: &ArrayD<T>| a.iter().all(|x| x.is_finite());
-        if !finite(&var) {
-            return Err(Error::NonFinite(format!(
-                "update of {} at step {}",
-                params.name(id),
-                self.step
-            )));
-        }
-        if let Some(k) = state.iter().position(|s| !finite(s)) {
-            return Err(Error::NonFinite(format!(
-                "update of {} at step {} (slot {:?})",
-                params.name(id),
-                self.step,
-                names.get(k).copied().unwrap_or("?")
-            )));
-        }
-        self.updates.push((id, var, state));
-        Ok(())
-    }
-
-    /// Writes every staged value: the parameters, then the first `slots.names().len()` arrays of
-    /// each state to `slots` and any further ones to `extra` (RMSProp keeps `mg` apart). Nothing
-    /// here can fail.
-    pub(crate) fn commit(
-        self,
-        params: &mut ParamStore<T>,
-        slots: Option<&mut Slots<T>>,
-        mut extra: Option<&mut Slots<T>>,
-    ) {
-        let mut slots = slots;
-        for (id, var, mut state) in self.updates {
-            *params.value_mut(id) = var;
-            if let Some(slots) = slots.as_deref_mut() {
-                let rest = state.split_off(slots.names.len().min(state.len()));
-                slots.insert(id, state);
-                if let Some(extra) = extra.as_deref_mut() {
-                    if !rest.is_empty() {
-                        extra.insert(id, rest);
-                    }
-                }
-            }
-        }
-    }
+/// The error of an update that would make parameter `id` or one of its slots non-finite at
+/// `step`. Every optimizer computes its step in two passes over the same element function: the
+/// first only checks that every new value (parameter and slots) is finite, the second writes;
+/// so an update that overflows (a learning rate too large for the gradients, an accumulator
+/// reaching infinity) leaves parameters, slots and step count as they were, like a non-finite
+/// gradient, at the cost of computing the step twice (and no extra memory).
+pub(crate) fn overflow<T: Scalar>(params: &ParamStore<T>, id: ParamId, step: u64) -> Error {
+    Error::NonFinite(format!("update of {} at step {step}", params.name(id)))
 }

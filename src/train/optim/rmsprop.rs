@@ -3,8 +3,8 @@
 use ndarray::{ArrayD, Zip};
 
 use super::{
-    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
-    OptimizerState, Slots, Staged,
+    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, overflow,
+    Optimizer, OptimizerState, Slots,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -122,43 +122,80 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
         let one_rho = T::from_f64_lossy(1.0 - self.decay);
         let mu = T::from_f64_lossy(self.momentum);
         let eps = T::from_f64_lossy(self.epsilon);
-        let mut staged = Staged::new(self.step + 1, grads.len());
+        let centered_step = |w: &mut T, g: T, ms: &mut T, mom: &mut T, mg: &mut T| {
+            *ms = rho * *ms + one_rho * g * g;
+            *mg = rho * *mg + one_rho * g;
+            *mom = mu * *mom + lr * g / (*ms - *mg * *mg + eps).sqrt();
+            *w -= *mom;
+        };
+        let plain_step = |w: &mut T, g: T, ms: &mut T, mom: &mut T| {
+            *ms = rho * *ms + one_rho * g * g;
+            *mom = mu * *mom + lr * g / (*ms + eps).sqrt();
+            *w -= *mom;
+        };
+        let created = self.slots.ensure(params, grads, &[1.0, 0.0]);
+        let created_mg = if self.centered {
+            self.mg.ensure(params, grads, &[0.0])
+        } else {
+            Vec::new()
+        };
         for (id, g) in grads.iter() {
-            let mut var = params.value(id).clone();
-            let mut state = self.slots.staged(id, var.shape(), &[1.0, 0.0]);
-            if self.centered {
-                state.extend(self.mg.staged(id, var.shape(), &[0.0]));
-                let [ms, mom, mg] = &mut state[..] else {
-                    unreachable!("three slots")
+            let [ms, mom] = self.slots.arrays(id) else {
+                unreachable!("two slots")
+            };
+            let finite = if self.centered {
+                let [mg] = self.mg.arrays(id) else {
+                    unreachable!("one slot")
                 };
-                Zip::from(&mut var)
+                Zip::from(params.value(id))
                     .and(g)
                     .and(ms)
                     .and(mom)
                     .and(mg)
-                    .for_each(|w, &g, ms, mom, mg| {
-                        *ms = rho * *ms + one_rho * g * g;
-                        *mg = rho * *mg + one_rho * g;
-                        *mom = mu * *mom + lr * g / (*ms - *mg * *mg + eps).sqrt();
-                        *w -= *mom;
-                    });
+                    .all(|&w, &g, &ms, &mom, &mg| {
+                        let (mut w, mut ms, mut mom, mut mg) = (w, ms, mom, mg);
+                        centered_step(&mut w, g, &mut ms, &mut mom, &mut mg);
+                        w.is_finite() && ms.is_finite() && mom.is_finite() && mg.is_finite()
+                    })
             } else {
-                let [ms, mom] = &mut state[..] else {
-                    unreachable!("two slots")
-                };
-                Zip::from(&mut var)
+                Zip::from(params.value(id))
                     .and(g)
                     .and(ms)
                     .and(mom)
-                    .for_each(|w, &g, ms, mom| {
-                        *ms = rho * *ms + one_rho * g * g;
-                        *mom = mu * *mom + lr * g / (*ms + eps).sqrt();
-                        *w -= *mom;
-                    });
+                    .all(|&w, &g, &ms, &mom| {
+                        let (mut w, mut ms, mut mom) = (w, ms, mom);
+                        plain_step(&mut w, g, &mut ms, &mut mom);
+                        w.is_finite() && ms.is_finite() && mom.is_finite()
+                    })
+            };
+            if !finite {
+                self.slots.remove(&created);
+                self.mg.remove(&created_mg);
+                return Err(overflow(params, id, self.step + 1));
             }
-            staged.push(params, id, var, state, &["rms", "momentum", "mg"])?;
         }
-        staged.commit(params, Some(&mut self.slots), Some(&mut self.mg));
+        for (id, g) in grads.iter() {
+            let [ms, mom] = self.slots.arrays_mut(id) else {
+                unreachable!("two slots")
+            };
+            if self.centered {
+                let [mg] = self.mg.arrays_mut(id) else {
+                    unreachable!("one slot")
+                };
+                Zip::from(params.value_mut(id))
+                    .and(g)
+                    .and(ms)
+                    .and(mom)
+                    .and(mg)
+                    .for_each(|w, &g, ms, mom, mg| centered_step(w, g, ms, mom, mg));
+            } else {
+                Zip::from(params.value_mut(id))
+                    .and(g)
+                    .and(ms)
+                    .and(mom)
+                    .for_each(|w, &g, ms, mom| plain_step(w, g, ms, mom));
+            }
+        }
         self.step += 1;
         Ok(())
     }

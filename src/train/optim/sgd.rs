@@ -3,7 +3,8 @@
 use ndarray::Zip;
 
 use super::{
-    check_grads, check_learning_rate, check_non_negative, Optimizer, OptimizerState, Slots, Staged,
+    check_grads, check_learning_rate, check_non_negative, overflow, Optimizer, OptimizerState,
+    Slots,
 };
 use crate::{Error, Grads, ParamStore, Result, Scalar};
 
@@ -54,13 +55,19 @@ impl<T: Scalar> Optimizer<T> for GradientDescent {
         // `new` checked the rate in f64; here is where the element type is known.
         check_learning_rate::<T>(OP, self.lr)?;
         let lr = T::from_f64_lossy(self.lr);
-        let mut staged = Staged::new(self.step + 1, grads.len());
         for (id, g) in grads.iter() {
-            let mut var = params.value(id).clone();
-            Zip::from(&mut var).and(g).for_each(|w, &g| *w -= lr * g);
-            staged.push(params, id, var, Vec::new(), &[])?;
+            let finite = Zip::from(params.value(id))
+                .and(g)
+                .all(|&w, &g| (w - lr * g).is_finite());
+            if !finite {
+                return Err(overflow(params, id, self.step + 1));
+            }
         }
-        staged.commit(params, None, None);
+        for (id, g) in grads.iter() {
+            Zip::from(params.value_mut(id))
+                .and(g)
+                .for_each(|w, &g| *w -= lr * g);
+        }
         self.step += 1;
         Ok(())
     }
@@ -147,24 +154,41 @@ impl<T: Scalar> Optimizer<T> for Momentum<T> {
         let lr = T::from_f64_lossy(self.lr);
         let mu = T::from_f64_lossy(self.momentum);
         let nesterov = self.use_nesterov;
-        let mut staged = Staged::new(self.step + 1, grads.len());
+        let step = |w: &mut T, g: T, a: &mut T| {
+            *a = mu * *a + g;
+            if nesterov {
+                *w -= lr * (g + mu * *a);
+            } else {
+                *w -= lr * *a;
+            }
+        };
+        let created = self.slots.ensure(params, grads, &[0.0]);
         for (id, g) in grads.iter() {
-            let mut var = params.value(id).clone();
-            let mut state = self.slots.staged(id, var.shape(), &[0.0]);
-            let [accum] = &mut state[..] else {
+            let [accum] = self.slots.arrays(id) else {
                 unreachable!("one slot")
             };
-            Zip::from(&mut var).and(g).and(accum).for_each(|w, &g, a| {
-                *a = mu * *a + g;
-                if nesterov {
-                    *w -= lr * (g + mu * *a);
-                } else {
-                    *w -= lr * *a;
-                }
-            });
-            staged.push(params, id, var, state, self.slots.names())?;
+            let finite = Zip::from(params.value(id))
+                .and(g)
+                .and(accum)
+                .all(|&w, &g, &a| {
+                    let (mut w, mut a) = (w, a);
+                    step(&mut w, g, &mut a);
+                    w.is_finite() && a.is_finite()
+                });
+            if !finite {
+                self.slots.remove(&created);
+                return Err(overflow(params, id, self.step + 1));
+            }
         }
-        staged.commit(params, Some(&mut self.slots), None);
+        for (id, g) in grads.iter() {
+            let [accum] = self.slots.arrays_mut(id) else {
+                unreachable!("one slot")
+            };
+            Zip::from(params.value_mut(id))
+                .and(g)
+                .and(accum)
+                .for_each(|w, &g, a| step(w, g, a));
+        }
         self.step += 1;
         Ok(())
     }
