@@ -72,7 +72,7 @@
 //! |---|---|---|
 //! | [`tensor`] | plain `ndarray` helpers: `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `one_hot`, `argmax`, `sequence_mask` | `tf.unstack`, ... |
 //! | [`tape`] | [`Tape`], [`Var`], [`Grads`]: recording a computation and differentiating it | `tf.GradientTape` |
-//! | [`ops`] | the differentiable ops, as methods of [`Tape`] | `tf.matmul`, `tf.nn.*`, `tf.losses.*` |
+//! | [`ops`] | the differentiable ops, as methods of [`Tape`], and the rule for which return `Result` | `tf.matmul`, `tf.nn.*`, `tf.losses.*` |
 //! | [`params`] | [`ParamStore`]: named, shaped weights; [`Scope`] for their paths | variables and scopes |
 //! | [`init`] | weight initializers | `tf.glorot_uniform_initializer`, ... |
 //! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`], [`BoxedCell`] | `tf.nn.rnn_cell` |
@@ -84,7 +84,7 @@
 //! | [`gradcheck`] | checking any computation's gradients against finite differences | `tf.test.compute_gradient_error` |
 //! | [`checkpoint`] | saving and loading weights as safetensors | `tf.train.Saver` |
 //! | [`convert`] | LSTM and GRU weights to and from PyTorch, Keras and ONNX layouts | |
-//! | [`data`] | [`Minibatch`](data::Minibatch) and resumable sources; IDX files and MNIST with `read_data_sets` behaviour | `input_data.read_data_sets` |
+//! | [`data`] | [`Minibatch`](data::Minibatch) and resumable sources; IDX files and MNIST with `read_data_sets` behaviour; text files, character vocabularies, padded and bucketed variable-length sequences, PTB-style language-model batches, Debian word lists | `input_data.read_data_sets`, `ptb_producer`, `bucket_by_sequence_length` |
 //! | [`math`], [`parallel`] | vectorised activations; the thread count of the fused kernels | |
 //! | [`error`], [`scalar`] | the [`Error`] enum; the [`Scalar`] trait (`f32`, `f64`) | |
 #![warn(missing_docs)]

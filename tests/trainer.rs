@@ -303,6 +303,15 @@ fn early_stopping_stops_after_patience_evaluations_without_improvement() {
         .unwrap();
     assert_eq!(stop, Stop::EarlyStopped { best_step: 2 });
     assert_eq!(t.step(), 6);
+    let history = t.history();
+    assert_eq!(
+        history.steps.iter().map(|r| r.step).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(
+        history.validation.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [2, 4, 6]
+    );
 }
 
 #[test]

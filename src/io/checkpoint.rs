@@ -32,6 +32,8 @@
 //! A dtype mismatch (an `F64` checkpoint into an `f32` model) is an error by default;
 //! [`load_converting`] accepts `F32` and `F64` tensors in either kind of store and rounds to
 //! the nearest representable value. [`load_new`] builds a fresh store from a file alone.
+//! [`load_matching`] loads part of a checkpoint into another model (transfer learning): a
+//! subset, a prefix, renamed parameters, reporting what was missing and left over.
 //!
 //! # Saving
 //! [`save`] is atomic: it writes a temporary file `.{name}.recurrent-tmp-{pid}-{n}` next to the
@@ -711,3 +713,5 @@ fn sync_dir(dir: &Path) {
         let _ = dir;
     }
 }
+
+pub use super::transfer::{load_matching, load_matching_from_bytes, LoadOptions, LoadReport};

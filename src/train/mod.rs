@@ -11,6 +11,6 @@ pub use state::{
     save_training_state_to_bytes, TrainingState, TRAINING_STATE_FORMAT,
 };
 pub use trainer::{
-    predict, step_seed, EarlyStopping, FitOptions, Metrics, Monitor, Observer, StepReport, Stepper,
-    Stop, Trainer,
+    predict, step_seed, EarlyStopping, FitOptions, History, Metrics, Monitor, Observer, StepReport,
+    Stepper, Stop, Trainer,
 };

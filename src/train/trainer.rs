@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ndarray::{Array2, ArrayD, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD};
 
 use super::state::{load_training_state, save_training_state, TrainingState};
 use crate::data::{Minibatch, Targets, TrainSource};
@@ -204,6 +204,16 @@ pub struct Trainer<T: Scalar, M> {
     since_best: usize,
     /// The smallest training loss so far (the divergence guard's reference).
     running_min: f64,
+    history: History,
+}
+
+/// What a [`Trainer`] has measured so far in this process (Keras's `History`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Every training step's report, in order.
+    pub steps: Vec<StepReport>,
+    /// Every validation pass of [`Trainer::fit`], with its step.
+    pub validation: Vec<(u64, Metrics)>,
 }
 
 impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
@@ -223,6 +233,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             best: None,
             since_best: 0,
             running_min: f64::INFINITY,
+            history: History::default(),
         }
     }
 
@@ -251,7 +262,10 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
 
     /// Carries the recurrent layers' final states from each training batch to the next (and
     /// through each evaluation), for language models trained with truncated backpropagation
-    /// through time on consecutive batches (TensorFlow's PTB model).
+    /// through time on consecutive batches (TensorFlow's PTB model). The states restart from
+    /// zero where the source says a batch begins new streams
+    /// ([`TrainSource::starts_new_streams`]: each epoch of an
+    /// [`LmBatcher`](crate::data::LmBatcher)).
     pub fn carry_state(mut self, carry: bool) -> Self {
         self.carry_state = carry;
         self
@@ -293,6 +307,11 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
     /// The optimizer.
     pub fn optimizer(&self) -> &dyn Optimizer<T> {
         self.optimizer.as_ref()
+    }
+
+    /// The steps and evaluations of this process's runs so far.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// The number of updates made so far (the optimizer's step count).
@@ -337,6 +356,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             if let (Some(every), Some(make)) = (options.eval_every, validation.as_deref_mut()) {
                 if step % every == 0 || last {
                     let metrics = self.evaluate(make().into_iter().map(Ok))?;
+                    self.history.validation.push((step, metrics));
                     observer.on_evaluation(step, &metrics);
                     stop = self.early_stop(step, &metrics);
                 }
@@ -361,7 +381,11 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         let batch = data.next_batch()?;
         batch.check()?;
         let step = self.step() + 1;
-        let mut carry = std::mem::take(&mut self.carry);
+        // A copy: a failed step leaves the carried state as it was.
+        let mut carry = self.carry.clone();
+        if data.starts_new_streams() {
+            carry.reset();
+        }
         let (loss, accuracy, mut grads) = {
             let tape = Tape::new(&self.params).with_seed(step_seed(self.seed, step));
             let (loss, accuracy) =
@@ -392,14 +416,16 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         // Only after a successful update: a failed step leaves the run as it was.
         self.carry = carry;
         self.running_min = self.running_min.min(loss);
-        Ok(StepReport {
+        let report = StepReport {
             step,
             loss,
             accuracy,
             learning_rate,
             gradient_norm,
             elapsed: start.elapsed(),
-        })
+        };
+        self.history.steps.push(report);
+        Ok(report)
     }
 
     /// The model's loss on `batch` recorded on `tape`, and the batch's accuracy.
@@ -659,43 +685,46 @@ impl<'a, T: Scalar, M: Layer<T> + ?Sized> Stepper<'a, T, M> {
 }
 
 /// The accuracy of `output` logits: against `labels` for `[batch, classes]`, or against
-/// `[batch, time]` targets for `[batch, time, classes]` (valid positions only).
+/// `[batch, time]` targets for `[batch, time, classes]` (valid positions only). Predictions are
+/// [`tensor::argmax`](crate::tensor::argmax) (ties to the first class, as `tf.argmax`).
 fn class_accuracy<T: Scalar>(
     output: &ArrayD<T>,
     labels: &[usize],
     sequence: Option<(&Array2<usize>, Option<&[usize]>)>,
 ) -> Result<(f64, usize)> {
-    let classes = *output.shape().last().unwrap_or(&0);
-    let rows = output
-        .view()
-        .into_shape_with_order(IxDyn(&[output.len() / classes.max(1), classes]))
-        .map_err(|_| Error::shape("accuracy", "logits [..., classes]", output.shape()))?;
-    let rows = rows.into_dimensionality::<Ix2>().expect("rank 2");
-    let argmax = |r: usize| {
-        let row = rows.row(r);
-        let mut best = 0;
-        for (k, &v) in row.iter().enumerate() {
-            if v > row[best] {
-                best = k;
-            }
-        }
-        best
-    };
+    let predicted = crate::tensor::argmax(output)?;
     let (mut correct, mut count) = (0usize, 0usize);
     match sequence {
         None => {
-            for (r, &label) in labels.iter().enumerate() {
-                correct += usize::from(argmax(r) == label);
+            if predicted.len() != labels.len() {
+                return Err(Error::shape(
+                    "accuracy",
+                    format!("logits [{}, classes]", labels.len()),
+                    output.shape(),
+                ));
+            }
+            for (&p, &label) in predicted.iter().zip(labels) {
+                correct += usize::from(p == label);
             }
             count = labels.len();
         }
         Some((targets, lengths)) => {
-            let time = targets.ncols();
-            for ((b, t), &target) in targets.indexed_iter() {
+            if predicted.shape() != targets.shape() {
+                return Err(Error::shape(
+                    "accuracy",
+                    format!("logits [{}, {}, classes]", targets.nrows(), targets.ncols()),
+                    output.shape(),
+                ));
+            }
+            for ((&p, &target), (b, t)) in predicted
+                .iter()
+                .zip(targets.iter())
+                .zip(ndarray::indices(targets.dim()))
+            {
                 if lengths.is_some_and(|l| t >= l[b]) {
                     continue;
                 }
-                correct += usize::from(argmax(b * time + t) == target);
+                correct += usize::from(p == target);
                 count += 1;
             }
         }
