@@ -340,7 +340,7 @@ fn assert_static_equals_dynamic<C: Cell>(
         let tape = Tape::new(params).with_seed(0);
         let xv = tape.watch(x.clone());
         let init = with_initial.then(|| {
-            let zero = cell.zero_state(&tape, batch);
+            let zero = cell.zero_state(&tape, batch).unwrap();
             let vars: Vec<Var> = zero
                 .flatten()
                 .iter()
@@ -749,7 +749,10 @@ fn multicell_equals_chaining_cells_by_hand() {
     let xv = tape.constant(x);
     let (out, states) = dynamic_rnn(&tape, &stack, xv, RnnOptions::default()).unwrap();
     let steps = tape.unstack(xv, 1).unwrap();
-    let (mut sa, mut sb) = (a.zero_state(&tape, 2), b.zero_state(&tape, 2));
+    let (mut sa, mut sb) = (
+        a.zero_state(&tape, 2).unwrap(),
+        b.zero_state(&tape, 2).unwrap(),
+    );
     let mut last = None;
     for &x_t in &steps {
         let (ha, na) = a.call(&tape, x_t, &sa).unwrap();
@@ -844,7 +847,7 @@ fn dropout_scales_kept_values_and_spares_lstm_memory() {
         .unwrap();
     let tape = Tape::new(&params).with_seed(4);
     let x = tape.constant(random(&[8, 4], 1.0, 14));
-    let zero = cell.zero_state(&tape, 8);
+    let zero = cell.zero_state(&tape, 8).unwrap();
     let (plain_out, plain_state) = cell.call(&tape, x, &zero).unwrap();
     let (out, state) = wrapped.call(&tape, x, &zero).unwrap();
     // Output dropout and state dropout on h: each keeps about half, scaled by 1 / 0.5, with
@@ -913,7 +916,7 @@ fn dropout_wrapper_gradients_with_fixed_masks() {
 fn contract<C: Cell>(params: &ParamStore<f64>, cell: &C) {
     for batch in [1, 3] {
         let tape = Tape::new(params);
-        let zero = cell.zero_state(&tape, batch);
+        let zero = cell.zero_state(&tape, batch).unwrap();
         let flat = zero.flatten();
         assert_eq!(flat.len(), cell.state_size().len());
         for (v, w) in flat.iter().zip(cell.state_size()) {
@@ -932,7 +935,7 @@ fn contract<C: Cell>(params: &ParamStore<f64>, cell: &C) {
             cell.call(&tape, bad, &zero),
             Err(Error::Shape { .. })
         ));
-        let other = cell.zero_state(&tape, batch + 1);
+        let other = cell.zero_state(&tape, batch + 1).unwrap();
         assert!(matches!(
             cell.call(&tape, x, &other),
             Err(Error::Shape { .. })
@@ -1641,7 +1644,11 @@ fn layer_norm_lstm_dropout_drops_the_candidate() {
     let x = random(&[50, 2], 1.0, 420);
     let tape = Tape::new(&params).with_seed(5);
     let (_, state) = cell
-        .call(&tape, tape.constant(x.clone()), &cell.zero_state(&tape, 50))
+        .call(
+            &tape,
+            tape.constant(x.clone()),
+            &cell.zero_state(&tape, 50).unwrap(),
+        )
         .unwrap();
     let c = tape.to_array(state.c);
     let kept = c.iter().filter(|&&v| v != 0.0).count() as f64 / c.len() as f64;
@@ -1652,7 +1659,11 @@ fn layer_norm_lstm_dropout_drops_the_candidate() {
     // Inference: no dropout.
     let tape = Tape::inference(&params);
     let (_, state) = cell
-        .call(&tape, tape.constant(x), &cell.zero_state(&tape, 50))
+        .call(
+            &tape,
+            tape.constant(x),
+            &cell.zero_state(&tape, 50).unwrap(),
+        )
         .unwrap();
     assert!(tape
         .value(state.c)
@@ -1821,7 +1832,7 @@ fn residual_and_highway_match_their_equations() {
     let x = random_matrix(batch, n, 520);
     let tape = Tape::new(&params);
     let xv = tape.constant(x.clone().into_dyn());
-    let zero = inner.zero_state(&tape, batch);
+    let zero = inner.zero_state(&tape, batch).unwrap();
     let (out, _) = inner.call(&tape, xv, &zero).unwrap();
     let out = tape
         .to_array(out)
@@ -2222,7 +2233,7 @@ fn runners_reject_bad_input() {
         ),
         Err(Error::InvalidArgument(_))
     ));
-    let wrong_batch = cell.zero_state(&tape, 3);
+    let wrong_batch = cell.zero_state(&tape, 3).unwrap();
     assert!(matches!(
         dynamic_rnn(
             &tape,
@@ -2276,7 +2287,7 @@ fn runners_reject_bad_input() {
         assert!(dkernel.iter().all(|&g| g == 0.0));
     }
     // No time steps: dynamic_rnn refuses, and so does the cell's sequence path called directly.
-    let zero = cell.zero_state(&tape, 2);
+    let zero = cell.zero_state(&tape, 2).unwrap();
     for (shape, time_major) in [([2, 0, 3], false), ([0, 2, 3], true)] {
         let empty = tape.constant(ArrayD::zeros(IxDyn(&shape)));
         assert!(dynamic_rnn(
@@ -2365,8 +2376,12 @@ impl Cell for UserCell {
     fn state_size(&self) -> Vec<usize> {
         vec![self.units]
     }
-    fn zero_state<T: recurrent::Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Var {
-        tape.constant(ArrayD::zeros(IxDyn(&[batch, self.units])))
+    fn zero_state<T: recurrent::Scalar>(
+        &self,
+        tape: &Tape<'_, T>,
+        batch: usize,
+    ) -> recurrent::Result<Var> {
+        Ok(tape.constant(ArrayD::zeros(IxDyn(&[batch, self.units]))))
     }
     fn call<T: recurrent::Scalar>(
         &self,

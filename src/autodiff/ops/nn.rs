@@ -139,7 +139,7 @@ impl<T: Scalar> Tape<'_, T> {
     }
 
     /// A mask of independent Bernoulli(`p`) draws (true with probability `p`), drawn from the
-    /// tape's generator exactly as [`Tape::dropout_mask`] draws its masks. `p` in `[0, 1]`.
+    /// tape's generator with the same draws as [`Tape::dropout_mask`]. `p` in `[0, 1]`.
     pub(crate) fn bernoulli_mask(&self, shape: &[usize], p: f64) -> Result<ArrayD<bool>> {
         if !(0.0..=1.0).contains(&p) {
             return Err(Error::invalid(format!(
@@ -150,9 +150,13 @@ impl<T: Scalar> Tape<'_, T> {
         // the generator fills the draws in bulk (drawing one f64 per element cost a tenth of a
         // stacked-LSTM training step).
         let threshold = (p * 4_294_967_296.0) as u64;
-        let mut bits = vec![0u32; crate::tensor::element_count("bernoulli_mask", shape)?];
+        // Both buffers are reserved fallibly before anything is drawn, as in `dropout_mask`.
+        let n = crate::tensor::element_count("bernoulli_mask", shape)?;
+        let mut bits = crate::tensor::try_vec::<u32>("bernoulli_mask", shape)?;
+        let mut mask = crate::tensor::try_vec::<bool>("bernoulli_mask", shape)?;
+        bits.resize(n, 0);
         self.rng().fill(&mut bits[..]);
-        let mask = bits.into_iter().map(|b| u64::from(b) < threshold).collect();
+        mask.extend(bits.into_iter().map(|b| u64::from(b) < threshold));
         Ok(ArrayD::from_shape_vec(IxDyn(shape), mask).expect("length is the shape's product"))
     }
 
@@ -161,9 +165,25 @@ impl<T: Scalar> Tape<'_, T> {
     pub fn dropout_mask(&self, shape: &[usize], keep_prob: f64) -> Result<ArrayD<T>> {
         check_keep_prob(keep_prob)?;
         let scale = T::from_f64_lossy(1.0 / keep_prob);
-        Ok(self
-            .bernoulli_mask(shape, keep_prob)?
-            .mapv(|keep| if keep { scale } else { T::zero() }))
+        // Keep an element when a uniform 32-bit draw falls below keep_prob * 2^32: exact to
+        // 2^-32, and the generator fills the draws in bulk (drawing one f64 per element cost a
+        // tenth of a stacked-LSTM training step).
+        let threshold = (keep_prob * 4_294_967_296.0) as u64;
+        // Both buffers are reserved fallibly before anything is drawn: an absurd shape is an
+        // error, and the generator is not advanced.
+        let n = crate::tensor::element_count("dropout_mask", shape)?;
+        let mut bits = crate::tensor::try_vec::<u32>("dropout_mask", shape)?;
+        let mut mask = crate::tensor::try_vec::<T>("dropout_mask", shape)?;
+        bits.resize(n, 0);
+        self.rng().fill(&mut bits[..]);
+        mask.extend(bits.into_iter().map(|b| {
+            if u64::from(b) < threshold {
+                scale
+            } else {
+                T::zero()
+            }
+        }));
+        Ok(ArrayD::from_shape_vec(IxDyn(shape), mask).expect("length is the shape's product"))
     }
 
     /// Inverted dropout (`tf.nn.dropout`): keeps each element with probability `keep_prob` and

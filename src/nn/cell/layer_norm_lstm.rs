@@ -436,11 +436,12 @@ impl Cell for LayerNormBasicLstmCell {
         vec![self.num_units, self.num_units]
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> LstmState {
-        LstmState {
-            c: zeros(tape, batch, self.num_units),
-            h: zeros(tape, batch, self.num_units),
-        }
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<LstmState> {
+        const OP: &str = "LayerNormBasicLstmCell::zero_state";
+        Ok(LstmState {
+            c: zeros(OP, tape, batch, self.num_units)?,
+            h: zeros(OP, tape, batch, self.num_units)?,
+        })
     }
 
     fn call<T: Scalar>(

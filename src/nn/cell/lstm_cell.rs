@@ -672,11 +672,12 @@ impl Cell for LstmCell {
         vec![self.num_units, self.h_depth()]
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> LstmState {
-        LstmState {
-            c: zeros(tape, batch, self.num_units),
-            h: zeros(tape, batch, self.h_depth()),
-        }
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<LstmState> {
+        const OP: &str = "LstmCell::zero_state";
+        Ok(LstmState {
+            c: zeros(OP, tape, batch, self.num_units)?,
+            h: zeros(OP, tape, batch, self.h_depth())?,
+        })
     }
 
     fn call<T: Scalar>(

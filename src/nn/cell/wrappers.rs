@@ -44,7 +44,11 @@ fn mask_outputs<T: Scalar>(
         Some(lengths) => {
             let shape = tape.shape(outputs);
             let alive = alive_mask(&shape, lengths, time_major);
-            let zero = tape.constant(ArrayD::zeros(IxDyn(&shape)));
+            let zero = tape.constant(crate::tensor::try_full(
+                "sequence_length mask",
+                &shape,
+                T::zero(),
+            )?);
             tape.select(&alive, outputs, zero)
         }
     }
@@ -124,7 +128,7 @@ impl<C: Cell> Cell for ResidualWrapper<C> {
         self.cell.state_size()
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> C::State {
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<C::State> {
         self.cell.zero_state(tape, batch)
     }
 
@@ -355,7 +359,7 @@ impl<C: Cell> Cell for HighwayWrapper<C> {
         self.cell.state_size()
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> C::State {
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<C::State> {
         self.cell.zero_state(tape, batch)
     }
 
@@ -533,7 +537,7 @@ impl<C: Cell> Cell for ZoneoutWrapper<C> {
         self.cell.state_size()
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> C::State {
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<C::State> {
         self.cell.zero_state(tape, batch)
     }
 
