@@ -1299,7 +1299,7 @@ fn lstm_cells_with_options(
 }
 
 #[test]
-fn lstm_cell_gradients_step_sequence_and_bidirectional() {
+fn lstm_cell_gradients_step_and_sequence() {
     let mut params = ParamStore::<f64>::new(4);
     let cells = lstm_cells_with_options(&mut params, "g", 3);
     let tol = Tolerance::default();
