@@ -586,3 +586,70 @@ fn flatten_rows<T: Scalar>(a: ArrayView3<'_, T>) -> CowArray<'_, T, Ix2> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::Isa;
+
+    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                ((s % 20_001) as f32 / 10_000.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// The step and its gradients on every instruction set this CPU has give the portable
+    /// path's bits (37 units: the vector loops and their scalar tails both run).
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let units = 37;
+        let z = values(4 * units, 1, 6.0);
+        let c_prev = values(units, 2, 3.0);
+        let dh = values(units, 3, 1.0);
+        let dc = values(units, 4, 1.0);
+        let run = |isa: Isa| {
+            let mut z = z.clone();
+            let (mut c, mut tc, mut h) = (vec![0.0; units], vec![0.0; units], vec![0.0; units]);
+            step_row_on(isa, &mut z, &c_prev, &mut c, &mut tc, &mut h, 1.0f32);
+            let (mut dc, mut dz) = (dc.clone(), vec![0.0; 4 * units]);
+            gate_gradients_on(isa, &z, &c_prev, &tc, &dh, &mut dc, &mut dz);
+            [z, c, tc, h, dc, dz]
+                .concat()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        let portable = run(Isa::Portable);
+        for isa in Isa::supported() {
+            assert_eq!(run(isa), portable, "{}", isa.name());
+        }
+    }
+
+    /// The step in f64 against the equations written out.
+    #[test]
+    fn the_step_follows_the_equations() {
+        let units = 5;
+        let z: Vec<f64> = values(4 * units, 5, 4.0).iter().map(|&v| v as f64).collect();
+        let c_prev: Vec<f64> = values(units, 6, 2.0).iter().map(|&v| v as f64).collect();
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        for isa in Isa::supported() {
+            let mut g = z.clone();
+            let (mut c, mut tc, mut h) = (vec![0.0; units], vec![0.0; units], vec![0.0; units]);
+            step_row_on(isa, &mut g, &c_prev, &mut c, &mut tc, &mut h, 1.0f64);
+            for k in 0..units {
+                let (i, j) = (sig(z[k]), z[units + k].tanh());
+                let (f, o) = (sig(z[2 * units + k] + 1.0), sig(z[3 * units + k]));
+                let want_c = c_prev[k] * f + i * j;
+                assert!((c[k] - want_c).abs() < 1e-14);
+                assert!((h[k] - want_c.tanh() * o).abs() < 1e-14);
+                assert!((g[2 * units + k] - f).abs() < 1e-15);
+            }
+        }
+    }
+}
