@@ -635,7 +635,10 @@ mod tests {
     #[test]
     fn the_step_follows_the_equations() {
         let units = 5;
-        let z: Vec<f64> = values(4 * units, 5, 4.0).iter().map(|&v| v as f64).collect();
+        let z: Vec<f64> = values(4 * units, 5, 4.0)
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
         let c_prev: Vec<f64> = values(units, 6, 2.0).iter().map(|&v| v as f64).collect();
         let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
         for isa in Isa::supported() {
