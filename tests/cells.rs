@@ -1226,3 +1226,125 @@ fn lstm_gradients_when_only_early_steps_receive_one() {
     assert!(grads.wrt(xv).unwrap().iter().all(|&g| g == 0.0));
     assert!(grads.iter().all(|(_, g)| g.iter().all(|&v| v == 0.0)));
 }
+
+/// `static_rnn` against the runner written out: `cell.call` step by step, with lengths masking
+/// by hand. Values and every gradient (parameters, inputs) in f64, on a seeded training tape.
+fn assert_static_equals_stepping<C: Cell>(
+    params: &ParamStore<f64>,
+    cell: &C,
+    lengths: Option<&[usize]>,
+) -> usize {
+    let (batch, steps) = (3, 12);
+    let x = random(&[batch, steps, cell.input_size()], 1.0, 13);
+    let mut tape_lens = [0usize; 2];
+    let mut run = |by_hand: bool| {
+        let tape = Tape::new(params).with_seed(9);
+        let xv = tape.watch(x.clone());
+        let steps_in = tape.unstack(xv, 1).unwrap();
+        let before = tape.len();
+        let (outs, state) = if by_hand {
+            let mut state = cell.zero_state(&tape, batch);
+            let mut outs = vec![];
+            let zero = tape.constant(ArrayD::zeros(IxDyn(&[batch, cell.output_size()])));
+            for (t, &x) in steps_in.iter().enumerate() {
+                let (out, new_state) = cell.call(&tape, x, &state).unwrap();
+                match lengths {
+                    Some(l) => {
+                        let alive = ArrayD::from_shape_fn(IxDyn(&[batch, 1]), |i| t < l[i[0]]);
+                        outs.push(tape.select(&alive, out, zero).unwrap());
+                        let kept: Vec<Var> = new_state
+                            .flatten()
+                            .iter()
+                            .zip(state.flatten())
+                            .map(|(&n, o)| tape.select(&alive, n, o).unwrap())
+                            .collect();
+                        state = state.rebuild(&kept);
+                    }
+                    None => {
+                        outs.push(out);
+                        state = new_state;
+                    }
+                }
+            }
+            (outs, state)
+        } else {
+            static_rnn(&tape, cell, &steps_in, None, lengths).unwrap()
+        };
+        tape_lens[usize::from(by_hand)] = tape.len() - before;
+        let all: Vec<Var> = outs.iter().copied().chain(state.flatten()).collect();
+        let loss = all
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| {
+                let direction = tape.constant(random(&tape.shape(v), 1.0, 70 + k as u64));
+                tape.sum(tape.mul(v, direction).unwrap())
+            })
+            .reduce(|a, b| tape.add(a, b).unwrap())
+            .unwrap();
+        let values: Vec<ArrayD<f64>> = all.iter().map(|&v| tape.to_array(v)).collect();
+        let grads = tape.backward(loss).unwrap();
+        let mut g: Vec<ArrayD<f64>> = grads.iter().map(|(_, g)| g.clone()).collect();
+        g.push(grads.wrt(xv).unwrap().clone());
+        (values, g)
+    };
+    let (sv, sg) = run(false);
+    let (hv, hg) = run(true);
+    assert_eq!((sv.len(), sg.len()), (hv.len(), hg.len()));
+    for (a, b) in sv.iter().zip(&hv) {
+        assert_close(a, b, 1e-12);
+    }
+    for (a, b) in sg.iter().zip(&hg) {
+        assert_close(a, b, 1e-11);
+    }
+    // How many ops the static runner recorded, against stepping's.
+    tape_lens[0]
+}
+
+#[test]
+fn static_runners_take_the_sequence_path_and_equal_stepping() {
+    let mut params = ParamStore::<f64>::new(4);
+    let lstm_cell = lstm(&mut params, "lstm", 3, 4, 31);
+    let stack = MultiCell::new(vec![
+        lstm(&mut params, "m/cell_0", 3, 4, 42),
+        lstm(&mut params, "m/cell_1", 4, 4, 43),
+    ])
+    .unwrap();
+    let gru = GruCell::new(&mut params, "gru", 3, 4).unwrap();
+    // Per-step masks: the sequence path would draw them in another order, so the runner steps.
+    let per_step_dropout = DropoutWrapper::new(lstm_cell.clone())
+        .with_output_keep_prob(0.6)
+        .unwrap();
+    let variational = per_step_dropout.clone().with_variational_recurrent(true);
+    for lengths in [None, Some(&[12usize, 0, 7][..])] {
+        // The zero state, a stack, one fused op per layer and an unstack: fewer ops than the
+        // twelve steps.
+        let ops = assert_static_equals_stepping(&params, &lstm_cell, lengths);
+        assert!(ops < 12, "the LSTM stepped: {ops} ops");
+        let ops = assert_static_equals_stepping(&params, &stack, lengths);
+        assert!(ops < 16, "the stack stepped (24 ops or more): {ops} ops");
+        assert_static_equals_stepping(&params, &gru, lengths);
+        assert_static_equals_stepping(&params, &per_step_dropout, lengths);
+        assert_static_equals_stepping(&params, &variational, lengths);
+    }
+    // The bidirectional static runner, on the sequence path, against its definition.
+    let bw = lstm(&mut params, "bw", 3, 4, 32);
+    let x = random(&[2, 4, 3], 1.0, 5);
+    let tape = Tape::new(&params);
+    let xv = tape.watch(x);
+    let steps_in = tape.unstack(xv, 1).unwrap();
+    let (outs, _, _) =
+        static_bidirectional_rnn(&tape, &lstm_cell, &bw, &steps_in, None, None, None).unwrap();
+    let ((fw_out, bw_out), _) =
+        bidirectional_dynamic_rnn(&tape, &lstm_cell, &bw, xv, None, None, None, false).unwrap();
+    for (t, &o) in outs.iter().enumerate() {
+        let want = ndarray::concatenate(
+            Axis(1),
+            &[
+                tape.value(fw_out).index_axis(Axis(1), t),
+                tape.value(bw_out).index_axis(Axis(1), t),
+            ],
+        )
+        .unwrap();
+        assert_close(&tape.to_array(o), &want.into_dyn(), 1e-13);
+    }
+}
