@@ -1348,3 +1348,54 @@ fn static_runners_take_the_sequence_path_and_equal_stepping() {
         assert_close(&tape.to_array(o), &want.into_dyn(), 1e-13);
     }
 }
+
+/// The fused GRU sequence op (`dynamic_rnn`): gradients of the inputs, the initial state and
+/// the four parameters against finite differences, batch- and time-major, with and without
+/// lengths, over a batch split into shards on several threads; and its values against the
+/// tape-op GRU stepped by hand (`GruCell::call`).
+#[test]
+fn fused_gru_gradients_and_the_tape_gru() {
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = GruCell::from_weights(
+        &mut params,
+        "gru",
+        random(&[7, 8], 0.6, 1),
+        random(&[8], 0.5, 2),
+        random(&[7, 4], 0.6, 3),
+        random(&[4], 0.5, 4),
+    )
+    .unwrap();
+    for time_major in [false, true] {
+        for lengths in [None, Some(vec![5, 0, 3])] {
+            let shape = if time_major { [5, 3, 3] } else { [3, 5, 3] };
+            let inputs = [random(&shape, 1.0, 5), random(&[3, 4], 1.0, 6)];
+            gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
+                let (out, state) =
+                    dynamic_rnn(t, &cell, v[0], Some(v[1]), lengths.as_deref(), time_major)?;
+                let flat = t.reshape(out, &[15, 4])?;
+                t.concat(&[flat, state], 0)
+            })
+            .unwrap()
+            .assert_ok();
+        }
+    }
+    // Against the tape ops, on a batch of 130 (three shards), one and two threads.
+    let (batch, steps) = (130, 6);
+    let x = random(&[batch, steps, 3], 1.0, 8);
+    let h0 = random(&[batch, 4], 1.0, 9);
+    for threads in [1, 2] {
+        recurrent::parallel::set_num_threads(threads);
+        let tape = Tape::new(&params);
+        let xv = tape.constant(x.clone());
+        let (out, last) =
+            dynamic_rnn(&tape, &cell, xv, Some(tape.constant(h0.clone())), None, false).unwrap();
+        let mut h = tape.constant(h0.clone());
+        for (t, step) in tape.unstack(xv, 1).unwrap().into_iter().enumerate() {
+            h = cell.call(&tape, step, &h).unwrap().0;
+            let fused = tape.value(out).index_axis(Axis(1), t).to_owned().into_dyn();
+            assert_close(&fused, &tape.to_array(h), 1e-13);
+        }
+        assert_close(&tape.to_array(last), &tape.to_array(h), 1e-13);
+    }
+    recurrent::parallel::set_num_threads(0);
+}
