@@ -1387,8 +1387,15 @@ fn fused_gru_gradients_and_the_tape_gru() {
         recurrent::parallel::set_num_threads(threads);
         let tape = Tape::new(&params);
         let xv = tape.constant(x.clone());
-        let (out, last) =
-            dynamic_rnn(&tape, &cell, xv, Some(tape.constant(h0.clone())), None, false).unwrap();
+        let (out, last) = dynamic_rnn(
+            &tape,
+            &cell,
+            xv,
+            Some(tape.constant(h0.clone())),
+            None,
+            false,
+        )
+        .unwrap();
         let mut h = tape.constant(h0.clone());
         for (t, step) in tape.unstack(xv, 1).unwrap().into_iter().enumerate() {
             h = cell.call(&tape, step, &h).unwrap().0;
