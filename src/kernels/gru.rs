@@ -21,7 +21,7 @@ use ndarray::{
 };
 
 use crate::kernels::linalg::gemm;
-use crate::kernels::math::isa_dispatch;
+use crate::kernels::math::{flush_subnormal, isa_dispatch};
 use crate::kernels::workspace;
 use crate::parallel::{run_shards, shard_rows};
 use crate::Scalar;
@@ -495,14 +495,15 @@ isa_dispatch! {
 
 isa_dispatch! {
     /// One example's new state: `z_c` becomes `c = tanh(z_c)` and `h_next = u * h_prev +
-    /// (1 - u) * c`, in the tape GRU's order of operations.
+    /// (1 - u) * c`, in the tape GRU's order of operations (a subnormal `h_next` flushed to
+    /// zero, [`flush_subnormal`]).
     fn state_row / state_row_on<T>(zc: &mut [T], u: &[T], h_prev: &[T], h_next: &mut [T]) {
         let units = zc.len();
         let (u, h_prev, h_next) = (&u[..units], &h_prev[..units], &mut h_next[..units]);
         for k in 0..units {
             let c = zc[k].tanh_elem();
             zc[k] = c;
-            h_next[k] = u[k] * h_prev[k] + (T::one() - u[k]) * c;
+            h_next[k] = flush_subnormal(u[k] * h_prev[k] + (T::one() - u[k]) * c);
         }
     }
 }
@@ -526,8 +527,8 @@ isa_dispatch! {
         let (dzc, dzu, dh_prev) = (&mut dzc[..units], &mut dzu[..units], &mut dh_prev[..units]);
         for k in 0..units {
             let (d, uk, ck) = (dh[k], u[k], c[k]);
-            dzc[k] = d * (one - uk) * (one - ck * ck);
-            dzu[k] = d * (h_prev[k] - ck) * uk * (one - uk);
+            dzc[k] = flush_subnormal(d * (one - uk) * (one - ck * ck));
+            dzu[k] = flush_subnormal(d * (h_prev[k] - ck) * uk * (one - uk));
             dh_prev[k] = d * uk;
         }
     }
@@ -535,7 +536,7 @@ isa_dispatch! {
 
 isa_dispatch! {
     /// One example's gradients through `r h`, from `drh = dz_c @ W_ch^T`: `dz_r = drh h r (1 - r)`
-    /// and `dh_prev += drh r`.
+    /// and `dh_prev += drh r` (subnormal results flushed to zero).
     fn reset_grads_row / reset_grads_row_on<T>(
         drh: &[T],
         r: &[T],
@@ -549,8 +550,8 @@ isa_dispatch! {
         let (dzr, dh_prev) = (&mut dzr[..units], &mut dh_prev[..units]);
         for k in 0..units {
             let (d, rk) = (drh[k], r[k]);
-            dzr[k] = d * h_prev[k] * rk * (one - rk);
-            dh_prev[k] += d * rk;
+            dzr[k] = flush_subnormal(d * h_prev[k] * rk * (one - rk));
+            dh_prev[k] = flush_subnormal(dh_prev[k] + d * rk);
         }
     }
 }

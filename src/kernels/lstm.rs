@@ -11,7 +11,7 @@ use ndarray::{
 };
 
 use crate::kernels::linalg::gemm;
-use crate::kernels::math::isa_dispatch;
+use crate::kernels::math::{flush_subnormal, isa_dispatch};
 use crate::kernels::workspace;
 use crate::parallel::{run_shards, shard_rows};
 use crate::Scalar;
@@ -489,7 +489,8 @@ impl<T: Scalar> BackwardShard<'_, T> {
 isa_dispatch! {
     /// One example's step forward, from its gate pre-activations `z = [i, j, f, o]` (replaced
     /// by the activated gates) and `c_prev`: `c_next = c_prev * f + i * j`, `tanh_c =
-    /// tanh(c_next)`, `h_next = tanh_c * o`, with `f = sigmoid(z_f + forget_bias)`.
+    /// tanh(c_next)`, `h_next = tanh_c * o`, with `f = sigmoid(z_f + forget_bias)`; subnormal
+    /// states are flushed to zero ([`flush_subnormal`]).
     ///
     /// A function of its own, dispatched on the instruction set ([`crate::math`]): the slices
     /// arrive as separate arguments, which tells the compiler they do not overlap, and the
@@ -522,11 +523,11 @@ isa_dispatch! {
             let f = (zf[k] + forget_bias).sigmoid_elem();
             let o = zo[k].sigmoid_elem();
             (zi[k], zj[k], zf[k], zo[k]) = (i, j, f, o);
-            let c = c_prev[k] * f + i * j;
+            let c = flush_subnormal(c_prev[k] * f + i * j);
             c_next[k] = c;
             let th = c.tanh_elem();
             tanh_c[k] = th;
-            h_next[k] = th * o;
+            h_next[k] = flush_subnormal(th * o);
         }
     }
 }
@@ -535,7 +536,7 @@ isa_dispatch! {
     /// One example's gate gradients at one step, from its activated gates `[i, j, f, o]`:
     /// `dc += dh * o * (1 - tanh(c)^2)`, then `dz = [dc * j * i (1 - i), dc * i (1 - j^2),
     /// dc * c_prev * f (1 - f), dh * tanh(c) * o (1 - o)]` and `dc *= f` (the gradient for
-    /// `c_prev`).
+    /// `c_prev`), each flushed to zero if subnormal ([`flush_subnormal`]).
     ///
     /// Dispatched on the instruction set like [`step_row`]; every path computes each element by
     /// the same operations in the same order, so the results are identical bit for bit.
@@ -560,11 +561,11 @@ isa_dispatch! {
         for k in 0..units {
             let (i, j, f, o, th) = (gi[k], gj[k], gf[k], go[k], tanh_c[k]);
             let d = dc[k] + dh[k] * o * (one - th * th);
-            dzi[k] = d * j * i * (one - i);
-            dzj[k] = d * i * (one - j * j);
-            dzf[k] = d * c_prev[k] * f * (one - f);
-            dzo[k] = dh[k] * th * o * (one - o);
-            dc[k] = d * f;
+            dzi[k] = flush_subnormal(d * j * i * (one - i));
+            dzj[k] = flush_subnormal(d * i * (one - j * j));
+            dzf[k] = flush_subnormal(d * c_prev[k] * f * (one - f));
+            dzo[k] = flush_subnormal(dh[k] * th * o * (one - o));
+            dc[k] = flush_subnormal(d * f);
         }
     }
 }

@@ -219,6 +219,24 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
     }
 }
 
+/// `x`, or zero when `x` is subnormal (below the smallest normal value in magnitude).
+///
+/// The fused kernels pass every state they carry from step to step and every gradient they
+/// feed to a matrix product through this: an LSTM whose forget gate stays near 1 while its
+/// input gate is near 0 keeps `c` and `h` in the subnormal range step after step, and on CPUs
+/// that handle subnormal operands in microcode every product then runs many times slower. A
+/// subnormal `f32` is below `1.2e-38`: flushing it changes no result that a normal value would
+/// not swamp. This does what the flush-to-zero and denormals-are-zero modes of the floating-point
+/// unit would, without changing the mode of the caller's threads.
+#[inline(always)]
+pub(crate) fn flush_subnormal<T: crate::Scalar>(x: T) -> T {
+    if x.abs() < T::min_positive_value() {
+        T::zero()
+    } else {
+        x
+    }
+}
+
 isa_dispatch! {
     /// Applies the logistic sigmoid to every element in place (through [`crate::Scalar`]'s
     /// element function: the polynomial above for `f32`, the standard library's `exp` for `f64`).
