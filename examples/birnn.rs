@@ -17,12 +17,14 @@
 
 mod common;
 
+use std::process::ExitCode;
+
 use clap::Parser;
-use common::{AnyResult, Model, TrainArgs};
+use common::{AnyResult, TrainArgs};
 use recurrent::cell::BasicLstmCell;
-use recurrent::data::Batch;
 use recurrent::init::Initializer;
-use recurrent::{static_bidirectional_rnn, Dense, ParamStore, Tape, Var};
+use recurrent::layers::{Bidirectional, Context, Dense, Layer};
+use recurrent::{static_bidirectional_rnn, BidirectionalOptions, ParamId, ParamStore, Tape, Var};
 
 /// Train a bidirectional LSTM on MNIST, one image row per time step.
 #[derive(Parser, Debug)]
@@ -31,46 +33,65 @@ struct Cli {
     train: TrainArgs,
 }
 
+/// The tutorial's model: both directions over 28 per-step tensors, the last step, dense.
 struct BiLstmClassifier {
-    fw: BasicLstmCell,
-    bw: BasicLstmCell,
+    birnn: Bidirectional<BasicLstmCell, BasicLstmCell>,
     dense: Dense,
 }
 
-impl Model for BiLstmClassifier {
-    fn logits(&self, tape: &Tape<'_, f32>, batch: &Batch<f32>) -> recurrent::Result<Var> {
-        let n = batch.len();
-        let x = tape.constant(batch.images_as_sequences().into_dyn()); // [batch, 28, 28]
+impl Layer<f32> for BiLstmClassifier {
+    fn forward(
+        &self,
+        tape: &Tape<'_, f32>,
+        x: Var,
+        _: &mut Context<'_, f32>,
+    ) -> recurrent::Result<Var> {
+        let n = tape.shape(x)[0]; // x: [batch, 28, 28]
         let x = tape.transpose(x, &[1, 0, 2])?; // [28, batch, 28]
         let x = tape.reshape(x, &[28 * n, 28])?; // [28 * batch, 28]
         let steps = tape.split(x, 28, 0)?; // 28 x [batch, 28]
-        let (outputs, _fw_state, _bw_state) =
-            static_bidirectional_rnn(tape, &self.fw, &self.bw, &steps, None, None, None)?;
-        let last = *outputs.last().expect("28 steps"); // [batch, 2 * hidden]
-        self.dense.forward(tape, last)
+        let (fw, bw) = (self.birnn.fw(), self.birnn.bw());
+        let options = BidirectionalOptions::default();
+        let (outputs, _, _) = static_bidirectional_rnn(tape, fw, bw, &steps, options)?;
+        self.dense.apply(tape, *outputs.last().expect("28 steps")) // [batch, 2 * hidden]
+    }
+    fn param_ids(&self) -> Vec<ParamId> {
+        [self.birnn.param_ids(), self.dense.param_ids()].concat()
+    }
+    fn name(&self) -> &str {
+        "bilstm_classifier"
     }
 }
 
-fn main() -> AnyResult<()> {
-    let cli: Cli = common::parse(&[("steps", "3000"), ("hidden", "256")]);
-    let args = &cli.train;
+fn main() -> ExitCode {
+    common::report_errors(train(common::parse(&[
+        ("steps", "3000"),
+        ("hidden", "256"),
+    ])))
+}
 
-    let mut params = ParamStore::<f32>::new(args.seed);
+fn train(cli: Cli) -> AnyResult<()> {
+    let args = &cli.train;
     let h = args.hidden;
-    let fw = BasicLstmCell::new(&mut params, "bidirectional_rnn/fw/basic_lstm_cell", 28, h)?;
-    let bw = BasicLstmCell::new(&mut params, "bidirectional_rnn/bw/basic_lstm_cell", 28, h)?;
+    let mut params = ParamStore::<f32>::new(args.seed);
+    // `bidirectional_rnn/{fw,bw}/basic_lstm_cell/{kernel,bias}`, as TensorFlow names them.
+    let birnn = Bidirectional::lstm(&mut params, 28, h)?;
     // The tutorial's output layer: weights and biases drawn from tf.random_normal (N(0, 1)).
     let normal = Initializer::RandomNormal {
         mean: 0.0,
         stddev: 1.0,
     };
     let dense = Dense::with_init(&mut params, "dense", 2 * h, 10, normal, normal)?;
-    let model = BiLstmClassifier { fw, bw, dense };
-
     let lines = [format!(
         "model: 28 steps x 28 pixels -> BasicLstmCell({h}) forward and backward \
          (static_bidirectional_rnn) -> last step [{}] -> dense -> 10",
         2 * h
     )];
-    common::run("birnn", &lines, args, params, &model)
+    common::run(
+        "birnn",
+        &lines,
+        args,
+        params,
+        BiLstmClassifier { birnn, dense },
+    )
 }

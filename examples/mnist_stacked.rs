@@ -16,11 +16,13 @@
 
 mod common;
 
+use std::process::ExitCode;
+
 use clap::Parser;
-use common::{AnyResult, Model, TrainArgs};
+use common::{AnyResult, TrainArgs};
 use recurrent::cell::{BasicLstmCell, DropoutWrapper, MultiCell};
-use recurrent::data::Batch;
-use recurrent::{dynamic_rnn, Dense, ParamStore, Tape, Var};
+use recurrent::layers::{Context, Dense, Layer, Rnn};
+use recurrent::{ParamId, ParamStore, Tape, Var};
 
 /// Train three stacked LSTMs with dropout on MNIST, one image row per time step.
 #[derive(Parser, Debug)]
@@ -35,52 +37,77 @@ struct Cli {
     output_keep_prob: f64,
 }
 
+/// Projection at every step, the stack, the top layer's final `h` (its state, which output
+/// dropout does not touch), dense.
 struct StackedClassifier {
     projection: Dense,
-    stack: MultiCell<DropoutWrapper<BasicLstmCell>>,
+    rnn: Rnn<MultiCell<DropoutWrapper<BasicLstmCell>>>,
     dense: Dense,
 }
 
-impl Model for StackedClassifier {
-    fn logits(&self, tape: &Tape<'_, f32>, batch: &Batch<f32>) -> recurrent::Result<Var> {
-        let n = batch.len();
-        let width = self.projection.output_size();
-        let x = tape.constant(batch.images_as_sequences().into_dyn()); // [batch, 28, 28]
-        let x = tape.reshape(x, &[n * 28, 28])?;
-        let x = self.projection.forward(tape, x)?; // [batch * 28, width]
-        let x = tape.reshape(x, &[n, 28, width])?;
-        let (_outputs, states) = dynamic_rnn(tape, &self.stack, x, None, None, false)?;
-        let top = states.last().expect("at least one layer");
-        self.dense.forward(tape, top.h)
+impl Layer<f32> for StackedClassifier {
+    fn forward(
+        &self,
+        tape: &Tape<'_, f32>,
+        x: Var,
+        cx: &mut Context<'_, f32>,
+    ) -> recurrent::Result<Var> {
+        let x = self.projection.forward(tape, x, cx)?; // [batch, 28, hidden]: dense at each step
+        let (_outputs, states) = self.rnn.run(tape, x, cx)?;
+        self.dense
+            .apply(tape, states.last().expect("at least one layer").h)
+    }
+    fn param_ids(&self) -> Vec<ParamId> {
+        let dense = |d: &Dense| Layer::<f32>::param_ids(d);
+        [
+            dense(&self.projection),
+            self.rnn.param_ids(),
+            dense(&self.dense),
+        ]
+        .concat()
+    }
+    fn name(&self) -> &str {
+        "stacked_classifier"
     }
 }
 
-fn main() -> AnyResult<()> {
-    let cli: Cli = common::parse(&[("steps", "2000"), ("hidden", "128")]);
+fn main() -> ExitCode {
+    common::report_errors(train(common::parse(&[
+        ("steps", "2000"),
+        ("hidden", "128"),
+    ])))
+}
+
+fn train(cli: Cli) -> AnyResult<()> {
     let args = &cli.train;
-
-    let mut params = ParamStore::<f32>::new(args.seed);
     let h = args.hidden;
+    let mut params = ParamStore::<f32>::new(args.seed);
     let projection = Dense::new(&mut params, "input_projection", 28, h)?;
-    let cells = (0..cli.layers)
-        .map(|k| {
-            let scope = format!("rnn/multi_rnn_cell/cell_{k}/basic_lstm_cell");
-            let lstm = BasicLstmCell::new(&mut params, scope, h, h)?;
-            DropoutWrapper::new(lstm).with_output_keep_prob(cli.output_keep_prob)
-        })
-        .collect::<recurrent::Result<Vec<_>>>()?;
-    let stack = MultiCell::new(cells)?;
+    let rnn = Rnn::build(&mut params, |params, scope| {
+        let cells = (0..cli.layers)
+            .map(|k| {
+                let scope = scope.sub(format!("multi_rnn_cell/cell_{k}/basic_lstm_cell"));
+                let lstm = BasicLstmCell::new(params, scope, h, h)?;
+                DropoutWrapper::new(lstm).with_output_keep_prob(cli.output_keep_prob)
+            })
+            .collect::<recurrent::Result<Vec<_>>>()?;
+        MultiCell::new(cells)
+    })?;
     let dense = Dense::new(&mut params, "dense", h, 10)?;
-    let model = StackedClassifier {
-        projection,
-        stack,
-        dense,
-    };
-
     let lines = [format!(
         "model: 28 steps x 28 pixels -> dense 28 -> {h} per step -> {} x DropoutWrapper(\
          BasicLstmCell({h}), output_keep_prob {}) (MultiCell, dynamic_rnn) -> top h -> dense -> 10",
         cli.layers, cli.output_keep_prob
     )];
-    common::run("mnist_stacked", &lines, args, params, &model)
+    common::run(
+        "mnist_stacked",
+        &lines,
+        args,
+        params,
+        StackedClassifier {
+            projection,
+            rnn,
+            dense,
+        },
+    )
 }

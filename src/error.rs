@@ -31,6 +31,10 @@ pub enum Error {
     /// Training produced a NaN or infinite value.
     #[error("non-finite value: {0}")]
     NonFinite(String),
+    /// The training loss grew past the set factor of its running minimum
+    /// ([`Trainer::stop_on_divergence`](crate::train::Trainer::stop_on_divergence)).
+    #[error("training diverged: {0}")]
+    Diverged(String),
 }
 
 /// `Result` with the crate's [`Error`](enum@Error).

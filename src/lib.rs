@@ -6,29 +6,58 @@
 //! (with TensorFlow's weight layout and equations), the same unrolling functions, and reverse-mode
 //! differentiation so everything trains. Every gradient is checked against finite differences.
 //!
-//! ## A training step
+//! ## A model, trained
+//!
+//! Layers are values ([`Layer`]), composed in a [`Sequential`]; the [`Trainer`](train::Trainer)
+//! runs the loop. Sequence lengths are given once, with the batch, and reach every layer.
 //!
 //! ```
-//! use ndarray::{Array3, ArrayD, IxDyn};
-//! use recurrent::optim::{Adam, Optimizer};
-//! use recurrent::prelude::*;
+//! use recurrent::data::{FixedBatches, Minibatch, Targets};
+//! use recurrent::layers::{Dense, Returns, Rnn, Sequential};
+//! use recurrent::ndarray::{Array3, ArrayD};
+//! use recurrent::optim::Adam;
+//! use recurrent::train::{FitOptions, Trainer};
+//! use recurrent::ParamStore;
 //!
 //! # fn main() -> recurrent::Result<()> {
 //! let mut params = ParamStore::<f32>::new(42); // seeded: one seed, one model
-//! let cell = BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", 28, 64)?;
-//! let dense = Dense::new(&mut params, "dense", 64, 10)?;
+//! let model = Sequential::new()
+//!     .push(Rnn::lstm(&mut params, 28, 64)?.returns(Returns::LastOutput)) // rnn/basic_lstm_cell/...
+//!     .push(Dense::new(&mut params, "dense", 64, 10)?);
+//! let mut trainer = Trainer::new(model, params, Adam::new(0.001)?).seed(42);
+//!
+//! // 8 sequences of up to 28 steps of 28 features, with their lengths and labels.
+//! let inputs: ArrayD<f32> =
+//!     Array3::from_shape_fn((8, 28, 28), |(b, t, i)| ((b + t * i) % 7) as f32 / 7.0).into_dyn();
+//! let batch = Minibatch {
+//!     inputs,
+//!     lengths: Some(vec![28, 20, 28, 5, 28, 28, 13, 28]),
+//!     targets: Targets::Classes(vec![0, 1, 2, 3, 4, 5, 6, 7]),
+//! };
+//! let before = trainer.evaluate([Ok(batch.clone())])?;
+//! let mut data = FixedBatches::new(vec![batch.clone()])?;
+//! trainer.fit(&mut data, &FitOptions::until_step(5), None, &mut ())?;
+//! assert!(trainer.evaluate([Ok(batch)])?.loss < before.loss);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Underneath, everything is a [`Tape`]: a hand-written step reads
+//!
+//! ```
+//! # use recurrent::prelude::*;
+//! # use recurrent::optim::Adam;
+//! # fn main() -> recurrent::Result<()> {
+//! # let mut params = ParamStore::<f32>::new(42);
+//! # let model = Sequential::new()
+//! #     .push(Rnn::lstm(&mut params, 28, 64)?.returns(Returns::LastOutput))
+//! #     .push(Dense::new(&mut params, "dense", 64, 10)?);
+//! # let x = recurrent::ndarray::ArrayD::<f32>::zeros(recurrent::ndarray::IxDyn(&[2, 28, 28]));
+//! # let (labels, lengths) = ([1, 2], [28, 9]);
 //! let mut adam = Adam::new(0.001)?;
-//!
-//! // A batch of 8 sequences of 28 steps of 28 features, with labels.
-//! let x: ArrayD<f32> = Array3::from_shape_fn((8, 28, 28), |(b, t, i)| ((b + t * i) % 7) as f32 / 7.0).into_dyn();
-//! let labels = [0, 1, 2, 3, 4, 5, 6, 7];
-//!
 //! let grads = {
-//!     let tape = Tape::new(&params);
-//!     let inputs = tape.constant(x);
-//!     let (outputs, _state) = dynamic_rnn(&tape, &cell, inputs, None, None, false)?;
-//!     let last = last_relevant_output(&tape, outputs, None)?;
-//!     let logits = dense.forward(&tape, last)?;
+//!     let tape = Tape::new(&params).with_seed(1); // a new seed per step: new dropout masks
+//!     let logits = model.forward(&tape, tape.constant(x), &mut Context::new().lengths(&lengths))?;
 //!     let loss = tape.mean(tape.sparse_softmax_cross_entropy_with_logits(&labels, logits)?);
 //!     tape.backward(loss)?
 //! }; // the tape borrows `params`; it is gone before the update
@@ -39,22 +68,23 @@
 //!
 //! ## Map of the crate
 //!
-//! | module | what it holds | TensorFlow 1.x |
+//! | module | what it holds | TensorFlow 1.x / Keras |
 //! |---|---|---|
-//! | [`tensor`] | plain `ndarray` helpers: `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `one_hot` | `tf.unstack`, ... |
+//! | [`tensor`] | plain `ndarray` helpers: `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `one_hot`, `argmax`, `sequence_mask` | `tf.unstack`, ... |
 //! | [`tape`] | [`Tape`], [`Var`], [`Grads`]: recording a computation and differentiating it | `tf.GradientTape` |
-//! | [`ops`] | the differentiable ops, as methods of [`Tape`] | `tf.matmul`, `tf.nn.*` |
+//! | [`ops`] | the differentiable ops, as methods of [`Tape`], and the rule for which return `Result` | `tf.matmul`, `tf.nn.*`, `tf.losses.*` |
 //! | [`params`] | [`ParamStore`]: named, shaped weights; [`Scope`] for their paths | variables and scopes |
 //! | [`init`] | weight initializers | `tf.glorot_uniform_initializer`, ... |
-//! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`] | `tf.nn.rnn_cell` |
-//! | [`rnn`] | [`static_rnn`], [`dynamic_rnn`], the bidirectional runners, [`last_relevant_output`] | `tf.nn.static_rnn`, `tf.nn.dynamic_rnn` |
-//! | [`layers`] | [`Dense`] | `tf.layers.dense` |
+//! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`], [`BoxedCell`] | `tf.nn.rnn_cell` |
+//! | [`rnn`] | [`static_rnn`], [`dynamic_rnn`], the bidirectional runners with [`RnnOptions`] and [`BidirectionalOptions`], [`last_relevant_output`] | `tf.nn.static_rnn`, `tf.nn.dynamic_rnn` |
+//! | [`layers`] | [`Layer`], [`Sequential`], [`Dense`], [`Embedding`], [`Dropout`], [`Rnn`], [`Bidirectional`]; [`Context`] and [`Carry`] | `tf.keras.layers` |
+//! | [`train`] | [`Trainer`](train::Trainer) (fit, evaluate, predict), [`TrainingState`](train::TrainingState) files, [`Stepper`](train::Stepper) | `Model.fit`, `BackupAndRestore` |
 //! | [`optim`] | SGD, Momentum, Adam, AdamW, RMSProp, Adagrad, clipping, learning-rate schedules | `tf.train` |
 //! | [`metrics`] | accuracy | `tf.metrics.accuracy` |
 //! | [`gradcheck`] | checking any computation's gradients against finite differences | `tf.test.compute_gradient_error` |
 //! | [`checkpoint`] | saving and loading weights as safetensors | `tf.train.Saver` |
 //! | [`convert`] | LSTM and GRU weights to and from PyTorch, Keras and ONNX layouts | |
-//! | [`data`] | IDX files and MNIST with `read_data_sets` behaviour | `input_data.read_data_sets` |
+//! | [`data`] | [`Minibatch`](data::Minibatch) and resumable sources; IDX files and MNIST with `read_data_sets` behaviour; text files, character vocabularies, padded and bucketed variable-length sequences, PTB-style language-model batches, Debian word lists | `input_data.read_data_sets`, `ptb_producer`, `bucket_by_sequence_length` |
 //! | [`math`], [`parallel`] | vectorised activations; the thread count of the fused kernels | |
 //! | [`error`], [`scalar`] | the [`Error`] enum; the [`Scalar`] trait (`f32`, `f64`) | |
 #![warn(missing_docs)]
@@ -69,7 +99,7 @@ mod kernels;
 mod nn;
 pub mod scalar;
 pub mod tensor;
-mod train;
+pub mod train;
 
 pub use autodiff::{gradcheck, ops, tape};
 pub use io::{checkpoint, convert};
@@ -78,14 +108,21 @@ pub use nn::{cell, init, layers, params, rnn};
 pub use train::{metrics, optim};
 
 pub use cell::{
-    BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,
+    BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell, LstmState,
+    MultiCell, RnnState,
 };
 pub use error::{Error, Result};
-pub use layers::Dense;
+pub use layers::{
+    Bidirectional, Carry, Context, Dense, Dropout, Embedding, Layer, Merge, Returns, Rnn,
+    Sequential,
+};
+/// The array crate every tensor of this crate is made of, re-exported so that its version always
+/// matches.
+pub use ndarray;
 pub use params::{ParamId, ParamStore, Scope};
 pub use rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
-    static_rnn,
+    static_rnn, BidirectionalOptions, RnnOptions,
 };
 pub use scalar::Scalar;
 pub use tape::{Grads, Mode, Tape, Var};
@@ -99,15 +136,22 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::cell::{
-        BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, GruCell, LstmState, MultiCell, RnnState,
+        BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, LstmState,
+        MultiCell, RnnState,
     };
     #[doc(no_inline)]
     pub use crate::optim::Optimizer;
     #[doc(no_inline)]
     pub use crate::rnn::{
         bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
-        static_rnn,
+        static_rnn, BidirectionalOptions, RnnOptions,
+    };
+    // Not `Result` or `Error`: a prelude must not shadow the standard names (STYLE 16); write
+    // `recurrent::Result` where the crate's alias is wanted.
+    #[doc(no_inline)]
+    pub use crate::layers::{
+        Bidirectional, Context, Dense, Dropout, Embedding, Layer, Returns, Rnn, Sequential,
     };
     #[doc(no_inline)]
-    pub use crate::{Dense, Error, ParamStore, Result, Scalar, Scope, Tape, Var};
+    pub use crate::{ParamStore, Scalar, Scope, Tape, Var};
 }

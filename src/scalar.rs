@@ -8,11 +8,22 @@ use ndarray::{LinalgScalar, ScalarOperand};
 use num_traits::{Float, FromPrimitive};
 use rand::distr::uniform::SampleUniform;
 
+use crate::Tape;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
 /// A floating-point element type: `f32` for training, `f64` for gradient checks.
 ///
-/// Every tensor, parameter and gradient in the crate is generic over this trait.
+/// Every tensor, parameter and gradient in the crate is generic over this trait. It is sealed:
+/// `f32` and `f64` are the only element types, which lets type-erased values such as
+/// [`BoxedCell`](crate::cell::BoxedCell) serve both.
 pub trait Scalar:
-    Float
+    sealed::Sealed
+    + Float
     + FromPrimitive
     + LinalgScalar
     + ScalarOperand
@@ -57,6 +68,14 @@ pub trait Scalar:
     /// fused kernels).
     #[doc(hidden)]
     fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R;
+
+    /// The tape as an `f32` tape, if `Self` is `f32` (type-erased cells dispatch on it).
+    #[doc(hidden)]
+    fn as_f32_tape<'a, 'p>(tape: &'a Tape<'p, Self>) -> Option<&'a Tape<'p, f32>>;
+
+    /// The tape as an `f64` tape, if `Self` is `f64`.
+    #[doc(hidden)]
+    fn as_f64_tape<'a, 'p>(tape: &'a Tape<'p, Self>) -> Option<&'a Tape<'p, f64>>;
 }
 
 impl Scalar for f32 {
@@ -83,6 +102,12 @@ impl Scalar for f32 {
     }
     fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
         crate::kernels::workspace::with_pool_f32(f)
+    }
+    fn as_f32_tape<'a, 'p>(tape: &'a Tape<'p, f32>) -> Option<&'a Tape<'p, f32>> {
+        Some(tape)
+    }
+    fn as_f64_tape<'a, 'p>(_: &'a Tape<'p, f32>) -> Option<&'a Tape<'p, f64>> {
+        None
     }
 }
 
@@ -115,5 +140,11 @@ impl Scalar for f64 {
     }
     fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
         crate::kernels::workspace::with_pool_f64(f)
+    }
+    fn as_f32_tape<'a, 'p>(_: &'a Tape<'p, f64>) -> Option<&'a Tape<'p, f32>> {
+        None
+    }
+    fn as_f64_tape<'a, 'p>(tape: &'a Tape<'p, f64>) -> Option<&'a Tape<'p, f64>> {
+        Some(tape)
     }
 }

@@ -14,6 +14,8 @@
 //! | `tf.split(x, num_or_size_splits, axis=a)`   | [`split(&x, num_or_sizes, a)`](split)         |
 //! | `tf.reverse_sequence(x, lengths, s, b)`     | [`reverse_sequence(&x, &lengths, s, b)`](reverse_sequence) |
 //! | `tf.one_hot(labels, depth)`                 | [`one_hot(&labels, depth)`](one_hot)          |
+//! | `tf.argmax(x, axis=-1)`                     | [`argmax(&x)`](argmax)                        |
+//! | `tf.sequence_mask(lengths, maxlen)`         | [`sequence_mask(&lengths, maxlen)`](sequence_mask) |
 //!
 //! Axes are non-negative (`usize`); TensorFlow's negative axes are not supported.
 //!
@@ -24,10 +26,12 @@
 //!   itself or for the input's rank: an axis out of range, a `perm` that is not a permutation,
 //!   `num == 0` or empty sizes in [`split`], an empty list for [`stack`]/[`concat`](fn@concat),
 //!   `seq_axis == batch_axis` or a length longer than the sequence in [`reverse_sequence`], a label
-//!   `>= depth` in [`one_hot`];
+//!   `>= depth` in [`one_hot`], a scalar in [`argmax`], a length above `maxlen` in
+//!   [`sequence_mask`];
 //! - [`Error::Shape`] when sizes of dimensions do not fit together: arrays of
 //!   different shapes in [`stack`]/[`concat`](fn@concat), split sizes that do not add up to (or a `num` that
-//!   does not divide) the dimension, a `lengths` vector whose size is not the batch dimension.
+//!   does not divide) the dimension, a `lengths` vector whose size is not the batch dimension, an
+//!   empty last axis in [`argmax`].
 
 use std::borrow::Cow;
 
@@ -567,6 +571,101 @@ pub fn one_hot<T: Scalar>(labels: &[usize], depth: usize) -> Result<Array2<T>> {
         row[label] = T::one();
     }
     Ok(out)
+}
+
+/// The index of the largest element along the last axis.
+///
+/// # Shapes
+/// `x: [d0, .., dk]` gives `[d0, .., d(k-1)]` (a `[batch, classes]` array gives `[batch]`, a
+/// vector gives a scalar array of shape `[]`).
+///
+/// TensorFlow: `tf.argmax(x, axis=-1)`. Ties go to the first (lowest) index, as in TensorFlow
+/// and NumPy. A NaN counts as the largest value (the first NaN of a row wins, as `np.argmax`),
+/// so a diverged model's predictions do not look like ordinary ones. Works for any
+/// `PartialOrd` element (floats, integers).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a scalar (rank 0); [`Error::Shape`] if the last axis is empty
+/// (there is no largest element; TensorFlow refuses it too).
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use recurrent::tensor::argmax;
+///
+/// let logits = array![[0.1, 2.0, -1.0], [3.0, 3.0, 0.0]];
+/// assert_eq!(argmax(&logits)?, array![1, 0].into_dyn()); // the tie goes to index 0
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+pub fn argmax<A: PartialOrd, S: Data<Elem = A>, D: Dimension>(
+    x: &ArrayBase<S, D>,
+) -> Result<ArrayD<usize>> {
+    let Some(&n) = x.shape().last() else {
+        return Err(Error::invalid(
+            "argmax: needs an array of rank >= 1 (it reduces the last axis), got a scalar",
+        ));
+    };
+    if n == 0 {
+        return Err(Error::shape("argmax", "a non-empty last axis", x.shape()));
+    }
+    let is_nan = |v: &A| v.partial_cmp(v).is_none();
+    let last = Axis(x.ndim() - 1);
+    let index: Vec<usize> = x
+        .lanes(last)
+        .into_iter()
+        .map(|lane| {
+            let mut best = 0;
+            for (i, v) in lane.iter().enumerate() {
+                if is_nan(v) {
+                    return i;
+                }
+                if *v > lane[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect();
+    from_row_major("argmax", &x.shape()[..x.ndim() - 1], index)
+}
+
+/// The `[batch, maxlen]` mask of sequence lengths: `mask[b, t] = 1` when `t < lengths[b]`,
+/// else `0`.
+///
+/// # Shapes
+/// `lengths: [batch]` gives `[batch, maxlen]`.
+///
+/// TensorFlow: `tf.sequence_mask(lengths, maxlen, dtype)` with a float `dtype`.
+/// **Difference:** TensorFlow silently cuts a length above `maxlen` to `maxlen`; here that is
+/// an error, since it means the padded length or the lengths are wrong.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if some length is above `maxlen`; [`Error::Shape`] if
+/// `[batch, maxlen]` is too large to allocate.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use recurrent::tensor::sequence_mask;
+///
+/// let mask = sequence_mask::<f32>(&[1, 3, 0], 3)?;
+/// assert_eq!(mask, array![[1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]].into_dyn());
+/// assert!(sequence_mask::<f32>(&[4], 3).is_err());
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+pub fn sequence_mask<T: Scalar>(lengths: &[usize], maxlen: usize) -> Result<ArrayD<T>> {
+    if let Some((i, &len)) = lengths.iter().enumerate().find(|(_, &l)| l > maxlen) {
+        return Err(Error::invalid(format!(
+            "sequence_mask: lengths[{i}] = {len} is above maxlen {maxlen}"
+        )));
+    }
+    let shape = [lengths.len(), maxlen];
+    element_count("sequence_mask", &shape)?;
+    let mut mask = Vec::with_capacity(lengths.len() * maxlen);
+    for &len in lengths {
+        mask.extend((0..maxlen).map(|t| if t < len { T::one() } else { T::zero() }));
+    }
+    from_row_major("sequence_mask", &shape, mask)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ use recurrent::{
     static_rnn, BasicLstmCell, BasicRnnCell, Cell, DropoutWrapper, Error, GruCell, LstmState,
     MultiCell, ParamStore, RnnState, Scope, Tape, Var,
 };
+use recurrent::{BidirectionalOptions, RnnOptions};
 
 fn lstm(
     params: &mut ParamStore<f64>,
@@ -270,7 +271,8 @@ fn lstm_forget_bias_is_added_at_every_step() {
         c: tape.constant(array![[1.0]].into_dyn()),
         h: tape.constant(array![[0.0]].into_dyn()),
     };
-    let (_, state) = dynamic_rnn(&tape, &cell, x, Some(init), None, false).unwrap();
+    let (_, state) =
+        dynamic_rnn(&tape, &cell, x, RnnOptions::default().initial_state(init)).unwrap();
     assert!((tape.scalar(state.c) - sigmoid(3.0).powi(4)).abs() < 1e-15);
 }
 
@@ -298,8 +300,17 @@ fn lstm_gradients_step_and_sequence() {
             ];
             gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
                 let init = LstmState { c: v[1], h: v[2] };
-                let (out, state) =
-                    dynamic_rnn(t, &cell, v[0], Some(init), lengths.as_deref(), time_major)?;
+                let (out, state) = dynamic_rnn(
+                    t,
+                    &cell,
+                    v[0],
+                    RnnOptions {
+                        sequence_length: lengths.as_deref(),
+                        ..RnnOptions::default()
+                    }
+                    .initial_state(init)
+                    .time_major(time_major),
+                )?;
                 let flat = t.reshape(out, &[15, 4])?;
                 t.concat(&[flat, state.c, state.h], 0)
             })
@@ -320,7 +331,8 @@ fn assert_static_equals_dynamic<C: Cell>(
     let (batch, steps) = (3, 4);
     let x = random(&[batch, steps, cell.input_size()], 1.0, 11);
     let run = |dynamic: bool| {
-        let tape = Tape::new(params);
+        // One seed for both runs: a DropoutWrapper draws the same (variational) masks in each.
+        let tape = Tape::new(params).with_seed(0);
         let xv = tape.watch(x.clone());
         let init = with_initial.then(|| {
             let zero = cell.zero_state(&tape, batch);
@@ -333,10 +345,30 @@ fn assert_static_equals_dynamic<C: Cell>(
             zero.rebuild(&vars)
         });
         let (out, state) = if dynamic {
-            dynamic_rnn(&tape, cell, xv, init, lengths, false).unwrap()
+            dynamic_rnn(
+                &tape,
+                cell,
+                xv,
+                RnnOptions {
+                    initial_state: init,
+                    sequence_length: lengths,
+                    ..RnnOptions::default()
+                },
+            )
+            .unwrap()
         } else {
             let steps_in = tape.unstack(xv, 1).unwrap();
-            let (outs, state) = static_rnn(&tape, cell, &steps_in, init, lengths).unwrap();
+            let (outs, state) = static_rnn(
+                &tape,
+                cell,
+                &steps_in,
+                RnnOptions {
+                    initial_state: init,
+                    sequence_length: lengths,
+                    ..RnnOptions::default()
+                },
+            )
+            .unwrap();
             (tape.stack(&outs, 1).unwrap(), state)
         };
         let mut parts = vec![tape
@@ -425,17 +457,29 @@ fn gradients_of_gru_basic_rnn_multicell_and_runners() {
     let lengths = [3usize, 1];
     let tol = Tolerance::default();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        Ok(dynamic_rnn(t, &gru, v[0], None, Some(&lengths), false)?.0)
+        Ok(dynamic_rnn(
+            t,
+            &gru,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?
+        .0)
     })
     .unwrap()
     .assert_ok();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        Ok(dynamic_rnn(t, &basic, v[0], None, Some(&lengths), false)?.1)
+        Ok(dynamic_rnn(
+            t,
+            &basic,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?
+        .1)
     })
     .unwrap()
     .assert_ok();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let (out, states) = dynamic_rnn(t, &stack, v[0], None, None, true)?;
+        let (out, states) = dynamic_rnn(t, &stack, v[0], RnnOptions::default().time_major(true))?;
         let last = t.reshape(out, &[6, 3])?;
         t.concat(&[last, states[0].c, states[1].h], 0)
     })
@@ -443,7 +487,12 @@ fn gradients_of_gru_basic_rnn_multicell_and_runners() {
     .assert_ok();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
         let steps = t.unstack(v[0], 1)?;
-        let (outs, state) = static_rnn(t, &gru, &steps, None, Some(&lengths))?;
+        let (outs, state) = static_rnn(
+            t,
+            &gru,
+            &steps,
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
         t.concat(&[outs[2], state], 1)
     })
     .unwrap()
@@ -459,13 +508,19 @@ fn bidirectional_runners_reverse_within_lengths() {
     let lengths = [4usize, 2];
     let tape = Tape::new(&params);
     let xv = tape.constant(x.clone());
-    let ((out_fw, out_bw), (_, state_bw)) =
-        bidirectional_dynamic_rnn(&tape, &fw, &bw, xv, None, None, Some(&lengths), false).unwrap();
+    let ((out_fw, out_bw), (_, state_bw)) = bidirectional_dynamic_rnn(
+        &tape,
+        &fw,
+        &bw,
+        xv,
+        BidirectionalOptions::default().sequence_length(&lengths),
+    )
+    .unwrap();
     assert_eq!(tape.shape(out_fw), vec![2, 4, 3]);
     // The backward output of example 1 at step 0 is the bw cell's output after reading steps 1, 0.
     let tape2 = Tape::new(&params);
     let ex1 = tape2.constant(x.slice(s![1..2, ..2;-1, ..]).to_owned().into_dyn());
-    let (reference, ref_state) = dynamic_rnn(&tape2, &bw, ex1, None, None, false).unwrap();
+    let (reference, ref_state) = dynamic_rnn(&tape2, &bw, ex1, RnnOptions::default()).unwrap();
     let reference = tape2.to_array(reference);
     assert_close(
         &tape.value(out_bw).slice(s![1, 0, ..]).to_owned().into_dyn(),
@@ -494,8 +549,14 @@ fn bidirectional_runners_reverse_within_lengths() {
 
     // The static version gives concat(fw, bw) per step, equal to the dynamic one.
     let steps = tape.unstack(xv, 1).unwrap();
-    let (outs, _, _) =
-        static_bidirectional_rnn(&tape, &fw, &bw, &steps, None, None, Some(&lengths)).unwrap();
+    let (outs, _, _) = static_bidirectional_rnn(
+        &tape,
+        &fw,
+        &bw,
+        &steps,
+        BidirectionalOptions::default().sequence_length(&lengths),
+    )
+    .unwrap();
     for (t, &o) in outs.iter().enumerate() {
         let expected = ndarray::concatenate(
             Axis(1),
@@ -510,8 +571,13 @@ fn bidirectional_runners_reverse_within_lengths() {
 
     let tol = Tolerance::default();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let ((f, b), (sf, sb)) =
-            bidirectional_dynamic_rnn(t, &fw, &bw, v[0], None, None, Some(&lengths), false)?;
+        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
+            t,
+            &fw,
+            &bw,
+            v[0],
+            BidirectionalOptions::default().sequence_length(&lengths),
+        )?;
         let both = t.concat(&[f, b], 2)?;
         let flat = t.reshape(both, &[8, 6])?;
         let states = t.concat(&[sf.h, sb.c], 1)?;
@@ -521,7 +587,8 @@ fn bidirectional_runners_reverse_within_lengths() {
     .assert_ok();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
         let steps = t.unstack(v[0], 1)?;
-        let (outs, _, sb) = static_bidirectional_rnn(t, &fw, &bw, &steps, None, None, None)?;
+        let (outs, _, sb) =
+            static_bidirectional_rnn(t, &fw, &bw, &steps, BidirectionalOptions::default())?;
         t.concat(&[outs[0], outs[3], t.concat(&[sb.h, sb.h], 1)?], 0)
     })
     .unwrap()
@@ -538,9 +605,7 @@ fn time_major_gives_the_transposed_result() {
         &tape,
         &cell,
         tape.constant(x.clone()),
-        None,
-        Some(&[5, 2, 4]),
-        false,
+        RnnOptions::default().sequence_length(&[5, 2, 4]),
     )
     .unwrap();
     let xt = x.view().permuted_axes(IxDyn(&[1, 0, 2])).to_owned();
@@ -548,9 +613,9 @@ fn time_major_gives_the_transposed_result() {
         &tape,
         &cell,
         tape.constant(xt),
-        None,
-        Some(&[5, 2, 4]),
-        true,
+        RnnOptions::default()
+            .sequence_length(&[5, 2, 4])
+            .time_major(true),
     )
     .unwrap();
     let tm_t = tape
@@ -583,9 +648,9 @@ fn inference_and_training_tapes_give_identical_lstm_results() {
             tape,
             &cell,
             tape.constant(x.clone()),
-            Some(state),
-            Some(&lengths),
-            false,
+            RnnOptions::default()
+                .initial_state(state)
+                .sequence_length(&lengths),
         )
         .unwrap();
         (
@@ -610,9 +675,7 @@ fn sequence_length_zeroes_outputs_and_carries_state() {
         &tape,
         &cell,
         tape.constant(x.clone()),
-        None,
-        Some(&[5, 3]),
-        false,
+        RnnOptions::default().sequence_length(&[5, 3]),
     )
     .unwrap();
     let out = tape.to_array(out);
@@ -622,9 +685,7 @@ fn sequence_length_zeroes_outputs_and_carries_state() {
         &tape,
         &cell,
         tape.constant(x.slice(s![1..2, ..3, ..]).to_owned().into_dyn()),
-        None,
-        None,
-        false,
+        RnnOptions::default(),
     )
     .unwrap();
     assert_close(
@@ -681,7 +742,7 @@ fn multicell_equals_chaining_cells_by_hand() {
     let x = random(&[2, 3, 2], 1.0, 13);
     let tape = Tape::inference(&params);
     let xv = tape.constant(x);
-    let (out, states) = dynamic_rnn(&tape, &stack, xv, None, None, false).unwrap();
+    let (out, states) = dynamic_rnn(&tape, &stack, xv, RnnOptions::default()).unwrap();
     let steps = tape.unstack(xv, 1).unwrap();
     let (mut sa, mut sb) = (a.zero_state(&tape, 2), b.zero_state(&tape, 2));
     let mut last = None;
@@ -743,7 +804,7 @@ fn dropout_wrapper_rates_scaling_variational_and_inference() {
         let tape = Tape::new(&params).with_seed(2);
         let x = tape.watch(ArrayD::ones(IxDyn(&[40, 2, 50])));
         let steps = tape.unstack(x, 1).unwrap();
-        let (outs, _) = static_rnn(&tape, cell, &steps, None, None).unwrap();
+        let (outs, _) = static_rnn(&tape, cell, &steps, RnnOptions::default()).unwrap();
         let loss = tape.sum(tape.stack(&outs, 0).unwrap());
         let g = tape.backward(loss).unwrap().wrt(x).unwrap().clone();
         let (m0, m1) = (
@@ -762,8 +823,8 @@ fn dropout_wrapper_rates_scaling_variational_and_inference() {
     // Inference: identity, so equal to the bare cell.
     let tape = Tape::inference(&params);
     let x = tape.constant(random(&[4, 3, 50], 1.0, 3));
-    let (a, _) = dynamic_rnn(&tape, &per_step, x, None, None, false).unwrap();
-    let (b, _) = dynamic_rnn(&tape, &basic, x, None, None, false).unwrap();
+    let (a, _) = dynamic_rnn(&tape, &per_step, x, RnnOptions::default()).unwrap();
+    let (b, _) = dynamic_rnn(&tape, &basic, x, RnnOptions::default()).unwrap();
     assert_close(&tape.to_array(a), &tape.to_array(b), 0.0);
 }
 
@@ -829,7 +890,12 @@ fn dropout_wrapper_gradients_with_fixed_masks() {
         std::slice::from_ref(&x),
         Tolerance::default(),
         |t, v| {
-            let (out, state) = dynamic_rnn(t, &cell, v[0], None, Some(&[3, 2]), false)?;
+            let (out, state) = dynamic_rnn(
+                t,
+                &cell,
+                v[0],
+                RnnOptions::default().sequence_length(&[3, 2]),
+            )?;
             let flat = t.reshape(out, &[6, 4])?;
             t.concat(&[flat, state.h, state.c], 0)
         },
@@ -919,38 +985,48 @@ fn runners_reject_bad_input() {
     let x = tape.constant(random(&[2, 5, 3], 1.0, 18));
     let wide = tape.constant(random(&[2, 5, 4], 1.0, 19));
     assert!(matches!(
-        dynamic_rnn(&tape, &cell, wide, None, None, false),
+        dynamic_rnn(&tape, &cell, wide, RnnOptions::default()),
         Err(Error::Shape {
             op: "dynamic_rnn",
             ..
         })
     ));
     assert!(matches!(
-        dynamic_rnn(&tape, &cell, x, None, Some(&[5]), false),
+        dynamic_rnn(&tape, &cell, x, RnnOptions::default().sequence_length(&[5])),
         Err(Error::Shape {
             op: "sequence_length",
             ..
         })
     ));
     assert!(matches!(
-        dynamic_rnn(&tape, &cell, x, None, Some(&[5, 6]), false),
+        dynamic_rnn(
+            &tape,
+            &cell,
+            x,
+            RnnOptions::default().sequence_length(&[5, 6])
+        ),
         Err(Error::InvalidArgument(_))
     ));
     let wrong_batch = cell.zero_state(&tape, 3);
     assert!(matches!(
-        dynamic_rnn(&tape, &cell, x, Some(wrong_batch), None, false),
+        dynamic_rnn(
+            &tape,
+            &cell,
+            x,
+            RnnOptions::default().initial_state(wrong_batch)
+        ),
         Err(Error::Shape { .. })
     ));
     let a = tape.constant(random(&[2, 3], 1.0, 20));
     let b = tape.constant(random(&[3, 3], 1.0, 21));
     assert!(matches!(
-        static_rnn(&tape, &cell, &[a, b], None, None),
+        static_rnn(&tape, &cell, &[a, b], RnnOptions::default()),
         Err(Error::Shape {
             op: "static_rnn",
             ..
         })
     ));
-    assert!(static_rnn(&tape, &cell, &[], None, None).is_err());
+    assert!(static_rnn(&tape, &cell, &[], RnnOptions::default()).is_err());
     assert!(matches!(
         last_relevant_output(&tape, x, Some(&[1, 2, 3])),
         Err(Error::Shape { .. })
@@ -966,10 +1042,15 @@ fn runners_reject_bad_input() {
         let tape = Tape::new(&params);
         let x = tape.constant(ArrayD::zeros(IxDyn(&[0, 4, 3])));
         let (out, state) = if dynamic {
-            dynamic_rnn(&tape, &cell, x, None, None, false).unwrap()
+            dynamic_rnn(&tape, &cell, x, RnnOptions::default()).unwrap()
         } else {
-            let (outs, state) =
-                static_rnn(&tape, &cell, &tape.unstack(x, 1).unwrap(), None, None).unwrap();
+            let (outs, state) = static_rnn(
+                &tape,
+                &cell,
+                &tape.unstack(x, 1).unwrap(),
+                RnnOptions::default(),
+            )
+            .unwrap();
             (tape.stack(&outs, 1).unwrap(), state)
         };
         assert_eq!(tape.shape(out), [0, 4, 4]);
@@ -983,7 +1064,13 @@ fn runners_reject_bad_input() {
     let zero = cell.zero_state(&tape, 2);
     for (shape, time_major) in [([2, 0, 3], false), ([0, 2, 3], true)] {
         let empty = tape.constant(ArrayD::zeros(IxDyn(&shape)));
-        assert!(dynamic_rnn(&tape, &cell, empty, None, None, time_major).is_err());
+        assert!(dynamic_rnn(
+            &tape,
+            &cell,
+            empty,
+            RnnOptions::default().time_major(time_major)
+        )
+        .is_err());
         assert!(matches!(
             cell.dynamic_sequence(&tape, empty, &zero, None, time_major),
             Some(Err(Error::InvalidArgument(_)))
@@ -1002,15 +1089,14 @@ fn f32_and_f64_agree() {
     }
     let x = random(&[2, 6, 3], 1.0, 22);
     let t64 = Tape::inference(&p64);
-    let (o64, _) = dynamic_rnn(&t64, &cell, t64.constant(x.clone()), None, None, false).unwrap();
+    let (o64, _) =
+        dynamic_rnn(&t64, &cell, t64.constant(x.clone()), RnnOptions::default()).unwrap();
     let t32 = Tape::inference(&p32);
     let (o32, _) = dynamic_rnn(
         &t32,
         &cell,
         t32.constant(x.mapv(|v| v as f32)),
-        None,
-        None,
-        false,
+        RnnOptions::default(),
     )
     .unwrap();
     assert_close(&t32.to_array(o32).mapv(f64::from), &t64.to_array(o64), 1e-5);
@@ -1030,7 +1116,14 @@ fn lstm_gradients_with_the_batch_split_across_threads() {
     ];
     gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
         let init = LstmState { c: v[1], h: v[2] };
-        let (out, state) = dynamic_rnn(t, &cell, v[0], Some(init), Some(&lengths), false)?;
+        let (out, state) = dynamic_rnn(
+            t,
+            &cell,
+            v[0],
+            RnnOptions::default()
+                .initial_state(init)
+                .sequence_length(&lengths),
+        )?;
         let flat = t.reshape(out, &[390, 3])?;
         t.concat(&[flat, state.c, state.h], 0)
     })
@@ -1119,10 +1212,15 @@ fn a_user_cell_works_with_every_runner_and_wrapper() {
     let x = random(&[2, 3, 2], 1.0, 26);
     let tol = Tolerance::default();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let ((f, b), (sf, sb)) =
-            bidirectional_dynamic_rnn(t, &fw, &bw, v[0], None, None, Some(&[3, 2]), false)?;
-        let (s_out, s_states) = dynamic_rnn(t, &stack, v[0], None, None, false)?;
-        let (d_out, _) = dynamic_rnn(t, &dropped, v[0], None, None, false)?;
+        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
+            t,
+            &fw,
+            &bw,
+            v[0],
+            BidirectionalOptions::default().sequence_length(&[3, 2]),
+        )?;
+        let (s_out, s_states) = dynamic_rnn(t, &stack, v[0], RnnOptions::default())?;
+        let (d_out, _) = dynamic_rnn(t, &dropped, v[0], RnnOptions::default())?;
         let seqs = t.reshape(t.concat(&[f, b, s_out, d_out], 2)?, &[6, 12])?;
         let states = t.concat(&[sf, sb, s_states[1], s_states[0]], 1)?;
         t.concat(&[seqs, states], 0)
@@ -1149,10 +1247,10 @@ fn bidirectional_gradients_with_initial_states() {
             &fw,
             &bw,
             v[0],
-            Some(init_fw),
-            Some(v[3]),
-            Some(&[3, 1]),
-            false,
+            BidirectionalOptions::default()
+                .initial_state_fw(init_fw)
+                .initial_state_bw(v[3])
+                .sequence_length(&[3, 1]),
         )?;
         let seqs = t.reshape(t.concat(&[f, b], 2)?, &[6, 6])?;
         t.concat(&[seqs, t.concat(&[sf.c, sb], 1)?], 0)
@@ -1163,8 +1261,15 @@ fn bidirectional_gradients_with_initial_states() {
     let mut all = steps.clone();
     all.push(random(&[2, 3], 1.0, 40));
     gradcheck(&params, &all, Tolerance::default(), |t, v| {
-        let (outs, _, sb) =
-            static_bidirectional_rnn(t, &fw, &bw, &v[..3], None, Some(v[3]), Some(&[2, 3]))?;
+        let (outs, _, sb) = static_bidirectional_rnn(
+            t,
+            &fw,
+            &bw,
+            &v[..3],
+            BidirectionalOptions::default()
+                .initial_state_bw(v[3])
+                .sequence_length(&[2, 3]),
+        )?;
         t.concat(&[outs[0], outs[1], outs[2], t.concat(&[sb, sb], 1)?], 0)
     })
     .unwrap()
@@ -1192,10 +1297,10 @@ fn lstm_gradients_when_only_early_steps_receive_one() {
                     &fw,
                     &bw,
                     v[0],
-                    None,
-                    None,
-                    lengths.as_deref(),
-                    false,
+                    BidirectionalOptions {
+                        sequence_length: lengths.as_deref(),
+                        ..BidirectionalOptions::default()
+                    },
                 )?;
                 let both = t.concat(&[f, b], 2)?;
                 last_relevant_output(t, both, lengths.as_deref())
@@ -1208,7 +1313,15 @@ fn lstm_gradients_when_only_early_steps_receive_one() {
             std::slice::from_ref(&x),
             Tolerance::default(),
             |t, v| {
-                let (out, _) = dynamic_rnn(t, &fw, v[0], None, lengths.as_deref(), false)?;
+                let (out, _) = dynamic_rnn(
+                    t,
+                    &fw,
+                    v[0],
+                    RnnOptions {
+                        sequence_length: lengths.as_deref(),
+                        ..RnnOptions::default()
+                    },
+                )?;
                 t.gather_rows(out, &[1, 0, 2])
             },
         )
@@ -1218,7 +1331,7 @@ fn lstm_gradients_when_only_early_steps_receive_one() {
     // No gradient at all reaches the outputs: every gradient is zero.
     let tape = Tape::new(&params);
     let xv = tape.watch(x.clone());
-    let (out, _) = dynamic_rnn(&tape, &fw, xv, None, None, false).unwrap();
+    let (out, _) = dynamic_rnn(&tape, &fw, xv, RnnOptions::default()).unwrap();
     let zero = tape.constant(ArrayD::zeros(IxDyn(&[3, 5, 3])));
     let grads = tape
         .backward(tape.sum(tape.mul(out, zero).unwrap()))

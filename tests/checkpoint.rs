@@ -539,3 +539,80 @@ fn python_reads_our_checkpoints() {
         }
     }
 }
+
+// --- Loading part of a checkpoint (transfer learning) ---------------------------------------
+
+fn encoder_and_head(seed: u64, head: &str, classes: usize) -> ParamStore<f32> {
+    let mut params = ParamStore::<f32>::new(seed);
+    recurrent::layers::Rnn::lstm(&mut params, 3, 4).unwrap();
+    recurrent::Dense::new(&mut params, head, 4, classes).unwrap();
+    params
+}
+
+#[test]
+fn load_matching_loads_a_prefix_renamed_and_reports_the_rest() {
+    use recurrent::checkpoint::{load_matching_from_bytes, LoadOptions};
+    let trained = encoder_and_head(1, "dense", 3);
+    let bytes = checkpoint::save_to_bytes(&trained).unwrap();
+
+    // The same encoder under another scope, a head of another size.
+    let mut model = ParamStore::<f32>::new(2);
+    let cell =
+        recurrent::cell::BasicLstmCell::new(&mut model, "encoder/basic_lstm_cell", 3, 4).unwrap();
+    recurrent::Dense::new(&mut model, "head", 4, 7).unwrap();
+    let head_before = model.value(model.id("head/kernel").unwrap()).clone();
+    let options = LoadOptions::lenient().rename("rnn/", "encoder/");
+    let report = load_matching_from_bytes(&mut model, &bytes, &options).unwrap();
+    assert_eq!(
+        report.loaded,
+        [
+            "encoder/basic_lstm_cell/kernel",
+            "encoder/basic_lstm_cell/bias"
+        ]
+    );
+    assert_eq!(report.missing, ["head/kernel", "head/bias"]);
+    assert_eq!(report.unexpected, ["dense/bias", "dense/kernel"]);
+    assert_eq!(
+        model.value(cell.kernel()),
+        trained.value(trained.id("rnn/basic_lstm_cell/kernel").unwrap())
+    );
+    assert_eq!(model.value(model.id("head/kernel").unwrap()), &head_before);
+}
+
+#[test]
+fn load_matching_refuses_what_does_not_fit_and_changes_nothing() {
+    use recurrent::checkpoint::{load_matching_from_bytes, LoadOptions};
+    let bytes = checkpoint::save_to_bytes(&encoder_and_head(1, "dense", 3)).unwrap();
+    // Same names, a head of another size: a shape mismatch is an error even when lenient.
+    let mut model = encoder_and_head(2, "dense", 5);
+    let before: Vec<_> = model.iter().map(|(_, _, v)| v.clone()).collect();
+    let err = load_matching_from_bytes(&mut model, &bytes, &LoadOptions::lenient()).unwrap_err();
+    assert!(
+        err.to_string().contains("dense/kernel") && err.to_string().contains("[4, 3]"),
+        "{err}"
+    );
+    // Strict: a missing parameter and an unexpected tensor are named.
+    let mut other = encoder_and_head(2, "head", 3);
+    let err = load_matching_from_bytes(&mut other, &bytes, &LoadOptions::strict())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("head/kernel") && err.contains("dense/kernel"),
+        "{err}"
+    );
+    let after: Vec<_> = model.iter().map(|(_, _, v)| v.clone()).collect();
+    assert_eq!(before, after);
+    // `only` restricts loading to a prefix; strict within it.
+    let report = load_matching_from_bytes(
+        &mut other,
+        &bytes,
+        &LoadOptions {
+            allow_unexpected: true,
+            ..LoadOptions::strict()
+        }
+        .only("rnn/"),
+    )
+    .unwrap();
+    assert_eq!(report.loaded.len(), 2);
+    assert!(report.missing.is_empty());
+}

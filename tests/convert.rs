@@ -9,6 +9,7 @@ use recurrent::convert::{
     self, KerasGruWeights, KerasLstmWeights, OnnxLstmWeights, TfGruWeights, TfLstmWeights,
     TorchLstmWeights,
 };
+use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, Cell, Error, GruCell, LstmState, ParamStore, Tape};
 
 const BATCH: usize = 3;
@@ -97,7 +98,8 @@ fn run_ours(w: &TfLstmWeights<f64>, d: &Data) -> Run {
         c: tape.constant(d.c0.clone().into_dyn()),
         h: tape.constant(d.h0.clone().into_dyn()),
     };
-    let (out, state) = dynamic_rnn(&tape, &cell, x, Some(init), None, false).unwrap();
+    let (out, state) =
+        dynamic_rnn(&tape, &cell, x, RnnOptions::default().initial_state(init)).unwrap();
     Run {
         outputs: tape.to_array(out).into_dimensionality().unwrap(),
         c: tape.to_array(state.c).into_dimensionality().unwrap(),
@@ -511,7 +513,7 @@ fn run_our_gru(w: &TfGruWeights<f64>, d: &Data) -> Run {
     let tape = Tape::inference(&params);
     let x = tape.constant(d.x.clone().into_dyn());
     let h0 = tape.constant(d.h0.clone().into_dyn());
-    let (out, h) = dynamic_rnn(&tape, &cell, x, Some(h0), None, false).unwrap();
+    let (out, h) = dynamic_rnn(&tape, &cell, x, RnnOptions::default().initial_state(h0)).unwrap();
     let h: Array2<f64> = tape.to_array(h).into_dimensionality().unwrap();
     Run {
         outputs: tape.to_array(out).into_dimensionality().unwrap(),

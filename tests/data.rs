@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use recurrent::data::{
     encode_idx, ensure_files_from, file_sha256, parse_idx, read_idx, resolve_data_dir, write_idx,
-    Batch, DataSet, IdxArray, Mnist, MnistFile, IMAGE_PIXELS, MNIST_FILES,
+    Batch, DataPosition, DataSet, IdxArray, Mnist, MnistFile, Resumable, IMAGE_PIXELS, MNIST_FILES,
 };
 use recurrent::Error;
 
@@ -324,6 +324,57 @@ fn next_batch_matches_the_reference_transcription() {
             assert_eq!(set.epochs_completed(), reference.epochs);
             assert_eq!(set.index_in_epoch(), reference.index);
         }
+    }
+}
+
+#[test]
+fn a_restored_data_set_continues_with_the_same_batches() {
+    let sizes = [5, 4, 7, 13, 1, 12, 6];
+    for cut in [0, 1, 3, 6] {
+        let mut whole = tiny_set(13, 7);
+        let mut first = tiny_set(13, 7);
+        for &size in &sizes[..cut] {
+            assert_eq!(ids(&whole.next_batch(size)), ids(&first.next_batch(size)));
+        }
+        let saved = first.position();
+        drop(first);
+        // A new set over the same data, with another seed: the saved state decides.
+        let mut resumed = tiny_set(13, 12345);
+        resumed.restore(&saved).unwrap();
+        for &size in sizes[cut..].iter().cycle().take(20) {
+            assert_eq!(ids(&whole.next_batch(size)), ids(&resumed.next_batch(size)));
+        }
+        assert_eq!(whole.position(), resumed.position());
+    }
+}
+
+#[test]
+fn a_data_position_that_does_not_fit_is_an_error_and_changes_nothing() {
+    let mut set = tiny_set(13, 7);
+    set.next_batch::<f64>(5);
+    let before = set.position();
+    let other = tiny_set(10, 7).position();
+    let bad = [
+        other,
+        DataPosition {
+            counters: vec![0],
+            ..before.clone()
+        },
+        DataPosition {
+            counters: vec![0, 14],
+            ..before.clone()
+        },
+        DataPosition {
+            order: vec![0; 13],
+            ..before.clone()
+        },
+    ];
+    for position in bad {
+        assert!(matches!(
+            set.restore(&position),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(set.position(), before);
     }
 }
 

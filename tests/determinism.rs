@@ -15,6 +15,8 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recurrent::optim::{check_finite_loss, Adam, Optimizer};
+use recurrent::Layer;
+use recurrent::RnnOptions;
 use recurrent::{
     dynamic_rnn, last_relevant_output, BasicLstmCell, Dense, DropoutWrapper, ParamStore, Tape,
 };
@@ -51,9 +53,15 @@ fn train(seed: u64) -> Vec<(String, Vec<u64>)> {
         let (loss, grads) = {
             let tape = Tape::new(&params).with_seed(step);
             let xv = tape.constant(x);
-            let (out, _) = dynamic_rnn(&tape, &cell, xv, None, Some(&lengths), false).unwrap();
+            let (out, _) = dynamic_rnn(
+                &tape,
+                &cell,
+                xv,
+                RnnOptions::default().sequence_length(&lengths),
+            )
+            .unwrap();
             let last = last_relevant_output(&tape, out, Some(&lengths)).unwrap();
-            let logits = dense.forward(&tape, last).unwrap();
+            let logits = dense.apply(&tape, last).unwrap();
             let labels = tape.constant(y.into_dyn());
             let loss = tape.mean(
                 tape.softmax_cross_entropy_with_logits(labels, logits)

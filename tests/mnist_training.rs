@@ -12,6 +12,8 @@ use recurrent::cell::BasicLstmCell;
 use recurrent::data::{Batch, Mnist, MNIST_FILES};
 use recurrent::metrics::accuracy;
 use recurrent::optim::{Adam, Optimizer};
+use recurrent::Layer;
+use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, last_relevant_output, Dense, ParamStore, Tape, Var};
 
 const STEPS: usize = 300;
@@ -58,9 +60,9 @@ struct Model {
 impl Model {
     fn logits(&self, tape: &Tape<'_, f32>, batch: &Batch<f32>) -> recurrent::Result<Var> {
         let x = tape.constant(batch.images_as_sequences().into_dyn());
-        let (outputs, _) = dynamic_rnn(tape, &self.cell, x, None, None, false)?;
+        let (outputs, _) = dynamic_rnn(tape, &self.cell, x, RnnOptions::default())?;
         let last = last_relevant_output(tape, outputs, None)?;
-        self.dense.forward(tape, last)
+        self.dense.apply(tape, last)
     }
 }
 

@@ -199,6 +199,14 @@ fn softmax_cross_entropy_gradients_and_stability() {
     assert!(t
         .sparse_softmax_cross_entropy_with_logits(&[1, 3], logits)
         .is_err());
+    // No classes: the dense loss is a sum over nothing (0); no label can be valid.
+    let none = t.constant(ArrayD::zeros(IxDyn(&[2, 0])));
+    let dense_none = t.softmax_cross_entropy_with_logits(none, none).unwrap();
+    assert_eq!(t.to_array(dense_none), ArrayD::<f64>::zeros(IxDyn(&[2])));
+    assert!(matches!(
+        t.sparse_softmax_cross_entropy_with_logits(&[0, 0], none),
+        Err(Error::InvalidArgument(_))
+    ));
 
     // The loss depends only on differences between logits, so a large common offset must not
     // change it: [1e7, 1e7 + 1] in f32 is [0, 1]. (Built as max + ln(sum) - z, the loss rounded
@@ -447,4 +455,578 @@ fn inference_tape_refuses_backward() {
     let s = t.sum(x);
     assert!(t.backward(s).is_err());
     assert!(!t.requires_grad(s));
+}
+
+// ------------------------------------------------------------- ops for users' own losses
+
+/// `random` shifted away from 0: uniform in `[lo, lo + 2 * scale)`.
+fn positive(shape: &[usize], lo: f64, seed: u64) -> ArrayD<f64> {
+    random(shape, 1.0, seed).mapv(|v| v + 1.0 + lo)
+}
+
+/// The value of a one-input computation on a fresh inference tape.
+fn eval(
+    x: &ArrayD<f64>,
+    f: impl Fn(&Tape<'_, f64>, recurrent::Var) -> recurrent::Var,
+) -> ArrayD<f64> {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::inference(&params);
+    let v = t.constant(x.clone());
+    t.to_array(f(&t, v))
+}
+
+/// Whether `r` is a shape error of `op`.
+fn shape_err<T: std::fmt::Debug>(r: recurrent::Result<T>, op: &str) -> bool {
+    matches!(r, Err(Error::Shape { op: o, .. }) if o == op)
+}
+
+#[test]
+fn unary_math_gradients() {
+    check(&[random(&[3, 4], 2.0, 21)], |t, x| Ok(t.exp(x[0])));
+    check(&[positive(&[3, 4], 0.2, 22)], |t, x| Ok(t.log(x[0])));
+    check(&[positive(&[3, 4], 0.2, 23)], |t, x| Ok(t.sqrt(x[0])));
+    check(&[random(&[3, 4], 2.0, 24)], |t, x| Ok(t.square(x[0])));
+    // Composed, on a rank-3 input.
+    check(&[positive(&[2, 3, 2], 0.5, 25)], |t, x| {
+        Ok(t.sqrt(t.log(t.exp(t.square(x[0])))))
+    });
+}
+
+#[test]
+fn unary_math_values_by_hand() {
+    let e = std::f64::consts::E;
+    assert_close(
+        &eval(&array![0.0, 1.0, -1.0, 2.5].into_dyn(), |t, v| t.exp(v)),
+        &array![1.0, e, 1.0 / e, 2.5f64.exp()].into_dyn(),
+        1e-15,
+    );
+    let logs = eval(&array![1.0, e, 0.5, 0.0, -1.0].into_dyn(), |t, v| t.log(v));
+    assert_close(
+        &logs.slice(ndarray::s![..3]).to_owned(),
+        &array![0.0, 1.0, -std::f64::consts::LN_2],
+        1e-15,
+    );
+    // As TensorFlow: ln(0) = -inf, ln(-1) = NaN; no error.
+    assert_eq!(logs[3], f64::NEG_INFINITY);
+    assert!(logs[4].is_nan());
+    let roots = eval(&array![4.0, 0.0, 2.25, -1.0].into_dyn(), |t, v| t.sqrt(v));
+    assert_eq!(roots.slice(ndarray::s![..3]), array![2.0, 0.0, 1.5]);
+    assert!(roots[3].is_nan());
+    assert_eq!(
+        eval(&array![[-3.0, 0.5], [0.0, 2.0]].into_dyn(), |t, v| t
+            .square(v)),
+        array![[9.0, 0.25], [0.0, 4.0]].into_dyn()
+    );
+    // The gradients at the edges follow TensorFlow's formulas: d ln x = 1/x is inf at 0, and
+    // d sqrt x = 0.5 / sqrt x too.
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let x = t.watch(array![0.0, 4.0].into_dyn());
+    let grads = t.backward(t.log(x)).unwrap();
+    assert_eq!(
+        grads.wrt(x).unwrap(),
+        &array![f64::INFINITY, 0.25].into_dyn()
+    );
+    let grads = t.backward(t.sqrt(x)).unwrap();
+    assert_eq!(
+        grads.wrt(x).unwrap(),
+        &array![f64::INFINITY, 0.25].into_dyn()
+    );
+}
+
+#[test]
+fn div_gradients_with_broadcasting() {
+    let shapes: [(&[usize], &[usize]); 5] = [
+        (&[3, 4], &[3, 4]),
+        (&[3, 4], &[4]),
+        (&[3, 1], &[1, 4]),
+        (&[2, 3, 4], &[3, 1]),
+        (&[4], &[2, 3, 4]),
+    ];
+    for (i, (a, b)) in shapes.iter().enumerate() {
+        // The divisor kept in [0.5, 2.5) so the finite differences are well conditioned.
+        let inputs = [
+            random(a, 1.0, 30 + i as u64),
+            positive(b, 0.5, 40 + i as u64),
+        ];
+        check(&inputs, |t, x| t.div(x[0], x[1]));
+    }
+}
+
+#[test]
+fn div_values_by_hand_and_errors() {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::inference(&params);
+    let a = t.constant(array![[6.0, 8.0], [1.0, -3.0]].into_dyn());
+    let b = t.constant(array![2.0, 4.0].into_dyn());
+    assert_eq!(
+        t.to_array(t.div(a, b).unwrap()),
+        array![[3.0, 2.0], [0.5, -0.75]].into_dyn()
+    );
+    let zero = t.constant(array![0.0].into_dyn());
+    let q = t.to_array(t.div(a, zero).unwrap());
+    assert_eq!(q[[0, 0]], f64::INFINITY);
+    assert_eq!(q[[1, 1]], f64::NEG_INFINITY);
+    let zz = t.to_array(t.div(zero, zero).unwrap());
+    assert!(zz[0].is_nan());
+    let c = t.constant(ArrayD::zeros(IxDyn(&[3])));
+    assert!(shape_err(t.div(a, c), "div"));
+}
+
+#[test]
+fn maximum_minimum_gradients_with_broadcasting() {
+    let shapes: [(&[usize], &[usize]); 3] =
+        [(&[3, 4], &[3, 4]), (&[3, 4], &[4]), (&[2, 3, 1], &[3, 4])];
+    for (i, (a, b)) in shapes.iter().enumerate() {
+        // Continuous random values: no ties, and none within the step of each other.
+        let inputs = [random(a, 1.0, 50 + i as u64), random(b, 1.0, 60 + i as u64)];
+        check(&inputs, |t, x| t.maximum(x[0], x[1]));
+        check(&inputs, |t, x| t.minimum(x[0], x[1]));
+    }
+}
+
+#[test]
+fn maximum_minimum_values_and_tensorflow_tie_rule() {
+    // tf.maximum's gradient goes to `a` where a >= b (ties included), tf.minimum's where a <= b.
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let a = t.watch(array![1.0, 2.0, 3.0].into_dyn());
+    let b = t.watch(array![1.0, 3.0, 2.0].into_dyn());
+    let max = t.maximum(a, b).unwrap();
+    let min = t.minimum(a, b).unwrap();
+    assert_eq!(t.to_array(max), array![1.0, 3.0, 3.0].into_dyn());
+    assert_eq!(t.to_array(min), array![1.0, 2.0, 2.0].into_dyn());
+    let g = t.backward(max).unwrap();
+    assert_eq!(g.wrt(a).unwrap(), &array![1.0, 0.0, 1.0].into_dyn());
+    assert_eq!(g.wrt(b).unwrap(), &array![0.0, 1.0, 0.0].into_dyn());
+    let g = t.backward(min).unwrap();
+    assert_eq!(g.wrt(a).unwrap(), &array![1.0, 1.0, 0.0].into_dyn());
+    assert_eq!(g.wrt(b).unwrap(), &array![0.0, 0.0, 1.0].into_dyn());
+
+    // Broadcast `b`: its gradient sums over the positions it won. relu(x) = maximum(x, 0)
+    // with the tie at 0 going to x.
+    let x = t.watch(array![[-1.0, 0.0], [2.0, -3.0]].into_dyn());
+    let zero = t.watch(array![0.0].into_dyn());
+    let r = t.maximum(x, zero).unwrap();
+    assert_eq!(t.to_array(r), array![[0.0, 0.0], [2.0, 0.0]].into_dyn());
+    let g = t.backward(r).unwrap();
+    assert_eq!(
+        g.wrt(x).unwrap(),
+        &array![[0.0, 1.0], [1.0, 0.0]].into_dyn()
+    );
+    assert_eq!(g.wrt(zero).unwrap(), &array![2.0].into_dyn());
+
+    // NaN propagates from either side (as np.maximum).
+    let n = t.constant(array![f64::NAN, 1.0].into_dyn());
+    let one = t.constant(array![0.0, f64::NAN].into_dyn());
+    assert!(t
+        .to_array(t.maximum(n, one).unwrap())
+        .iter()
+        .all(|v| v.is_nan()));
+    assert!(t
+        .to_array(t.minimum(one, n).unwrap())
+        .iter()
+        .all(|v| v.is_nan()));
+
+    let c = t.constant(ArrayD::zeros(IxDyn(&[2])));
+    assert!(shape_err(t.maximum(a, c), "maximum"));
+    assert!(shape_err(t.minimum(c, a), "minimum"));
+}
+
+#[test]
+fn softmax_and_log_softmax_gradients() {
+    for (k, shape) in [&[5][..], &[3, 4], &[2, 3, 4]].into_iter().enumerate() {
+        check(&[random(shape, 3.0, 70 + k as u64)], |t, x| t.softmax(x[0]));
+        check(&[random(shape, 3.0, 80 + k as u64)], |t, x| {
+            t.log_softmax(x[0])
+        });
+    }
+    // Through a loss of one's own: -sum(labels * log_softmax(z)) is the cross-entropy.
+    check(&[random(&[3, 4], 2.0, 90)], |t, x| {
+        let labels = t.constant(
+            array![
+                [0.0, 1.0, 0.0, 0.0],
+                [0.5, 0.5, 0.0, 0.0],
+                [0.0, 0.0, 0.0, 1.0]
+            ]
+            .into_dyn(),
+        );
+        Ok(t.sum(t.mul(labels, t.log_softmax(x[0])?)?))
+    });
+}
+
+#[test]
+fn softmax_and_log_softmax_values_by_hand() {
+    let e1 = 1f64.exp();
+    let e2 = 2f64.exp();
+    let s = 1.0 + e1 + e2;
+    let x = array![[0.0, 1.0, 2.0], [5.0, 5.0, 5.0]].into_dyn();
+    assert_close(
+        &eval(&x, |t, v| t.softmax(v).unwrap()),
+        &array![[1.0 / s, e1 / s, e2 / s], [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]].into_dyn(),
+        1e-15,
+    );
+    assert_close(
+        &eval(&x, |t, v| t.log_softmax(v).unwrap()),
+        &array![
+            [-s.ln(), 1.0 - s.ln(), 2.0 - s.ln()],
+            [-(3f64.ln()), -(3f64.ln()), -(3f64.ln())]
+        ]
+        .into_dyn(),
+        1e-15,
+    );
+    // Large logits: no overflow, and log_softmax keeps what ln(softmax) would lose to -inf.
+    let big = array![[1000.0, 0.0, -1000.0]].into_dyn();
+    assert_eq!(
+        eval(&big, |t, v| t.softmax(v).unwrap()),
+        array![[1.0, 0.0, 0.0]].into_dyn()
+    );
+    assert_eq!(
+        eval(&big, |t, v| t.log_softmax(v).unwrap()),
+        array![[0.0, -1000.0, -2000.0]].into_dyn()
+    );
+    // The same differences far from zero in f32 give the same result as near it.
+    let params = ParamStore::<f32>::new(0);
+    let t = Tape::inference(&params);
+    let near = t.constant(array![[0.0f32, 1.0]].into_dyn());
+    let far = t.constant(array![[1e7f32, 1e7 + 1.0]].into_dyn());
+    let want = -((1.0f64 + 1f64.exp()).ln());
+    for z in [near, far] {
+        let y = t.to_array(t.log_softmax(z).unwrap());
+        assert!((y[[0, 0]] as f64 - want).abs() < 1e-6, "{y}");
+    }
+    // Rows of nothing are fine; no axis, or an empty last axis, is not.
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::inference(&params);
+    let no_rows = t.constant(ArrayD::zeros(IxDyn(&[0, 3])));
+    assert_eq!(t.shape(t.softmax(no_rows).unwrap()), [0, 3]);
+    let scalar = t.constant(ArrayD::zeros(IxDyn(&[])));
+    let empty = t.constant(ArrayD::zeros(IxDyn(&[2, 0])));
+    assert!(shape_err(t.softmax(scalar), "softmax"));
+    assert!(shape_err(t.softmax(empty), "softmax"));
+    assert!(shape_err(t.log_softmax(scalar), "log_softmax"));
+    assert!(shape_err(t.log_softmax(empty), "log_softmax"));
+}
+
+#[test]
+fn argmax_and_sequence_mask_on_the_tape() {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let logits = t.watch(array![[[0.1, 2.0, -1.0], [3.0, 3.0, 0.0]]].into_dyn());
+    assert_eq!(t.argmax(logits).unwrap(), array![[1, 0]].into_dyn());
+    assert!(matches!(
+        t.argmax(t.constant(ArrayD::zeros(IxDyn(&[])))),
+        Err(Error::InvalidArgument(_))
+    ));
+    let mask = t.sequence_mask(&[2, 0, 3], 3).unwrap();
+    assert_eq!(
+        t.to_array(mask),
+        array![[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]].into_dyn()
+    );
+    assert!(!t.requires_grad(mask), "a mask is a constant");
+    assert!(matches!(
+        t.sequence_mask(&[4], 3),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn masked_mean_gradients_into_x_and_mask() {
+    // x [batch, time, dim] with a [batch, time, 1] mask; both watched, the mask positive so the
+    // denominator stays away from 0.
+    check(
+        &[random(&[2, 3, 4], 1.0, 100), positive(&[2, 3, 1], 0.0, 101)],
+        |t, x| t.masked_mean(x[0], x[1]),
+    );
+    // Same shapes, and a mask that broadcasts the other way ([dim]).
+    check(
+        &[random(&[3, 4], 1.0, 102), positive(&[3, 4], 0.0, 103)],
+        |t, x| t.masked_mean(x[0], x[1]),
+    );
+    check(
+        &[random(&[3, 4], 1.0, 104), positive(&[4], 0.0, 105)],
+        |t, x| t.masked_mean(x[0], x[1]),
+    );
+    // With a constant 0/1 mask, only x gets a gradient, zero at the masked positions.
+    check(&[random(&[3, 4], 1.0, 106)], |t, x| {
+        let mask = t.sequence_mask(&[4, 1, 0], 4)?;
+        t.masked_mean(x[0], mask)
+    });
+}
+
+#[test]
+fn masked_mean_values_by_hand() {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    // [batch = 2, time = 3, dim = 2], lengths [2, 1]: the mean of the 6 valid elements.
+    let x = t.watch(
+        array![
+            [[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]],
+            [[5.0, 6.0], [-7.0, 9.0], [8.0, 8.0]]
+        ]
+        .into_dyn(),
+    );
+    let mask = t
+        .reshape(t.sequence_mask(&[2, 1], 3).unwrap(), &[2, 3, 1])
+        .unwrap();
+    let m = t.masked_mean(x, mask).unwrap();
+    assert_eq!(t.scalar(m), (1.0 + 2.0 + 3.0 + 4.0 + 5.0 + 6.0) / 6.0);
+    let g = t.backward(m).unwrap();
+    let s = 1.0 / 6.0;
+    assert_eq!(
+        g.wrt(x).unwrap(),
+        &array![
+            [[s, s], [s, s], [0.0, 0.0]],
+            [[s, s], [0.0, 0.0], [0.0, 0.0]]
+        ]
+        .into_dyn()
+    );
+    // Weights other than 0/1: the weighted mean.
+    let y = t.constant(array![2.0, 4.0].into_dyn());
+    let w = t.constant(array![3.0, 1.0].into_dyn());
+    assert_eq!(t.scalar(t.masked_mean(y, w).unwrap()), (6.0 + 4.0) / 4.0);
+    // Nothing selected: NaN, like tf.reduce_mean of nothing.
+    let none = t.sequence_mask(&[0, 0], 3).unwrap();
+    let x2 = t.constant(ArrayD::ones(IxDyn(&[2, 3])));
+    assert!(t.scalar(t.masked_mean(x2, none).unwrap()).is_nan());
+    let bad = t.constant(ArrayD::ones(IxDyn(&[2, 2])));
+    assert!(shape_err(t.masked_mean(x2, bad), "masked_mean"));
+}
+
+#[test]
+fn mean_squared_error_gradients_values_and_errors() {
+    check(
+        &[random(&[3, 4], 1.0, 110), random(&[3, 4], 1.0, 111)],
+        |t, x| t.mean_squared_error(x[0], x[1]),
+    );
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let p = t.watch(array![[1.0, 2.0], [3.0, 5.0]].into_dyn());
+    let l = t.constant(array![[0.0, 2.0], [5.0, 5.0]].into_dyn());
+    let mse = t.mean_squared_error(p, l).unwrap();
+    assert_eq!(t.scalar(mse), (1.0 + 0.0 + 4.0 + 0.0) / 4.0);
+    let g = t.backward(mse).unwrap();
+    // 2 (p - l) / n
+    assert_eq!(
+        g.wrt(p).unwrap(),
+        &array![[0.5, 0.0], [-1.0, 0.0]].into_dyn()
+    );
+    // No broadcasting, even between broadcastable shapes.
+    let row = t.constant(array![0.0, 2.0].into_dyn());
+    assert!(shape_err(
+        t.mean_squared_error(p, row),
+        "mean_squared_error"
+    ));
+    let empty = t.constant(ArrayD::zeros(IxDyn(&[0, 2])));
+    assert!(t
+        .scalar(t.mean_squared_error(empty, empty).unwrap())
+        .is_nan());
+}
+
+/// TensorFlow's sequence_loss written out in plain ndarray, the naive way (exp, sum, ln):
+/// `sum w * -ln(softmax(z)[target]) / (sum w + 1e-12)`.
+fn sequence_loss_by_hand(
+    logits: &ArrayD<f64>,
+    targets: &ndarray::Array2<usize>,
+    weights: &ndarray::Array2<f64>,
+) -> f64 {
+    let (batch, time, classes) = (logits.shape()[0], logits.shape()[1], logits.shape()[2]);
+    let (mut total, mut wsum) = (0.0, 0.0);
+    for b in 0..batch {
+        for s in 0..time {
+            let denom: f64 = (0..classes).map(|k| logits[[b, s, k]].exp()).sum();
+            let p = logits[[b, s, targets[[b, s]]]].exp() / denom;
+            total += weights[[b, s]] * -p.ln();
+            wsum += weights[[b, s]];
+        }
+    }
+    total / (wsum + 1e-12)
+}
+
+#[test]
+fn sequence_loss_gradients_into_logits_and_weights() {
+    let targets = array![[0, 3, 1], [2, 2, 0]];
+    check(&[random(&[2, 3, 4], 2.0, 120)], |t, x| {
+        t.sequence_loss(x[0], &targets, None)
+    });
+    let mask = array![[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]].into_dyn();
+    check(&[random(&[2, 3, 4], 2.0, 121)], |t, x| {
+        let w = t.constant(mask.clone());
+        t.sequence_loss(x[0], &targets, Some(w))
+    });
+    // Weights watched too (positive, so the normaliser stays away from 0).
+    check(
+        &[random(&[2, 3, 4], 2.0, 122), positive(&[2, 3], 0.0, 123)],
+        |t, x| t.sequence_loss(x[0], &targets, Some(x[1])),
+    );
+}
+
+#[test]
+fn sequence_loss_matches_the_equation_and_the_sparse_loss() {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let z = random(&[3, 4, 5], 3.0, 130);
+    let targets = array![[0, 4, 1, 2], [3, 3, 0, 1], [4, 2, 2, 0]];
+    let lengths = [4, 2, 1];
+    let logits = t.watch(z.clone());
+    let mask = t.sequence_mask(&lengths, 4).unwrap();
+    let weighted = t.sequence_loss(logits, &targets, Some(mask)).unwrap();
+    let wmask = tensor_mask(&lengths, 4);
+    assert_close(
+        &t.to_array(weighted),
+        &ArrayD::from_elem(IxDyn(&[]), sequence_loss_by_hand(&z, &targets, &wmask)),
+        1e-14,
+    );
+    // Unweighted, it is the mean of the sparse loss over all positions (up to TF's 1e-12).
+    let plain = t.sequence_loss(logits, &targets.view(), None).unwrap();
+    let flat = t.reshape(logits, &[12, 5]).unwrap();
+    let sparse = t.mean(
+        t.sparse_softmax_cross_entropy_with_logits(targets.as_slice().unwrap(), flat)
+            .unwrap(),
+    );
+    assert_close(&t.to_array(plain), &t.to_array(sparse), 1e-12);
+    // And `None` is all-ones weights; an ArrayD of targets works as well.
+    let ones = t.constant(ArrayD::ones(IxDyn(&[3, 4])));
+    let dyn_targets = targets.clone().into_dyn();
+    let with_ones = t.sequence_loss(logits, &dyn_targets, Some(ones)).unwrap();
+    assert_eq!(t.scalar(with_ones), t.scalar(plain));
+
+    // The gradient of the masked loss is zero at masked positions and sums to zero per
+    // position (softmax minus one-hot), scaled by 1 / (sum w).
+    let g = t.backward(weighted).unwrap();
+    let dz = g.wrt(logits).unwrap();
+    for b in 0..3 {
+        for s in 0..4 {
+            let row = dz.slice(ndarray::s![b, s, ..]);
+            if s >= lengths[b] {
+                assert!(row.iter().all(|&v| v == 0.0), "masked position [{b}, {s}]");
+            } else {
+                assert!(row.sum().abs() < 1e-15);
+                assert!(row[targets[[b, s]]] < 0.0);
+            }
+        }
+    }
+}
+
+fn tensor_mask(lengths: &[usize], maxlen: usize) -> ndarray::Array2<f64> {
+    ndarray::Array2::from_shape_fn((lengths.len(), maxlen), |(b, s)| {
+        if s < lengths[b] {
+            1.0
+        } else {
+            0.0
+        }
+    })
+}
+
+#[test]
+fn sequence_loss_zero_weights_stability_and_errors() {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let logits = t.watch(random(&[2, 3, 4], 2.0, 140));
+    let targets = array![[0, 3, 1], [2, 2, 0]];
+    // All-zero weights: TensorFlow's 1e-12 makes the loss 0 and the gradient 0, not NaN.
+    let zeros = t.constant(ArrayD::zeros(IxDyn(&[2, 3])));
+    let loss = t.sequence_loss(logits, &targets, Some(zeros)).unwrap();
+    assert_eq!(t.scalar(loss), 0.0);
+    let g = t.backward(loss).unwrap();
+    assert!(g.wrt(logits).unwrap().iter().all(|&v| v == 0.0));
+
+    // Large logits: finite and exact (-log softmax of the target).
+    let big = t.constant(array![[[1000.0, 0.0, -1000.0]], [[1.0, 2.0, 3.0]]].into_dyn());
+    let l = t.sequence_loss(big, &array![[1], [2]], None).unwrap();
+    let second = ((-2.0f64).exp() + (-1.0f64).exp() + 1.0).ln();
+    assert!((t.scalar(l) - (1000.0 + second) / (2.0 + 1e-12)).abs() < 1e-12);
+
+    // Errors name the op.
+    let flat = t.constant(ArrayD::zeros(IxDyn(&[2, 4])));
+    assert!(shape_err(
+        t.sequence_loss(flat, &targets, None),
+        "sequence_loss"
+    ));
+    assert!(shape_err(
+        t.sequence_loss(logits, &array![[0, 1], [2, 3]], None),
+        "sequence_loss"
+    ));
+    assert!(shape_err(
+        t.sequence_loss(logits, &array![0, 1, 2, 3, 0, 1], None),
+        "sequence_loss"
+    ));
+    let wrong_w = t.constant(ArrayD::ones(IxDyn(&[3, 2])));
+    assert!(shape_err(
+        t.sequence_loss(logits, &targets, Some(wrong_w)),
+        "sequence_loss"
+    ));
+    match t.sequence_loss(logits, &array![[0, 4, 1], [2, 2, 0]], None) {
+        Err(Error::InvalidArgument(m)) => {
+            assert!(
+                m.contains("sequence_loss") && m.contains('4') && m.contains("4 classes"),
+                "{m}"
+            )
+        }
+        other => panic!("expected an invalid target, got {other:?}"),
+    }
+}
+
+#[test]
+fn embedding_lookup_gradients_with_repeated_ids() {
+    // Ids repeat (1 three times, 3 twice) and rows 2 and 4 are unused: their gradient is 0.
+    let ids = array![[1, 3, 1], [0, 1, 3]].into_dyn();
+    check(&[random(&[5, 3], 1.0, 150)], |t, x| {
+        t.embedding_lookup(x[0], &ids)
+    });
+    // Rank-1 and rank-0 ids.
+    check(&[random(&[4, 2], 1.0, 151)], |t, x| {
+        t.embedding_lookup(x[0], &array![2, 2, 0])
+    });
+    let scalar_id = ArrayD::from_elem(IxDyn(&[]), 3usize);
+    check(&[random(&[4, 2], 1.0, 152)], |t, x| {
+        t.embedding_lookup(x[0], &scalar_id)
+    });
+    // Through a model: embed, then a loss.
+    check(
+        &[random(&[6, 4], 1.0, 153), random(&[4, 3], 1.0, 154)],
+        |t, x| {
+            let e = t.embedding_lookup(x[0], &array![[5, 0], [5, 5]])?; // [2, 2, 4]
+            let h = t.reshape(e, &[4, 4])?;
+            t.sparse_softmax_cross_entropy_with_logits(&[0, 2, 1, 1], t.matmul(h, x[1])?)
+        },
+    );
+}
+
+#[test]
+fn embedding_lookup_values_scatter_and_errors() {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let table = t.watch(array![[0.0, 0.5], [1.0, 1.5], [2.0, 2.5]].into_dyn());
+    let ids = array![[2, 0, 2]];
+    let out = t.embedding_lookup(table, &ids).unwrap();
+    assert_eq!(
+        t.to_array(out),
+        array![[[2.0, 2.5], [0.0, 0.5], [2.0, 2.5]]].into_dyn()
+    );
+    let scalar = t
+        .embedding_lookup(table, &ArrayD::from_elem(IxDyn(&[]), 1usize))
+        .unwrap();
+    assert_eq!(t.to_array(scalar), array![1.0, 1.5].into_dyn());
+    // Scatter-add: row 2 used twice gets twice the gradient, row 1 unused gets 0.
+    let g = t.backward(out).unwrap();
+    assert_eq!(
+        g.wrt(table).unwrap(),
+        &array![[1.0, 1.0], [0.0, 0.0], [2.0, 2.0]].into_dyn()
+    );
+
+    match t.embedding_lookup(table, &array![0, 7]) {
+        Err(Error::InvalidArgument(m)) => {
+            assert!(
+                m.contains("embedding_lookup") && m.contains("id 7") && m.contains("size 3"),
+                "{m}"
+            )
+        }
+        other => panic!("expected an invalid id, got {other:?}"),
+    }
+    let vector = t.constant(array![1.0, 2.0].into_dyn());
+    assert!(shape_err(
+        t.embedding_lookup(vector, &array![0]),
+        "embedding_lookup"
+    ));
 }

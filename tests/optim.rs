@@ -15,6 +15,7 @@ use recurrent::optim::{
     clip_by_global_norm, clip_by_value, Adagrad, Adam, AdamW, CosineDecay, ExponentialDecay,
     GradientDescent, LearningRateSchedule, Momentum, Optimizer, PiecewiseConstant, RmsProp,
 };
+use recurrent::Layer;
 use recurrent::{Dense, Error, Grads, ParamStore, Tape};
 
 // ---------------------------------------------------------------------------------------------
@@ -757,7 +758,7 @@ fn adam_trains_a_softmax_classifier_to_full_training_accuracy() {
     let mut opt = Adam::new(0.05).unwrap();
     let accuracy = |params: &ParamStore<f32>| {
         let tape = Tape::inference(params);
-        let logits = dense.forward(&tape, tape.constant(x.clone())).unwrap();
+        let logits = dense.apply(&tape, tape.constant(x.clone())).unwrap();
         let logits = tape
             .to_array(logits)
             .into_dimensionality::<ndarray::Ix2>()
@@ -769,7 +770,7 @@ fn adam_trains_a_softmax_classifier_to_full_training_accuracy() {
     while accuracy(&params) < 1.0 && steps < 300 {
         let grads = {
             let tape = Tape::new(&params);
-            let logits = dense.forward(&tape, tape.constant(x.clone())).unwrap();
+            let logits = dense.apply(&tape, tape.constant(x.clone())).unwrap();
             let loss = tape.mean(
                 tape.sparse_softmax_cross_entropy_with_logits(&labels, logits)
                     .unwrap(),

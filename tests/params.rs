@@ -6,6 +6,7 @@ use common::assert_close;
 use ndarray::{array, ArrayD, IxDyn};
 use recurrent::init::Initializer;
 use recurrent::metrics::accuracy;
+use recurrent::Layer;
 use recurrent::{Dense, Error, ParamStore, Scope, Tape};
 
 fn stats(v: &ArrayD<f64>) -> (f64, f64, f64, f64) {
@@ -146,12 +147,12 @@ fn dense_layer_values_and_errors() {
         .unwrap();
     let tape = Tape::inference(&params);
     let y = dense
-        .forward(&tape, tape.constant(array![[1.0, 1.0]].into_dyn()))
+        .apply(&tape, tape.constant(array![[1.0, 1.0]].into_dyn()))
         .unwrap();
     assert_close(&tape.to_array(y), &array![[5.5, 7.0, 8.5]].into_dyn(), 0.0);
     let bad = tape.constant(array![[1.0, 1.0, 1.0]].into_dyn());
     assert!(matches!(
-        dense.forward(&tape, bad),
+        dense.apply(&tape, bad),
         Err(Error::Shape { op: "matmul", .. })
     ));
     assert!(Dense::new(&mut params, "zero", 0, 3).is_err());

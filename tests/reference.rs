@@ -11,6 +11,8 @@ use common::assert_close;
 use ndarray::{ArrayD, IxDyn};
 use recurrent::cell::BasicLstmCell;
 use recurrent::optim::{Adam, Optimizer};
+use recurrent::Layer;
+use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, last_relevant_output, static_rnn, Dense, ParamStore, Tape, Var};
 use serde_json::Value;
 
@@ -111,15 +113,16 @@ fn train(reference: &Reference, unroll: Unroll) -> (Vec<f64>, ParamStore<f64>) {
             let last: Var = match unroll {
                 Unroll::Static => {
                     let steps = tape.unstack(x, 1).unwrap();
-                    let (outputs, _) = static_rnn(&tape, &cell, &steps, None, None).unwrap();
+                    let (outputs, _) =
+                        static_rnn(&tape, &cell, &steps, RnnOptions::default()).unwrap();
                     *outputs.last().unwrap()
                 }
                 Unroll::Dynamic => {
-                    let (outputs, _) = dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+                    let (outputs, _) = dynamic_rnn(&tape, &cell, x, RnnOptions::default()).unwrap();
                     last_relevant_output(&tape, outputs, None).unwrap()
                 }
             };
-            let logits = dense.forward(&tape, last).unwrap();
+            let logits = dense.apply(&tape, last).unwrap();
             let per_example = tape
                 .sparse_softmax_cross_entropy_with_logits(&labels, logits)
                 .unwrap();

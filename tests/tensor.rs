@@ -7,7 +7,8 @@
 
 use ndarray::{array, s, Array, Array2, Array3, ArrayD, ArrayView2, Axis, Ix3, Ix4, IxDyn};
 use recurrent::tensor::{
-    concat, one_hot, reverse_sequence, split, stack, transpose, unstack, NumOrSizes,
+    argmax, concat, one_hot, reverse_sequence, sequence_mask, split, stack, transpose, unstack,
+    NumOrSizes,
 };
 use recurrent::Error;
 
@@ -592,4 +593,88 @@ fn absurd_sizes_are_errors() {
     let parts = split(&Array2::<f32>::zeros((2, 0)), 3, 1).unwrap();
     assert_eq!(parts.len(), 3);
     assert!(parts.iter().all(|p| p.shape() == [2, 0]));
+}
+
+// ------------------------------------------------------------------------------------- argmax
+
+#[test]
+fn argmax_last_axis_first_index_on_ties() {
+    // TF: tf.argmax([[1, 5, 5], [7, 0, 7]], axis=-1) = [1, 0] (ties go to the first index).
+    assert_eq!(
+        argmax(&array![[1, 5, 5], [7, 0, 7]]).unwrap(),
+        array![1, 0].into_dyn()
+    );
+    // A vector gives a scalar array.
+    let scalar = argmax(&array![0.5, -2.0, 3.25, 3.0]).unwrap();
+    assert_eq!(scalar.shape(), &[] as &[usize]);
+    assert_eq!(scalar[[]], 2);
+    // Rank 3 against a loop over the lanes; then the same values through a transposed
+    // (non-standard) view.
+    let x = Array::from_shape_fn((2, 3, 4), |(b, t, i)| ((7 * b + 5 * t + 3 * i) % 11) as i32);
+    let got = argmax(&x).unwrap();
+    assert_eq!(got.shape(), &[2, 3]);
+    for b in 0..2 {
+        for t in 0..3 {
+            let lane: Vec<i32> = (0..4).map(|i| x[[b, t, i]]).collect();
+            let max = *lane.iter().max().unwrap();
+            assert_eq!(got[[b, t]], lane.iter().position(|&v| v == max).unwrap());
+        }
+    }
+    let xt = x.view().permuted_axes([1, 0, 2]); // [3, 2, 4], not contiguous
+    let got_t = argmax(&xt).unwrap();
+    assert_eq!(got_t, got.view().permuted_axes(vec![1, 0]).to_owned());
+    // Rows of nothing: an empty result, not an error.
+    assert_eq!(argmax(&Array2::<f32>::zeros((0, 3))).unwrap().shape(), &[0]);
+}
+
+#[test]
+fn argmax_nan_wins_and_errors() {
+    // As np.argmax: the first NaN of a row is its argmax.
+    let x = array![
+        [1.0, f64::NAN, 3.0, f64::NAN],
+        [f64::NAN, 9.0, 0.0, 0.0],
+        [-1.0, -2.0, -0.5, -3.0]
+    ];
+    assert_eq!(argmax(&x).unwrap(), array![1, 0, 2].into_dyn());
+    assert!(is_invalid(argmax(&ArrayD::<f64>::zeros(IxDyn(&[])))));
+    assert!(is_shape(argmax(&Array2::<f64>::zeros((2, 0))), "argmax"));
+}
+
+// ------------------------------------------------------------------------------ sequence_mask
+
+#[test]
+fn sequence_mask_matches_tensorflow() {
+    // TF: tf.sequence_mask([1, 3, 2], 5) =
+    //   [[True, False, False, False, False],
+    //    [True, True, True, False, False],
+    //    [True, True, False, False, False]]
+    let mask = sequence_mask::<f32>(&[1, 3, 2], 5).unwrap();
+    assert_eq!(
+        mask,
+        array![
+            [1.0, 0.0, 0.0, 0.0, 0.0],
+            [1.0, 1.0, 1.0, 0.0, 0.0],
+            [1.0, 1.0, 0.0, 0.0, 0.0]
+        ]
+        .into_dyn()
+    );
+    assert_eq!(sequence_mask::<f64>(&[0, 0], 0).unwrap().shape(), &[2, 0]);
+    assert_eq!(sequence_mask::<f64>(&[], 4).unwrap().shape(), &[0, 4]);
+    assert_eq!(
+        sequence_mask::<f64>(&[2, 2], 2).unwrap(),
+        ArrayD::<f64>::ones(IxDyn(&[2, 2]))
+    );
+}
+
+#[test]
+fn sequence_mask_rejects_a_length_above_maxlen() {
+    match sequence_mask::<f32>(&[2, 6, 1], 5) {
+        Err(Error::InvalidArgument(m)) => {
+            assert!(
+                m.contains("sequence_mask") && m.contains("lengths[1] = 6") && m.contains('5'),
+                "{m}"
+            )
+        }
+        other => panic!("expected an invalid length, got {other:?}"),
+    }
 }

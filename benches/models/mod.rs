@@ -32,7 +32,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recurrent::cell::{BasicLstmCell, DropoutWrapper, GruCell, MultiCell};
 use recurrent::optim::{Adam, Optimizer};
+use recurrent::Layer;
 use recurrent::{rnn, Dense, ParamStore, Result, Tape, Var};
+use recurrent::{BidirectionalOptions, RnnOptions};
 
 /// Examples per batch.
 pub const BATCH: usize = 128;
@@ -176,14 +178,14 @@ impl Model {
     pub fn logits_with(&self, tape: &Tape<'_, f32>, x: Var, runner: Runner) -> Result<Var> {
         match (&self.net, runner) {
             (Net::Lstm128 { cell, dense }, Runner::Dynamic) => {
-                let (outputs, _) = rnn::dynamic_rnn(tape, cell, x, None, None, false)?;
+                let (outputs, _) = rnn::dynamic_rnn(tape, cell, x, RnnOptions::default())?;
                 let last = rnn::last_relevant_output(tape, outputs, None)?;
-                dense.forward(tape, last)
+                dense.apply(tape, last)
             }
             (Net::Lstm128 { cell, dense }, Runner::Static) => {
                 let steps = tape.unstack(x, 1)?;
-                let (outputs, _) = rnn::static_rnn(tape, cell, &steps, None, None)?;
-                dense.forward(tape, *outputs.last().expect("28 steps"))
+                let (outputs, _) = rnn::static_rnn(tape, cell, &steps, RnnOptions::default())?;
+                dense.apply(tape, *outputs.last().expect("28 steps"))
             }
             (Net::Gru128 { cell, dense }, Runner::Dynamic) => {
                 let (outputs, _) = rnn::dynamic_rnn(tape, cell, x, None, None, false)?;
@@ -196,17 +198,27 @@ impl Model {
                 dense.forward(tape, *outputs.last().expect("28 steps"))
             }
             (Net::Bilstm256 { fw, bw, dense }, Runner::Dynamic) => {
-                let ((out_fw, out_bw), _) =
-                    rnn::bidirectional_dynamic_rnn(tape, fw, bw, x, None, None, None, false)?;
+                let ((out_fw, out_bw), _) = rnn::bidirectional_dynamic_rnn(
+                    tape,
+                    fw,
+                    bw,
+                    x,
+                    BidirectionalOptions::default(),
+                )?;
                 let last_fw = rnn::last_relevant_output(tape, out_fw, None)?;
                 let last_bw = rnn::last_relevant_output(tape, out_bw, None)?;
-                dense.forward(tape, tape.concat(&[last_fw, last_bw], 1)?)
+                dense.apply(tape, tape.concat(&[last_fw, last_bw], 1)?)
             }
             (Net::Bilstm256 { fw, bw, dense }, Runner::Static) => {
                 let steps = tape.unstack(x, 1)?;
-                let (outputs, _, _) =
-                    rnn::static_bidirectional_rnn(tape, fw, bw, &steps, None, None, None)?;
-                dense.forward(tape, *outputs.last().expect("28 steps"))
+                let (outputs, _, _) = rnn::static_bidirectional_rnn(
+                    tape,
+                    fw,
+                    bw,
+                    &steps,
+                    BidirectionalOptions::default(),
+                )?;
+                dense.apply(tape, *outputs.last().expect("28 steps"))
             }
             (
                 Net::Multi3 {
@@ -219,17 +231,17 @@ impl Model {
                 let shape = tape.shape(x);
                 let (batch, steps) = (shape[0], shape[1]);
                 let flat = tape.reshape(x, &[batch * steps, shape[2]])?;
-                let projected = input.forward(tape, flat)?;
+                let projected = input.apply(tape, flat)?;
                 let seq = tape.reshape(projected, &[batch, steps, input.output_size()])?;
                 let states = match runner {
-                    Runner::Dynamic => rnn::dynamic_rnn(tape, stack, seq, None, None, false)?.1,
+                    Runner::Dynamic => rnn::dynamic_rnn(tape, stack, seq, RnnOptions::default())?.1,
                     Runner::Static => {
                         let steps = tape.unstack(seq, 1)?;
-                        rnn::static_rnn(tape, stack, &steps, None, None)?.1
+                        rnn::static_rnn(tape, stack, &steps, RnnOptions::default())?.1
                     }
                 };
                 let top = states.last().expect("three layers");
-                dense.forward(tape, top.h)
+                dense.apply(tape, top.h)
             }
         }
     }

@@ -1,26 +1,42 @@
-//! What the MNIST examples share: the command line, data loading, the training loop with its
-//! progress bar and log lines, evaluation in batches on an inference tape, checkpoints, the
-//! `--plot` picture and the summary. Each example only builds its model and implements [`Model`].
+//! What the MNIST examples share: the command line, data loading, the [`Trainer`] run with
+//! its progress bar and log lines (an [`Observer`]), test evaluation, checkpoints, the `--plot`
+//! picture and the summary. Each example only builds its model.
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::Ix2;
-use recurrent::data::{ensure_mnist, resolve_data_dir, Batch, DataSet, Mnist};
-use recurrent::metrics::accuracy;
-use recurrent::optim::{check_finite_loss, Adam, Optimizer};
-use recurrent::{checkpoint, ParamStore, Tape, Var};
+use recurrent::data::{ensure_mnist, resolve_data_dir, DataSet, Mnist};
+use recurrent::layers::Layer;
+use recurrent::optim::Adam;
+use recurrent::train::{FitOptions, Metrics, Observer, StepReport, Trainer};
+use recurrent::{checkpoint, ParamStore};
 
 /// Any error an example can end with.
-pub type AnyResult<T> = Result<T, Box<dyn Error>>;
+pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Runs an example's `main`, printing an error and its causes as text (not a `Debug` dump).
+pub fn report_errors(result: AnyResult<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                eprintln!("  caused by: {c}");
+                cause = c.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// The flags every MNIST example takes.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Training steps (batches); ignored when --epochs is given.
+    /// Training steps (batches) in all; ignored when --epochs is given.
     #[arg(long)]
     pub steps: usize,
     /// Train for this many epochs over the 55000 training images instead of --steps.
@@ -41,20 +57,30 @@ pub struct TrainArgs {
     /// The MNIST folder (default: $MNIST_DIR, else data/mnist; missing files are downloaded).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Save the trained parameters to this safetensors file.
+    /// Save the trained parameters (weights only) to this safetensors file.
     #[arg(long)]
     pub save: Option<PathBuf>,
     /// Load parameters from this safetensors file and only evaluate (no training).
     #[arg(long)]
     pub load: Option<PathBuf>,
+    /// Write the whole training state (weights, optimizer, data position) to this file at the
+    /// end, and every --checkpoint-every steps.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// With --checkpoint: also write it every N steps.
+    #[arg(long, value_parser = positive())]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run saved by --checkpoint in this file, up to --steps in all.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     /// Draw loss and accuracy over training into this SVG file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Measure validation accuracy every N steps (default: once per epoch, and at the end).
-    #[arg(long)]
+    #[arg(long, value_parser = positive())]
     pub eval_every: Option<usize>,
     /// Print a line every N steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = positive())]
     pub log_every: usize,
     /// Also report test accuracy on the first N test images (several: --test-limit 128,1280).
     #[arg(long, value_delimiter = ',', value_parser = positive())]
@@ -87,58 +113,99 @@ pub fn parse<C: Parser>(defaults: &[(&'static str, &'static str)]) -> C {
     C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
-/// A classifier of MNIST batches: the part each example writes.
-pub trait Model {
-    /// The logits `[batch, 10]` of `batch` recorded on `tape`.
-    fn logits(&self, tape: &Tape<'_, f32>, batch: &Batch<f32>) -> recurrent::Result<Var>;
-}
-
 /// Test and validation images per evaluation batch.
 // Large enough to keep both cores busy (several 64-example shards); the LSTM's working buffers
 // on an inference tape are per shard, so only the outputs grow with it.
 const EVAL_BATCH: usize = 256;
 
 /// Loads MNIST from `--data-dir` (or `$MNIST_DIR`), downloading missing files.
-pub fn load_mnist(args: &TrainArgs) -> AnyResult<(PathBuf, Mnist)> {
+fn load_mnist(args: &TrainArgs) -> AnyResult<(PathBuf, Mnist)> {
     let dir = resolve_data_dir(args.data_dir.as_deref());
     ensure_mnist(&dir)?;
     let mnist = Mnist::load(&dir, args.seed)?;
     Ok((dir, mnist))
 }
 
-/// The accuracy of `model` on the first `limit` examples of `set` (all if `None`), evaluated in
-/// batches of 256 on inference tapes (dropout off, nothing recorded for backward).
-pub fn evaluate(
-    params: &ParamStore<f32>,
-    model: &impl Model,
-    set: &DataSet,
-    limit: Option<usize>,
-) -> AnyResult<f64> {
-    let n = limit.map_or(set.num_examples(), |l| l.min(set.num_examples()));
-    let mut correct = 0.0;
-    let mut start = 0;
-    while start < n {
-        let end = (start + EVAL_BATCH).min(n);
-        let batch = set.as_batch::<f32>(start..end);
-        let tape = Tape::inference(params);
-        let logits = model.logits(&tape, &batch)?;
-        let logits = tape.value(logits);
-        let acc = accuracy(&logits.view().into_dimensionality::<Ix2>()?, &batch.labels)?;
-        correct += acc * batch.len() as f64;
-        start = end;
-    }
-    Ok(correct / n as f64)
+/// One point of the training curves.
+struct Point {
+    step: u64,
+    loss: f64,
+    accuracy: f64,
 }
 
-/// Prints the configuration: the example's own lines, then the shared settings.
-pub fn print_config(
+/// The progress bar, the log lines and the curves: what the examples show while training.
+struct Progress {
+    bar: ProgressBar,
+    log_every: u64,
+    steps_per_epoch: f64,
+    validation_size: usize,
+    curve: Vec<Point>,
+    validation: Vec<(u64, f64)>,
+    step_times: Vec<Duration>,
+    last_step_end: Instant,
+    eval_time: Duration,
+}
+
+impl Observer for Progress {
+    fn on_step(&mut self, r: &StepReport) {
+        self.step_times.push(r.elapsed);
+        self.last_step_end = Instant::now();
+        self.curve.push(Point {
+            step: r.step,
+            loss: r.loss,
+            accuracy: r.accuracy,
+        });
+        self.bar.set_position(r.step);
+        self.bar
+            .set_message(format!("loss {:.4}, acc {:.4}", r.loss, r.accuracy));
+        if r.step % self.log_every == 0 || r.step == self.bar.length().unwrap_or(0) {
+            let recent = &self.step_times[self
+                .step_times
+                .len()
+                .saturating_sub(self.log_every as usize)..];
+            let ms = recent.iter().sum::<Duration>().as_secs_f64() * 1e3 / recent.len() as f64;
+            self.bar.suspend(|| {
+                println!(
+                    "step {}: loss {:.4}, batch accuracy {:.4}, {ms:.1} ms/step",
+                    r.step, r.loss, r.accuracy
+                )
+            });
+        }
+    }
+
+    fn on_evaluation(&mut self, step: u64, m: &Metrics) {
+        self.eval_time += self.last_step_end.elapsed();
+        self.validation.push((step, m.accuracy));
+        let epoch = step as f64 / self.steps_per_epoch;
+        self.bar.suspend(|| {
+            println!(
+                "step {step} (epoch {epoch:.2}): validation accuracy {:.4} ({} images)",
+                m.accuracy, self.validation_size
+            )
+        });
+    }
+
+    fn on_checkpoint(&mut self, step: u64, path: &Path) {
+        self.bar.suspend(|| {
+            println!(
+                "step {step}: wrote the training state to {}",
+                path.display()
+            )
+        });
+    }
+}
+
+/// Trains `model` (or loads it with `--load`), then reports test accuracy, timing and throughput.
+pub fn run<M: Layer<f32>>(
     title: &str,
     model_lines: &[String],
     args: &TrainArgs,
-    params: &ParamStore<f32>,
-    data_dir: &Path,
-    steps: usize,
-) {
+    mut params: ParamStore<f32>,
+    model: M,
+) -> AnyResult<()> {
+    let start = Instant::now();
+    let (dir, mnist) = load_mnist(args)?;
+    let steps = args.total_steps(mnist.train.num_examples()) as u64;
     println!("{title}");
     for line in model_lines {
         println!("  {line}");
@@ -148,174 +215,127 @@ pub fn print_config(
         params.num_params(),
         params.len()
     );
-    println!("  data: {}", data_dir.display());
-    match &args.load {
-        Some(path) => println!("  evaluating {} (no training)", path.display()),
-        None => println!(
-            "  training: {steps} steps{}, batch {}, Adam lr {}, seed {}",
-            args.epochs
-                .map(|e| format!(" ({e} epochs)"))
-                .unwrap_or_default(),
-            args.batch_size,
-            args.learning_rate,
-            args.seed
-        ),
-    }
-}
-
-/// One point of the training curves.
-struct Point {
-    step: usize,
-    loss: f64,
-    accuracy: f64,
-}
-
-/// Trains `model` (or loads it with `--load`), then reports test accuracy, timing and throughput.
-pub fn run(
-    title: &str,
-    model_lines: &[String],
-    args: &TrainArgs,
-    mut params: ParamStore<f32>,
-    model: &impl Model,
-) -> AnyResult<()> {
-    let start = Instant::now();
-    let (dir, mut mnist) = load_mnist(args)?;
-    let steps = args.total_steps(mnist.train.num_examples());
-    print_config(title, model_lines, args, &params, &dir, steps);
-
+    println!("  data: {}", dir.display());
     if let Some(path) = &args.load {
+        println!("  evaluating {} (no training)", path.display());
         checkpoint::load(&mut params, path)?;
-        println!("loaded {}", path.display());
-        report_test(&params, model, &mnist, args)?;
+        let trainer = Trainer::new(model, params, Adam::new(args.learning_rate)?);
+        report_test(&trainer, &mnist.test, args)?;
         return Ok(());
     }
-
-    let steps_per_epoch = mnist.train.num_examples().div_ceil(args.batch_size);
-    let eval_every = args.eval_every.unwrap_or(steps_per_epoch).max(1);
-    let log_every = args.log_every.max(1);
-    let mut opt = Adam::<f32>::new(args.learning_rate)?;
-
-    let bar = ProgressBar::new(steps as u64).with_style(
-        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} {msg} ({eta})")?
-            .progress_chars("=> "),
+    let epochs = args
+        .epochs
+        .map(|e| format!(" ({e} epochs)"))
+        .unwrap_or_default();
+    println!(
+        "  training: {steps} steps{epochs}, batch {}, Adam lr {}, seed {}",
+        args.batch_size, args.learning_rate, args.seed
     );
-    let mut curve: Vec<Point> = Vec::with_capacity(steps);
-    let mut validation: Vec<(usize, f64)> = Vec::new();
-    let mut step_times: Vec<Duration> = Vec::with_capacity(steps);
-    let mut eval_time = Duration::ZERO;
-    let train_start = Instant::now();
 
-    for step in 1..=steps {
-        let t0 = Instant::now();
-        let batch = mnist.train.next_batch::<f32>(args.batch_size);
-        let (loss, acc, grads) = {
-            // A fresh tape per step; its dropout masks are seeded by the run's seed and the step.
-            let tape = Tape::new(&params).with_seed(args.seed.wrapping_mul(1 << 32) + step as u64);
-            let logits = model.logits(&tape, &batch)?;
-            let losses = tape.sparse_softmax_cross_entropy_with_logits(&batch.labels, logits)?;
-            let loss = tape.mean(losses);
-            let acc = {
-                let logits = tape.value(logits);
-                accuracy(&logits.view().into_dimensionality::<Ix2>()?, &batch.labels)?
-            };
-            // A NaN or infinite loss (or gradient, checked by `apply`) stops training with an
-            // error naming the step, instead of writing NaN weights.
-            check_finite_loss(tape.scalar(loss), step as u64)?;
-            (f64::from(tape.scalar(loss)), acc, tape.backward(loss)?)
-        };
-        opt.apply(&mut params, &grads)?;
-        step_times.push(t0.elapsed());
-        curve.push(Point {
-            step,
-            loss,
-            accuracy: acc,
-        });
-
-        bar.set_message(format!("loss {loss:.4}, acc {acc:.4}"));
-        bar.inc(1);
-        if step % log_every == 0 || step == steps {
-            let recent = &step_times[step_times.len().saturating_sub(log_every)..];
-            let ms = recent.iter().sum::<Duration>().as_secs_f64() * 1e3 / recent.len() as f64;
-            bar.suspend(|| {
-                println!("step {step}: loss {loss:.4}, batch accuracy {acc:.4}, {ms:.1} ms/step")
-            });
-        }
-        if step % eval_every == 0 || step == steps {
-            let t = Instant::now();
-            let val = evaluate(&params, model, &mnist.validation, None)?;
-            eval_time += t.elapsed();
-            validation.push((step, val));
-            let epoch = step as f64 / steps_per_epoch as f64;
-            bar.suspend(|| {
-                println!(
-                    "step {step} (epoch {epoch:.2}): validation accuracy {val:.4} ({} images)",
-                    mnist.validation.num_examples()
-                )
-            });
+    let Mnist {
+        train,
+        validation,
+        test,
+    } = mnist;
+    let steps_per_epoch = train.num_examples().div_ceil(args.batch_size) as u64;
+    let mut train = train.row_sequences(args.batch_size)?;
+    let mut trainer = Trainer::new(model, params, Adam::new(args.learning_rate)?).seed(args.seed);
+    if let Some(path) = &args.resume {
+        trainer.resume(path, &mut train)?;
+        println!("resumed {} at step {}", path.display(), trainer.step());
+    }
+    let mut options = FitOptions::until_step(steps)
+        .eval_every(args.eval_every.map_or(steps_per_epoch, |n| n as u64));
+    if let Some(path) = &args.checkpoint {
+        options = options.checkpoint(path);
+        if let Some(n) = args.checkpoint_every {
+            options = options.checkpoint_every(n as u64);
         }
     }
-    bar.finish_and_clear();
+    let style =
+        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} {msg} ({eta})")?;
+    let mut progress = Progress {
+        bar: ProgressBar::new(steps).with_style(style.progress_chars("=> ")),
+        log_every: args.log_every as u64,
+        steps_per_epoch: steps_per_epoch as f64,
+        validation_size: validation.num_examples(),
+        curve: Vec::new(),
+        validation: Vec::new(),
+        step_times: Vec::new(),
+        last_step_end: Instant::now(),
+        eval_time: Duration::ZERO,
+    };
+    progress.bar.set_position(trainer.step());
+    let mut validation_batches = || validation.row_sequence_batches(EVAL_BATCH, None).collect();
+    let train_start = Instant::now();
+    trainer.fit(
+        &mut train,
+        &options,
+        Some(&mut validation_batches),
+        &mut progress,
+    )?;
+    progress.bar.finish_and_clear();
     let train_time = train_start.elapsed();
 
-    let test_acc = report_test(&params, model, &mnist, args)?;
+    let test_acc = report_test(&trainer, &test, args)?;
     if let Some(path) = &args.save {
-        checkpoint::save(&params, path)?;
+        checkpoint::save(trainer.params(), path)?;
         println!("saved the parameters to {}", path.display());
     }
     if let Some(path) = &args.plot {
-        plot(path, title, &curve, &validation)?;
+        plot(path, title, &progress.curve, &progress.validation)?;
         println!("plotted the training curves to {}", path.display());
     }
-
-    let mut sorted = step_times.clone();
+    let trained = progress.step_times.len();
+    let mut sorted = progress.step_times.clone();
     sorted.sort();
     let median_ms = sorted
         .get(sorted.len() / 2)
         .map_or(0.0, |d| d.as_secs_f64() * 1e3);
-    let step_secs: f64 = step_times.iter().sum::<Duration>().as_secs_f64();
+    let step_secs: f64 = progress.step_times.iter().sum::<Duration>().as_secs_f64();
+    let final_loss = progress.curve.last().map_or(f64::NAN, |p| p.loss);
     println!(
-        "summary: test accuracy {test_acc:.4}, {steps} steps in {:.1} s (training {:.1} s, \
-         validation {:.1} s), wall time {:.1} s",
+        "summary: final training loss {final_loss:.6}, test accuracy {test_acc:.4}, {trained} steps \
+         in {:.1} s (training {step_secs:.1} s, validation {:.1} s), wall time {:.1} s",
         train_time.as_secs_f64(),
-        step_secs,
-        eval_time.as_secs_f64(),
+        progress.eval_time.as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
     println!(
         "         {:.0} examples/s, median {median_ms:.1} ms per training step",
-        (steps * args.batch_size) as f64 / step_secs
+        (trained * args.batch_size) as f64 / step_secs
     );
     Ok(())
 }
 
 /// Prints test accuracy on all test images (and on the first N for each `--test-limit`),
 /// returning the former.
-fn report_test(
-    params: &ParamStore<f32>,
-    model: &impl Model,
-    mnist: &Mnist,
+fn report_test<M: Layer<f32>>(
+    trainer: &Trainer<f32, M>,
+    test: &DataSet,
     args: &TrainArgs,
 ) -> AnyResult<f64> {
     let t = Instant::now();
-    let acc = evaluate(params, model, &mnist.test, None)?;
+    let all = trainer.evaluate(test.row_sequence_batches(EVAL_BATCH, None).map(Ok))?;
     println!(
-        "test accuracy {acc:.4} ({} images, {:.1} s)",
-        mnist.test.num_examples(),
+        "test accuracy {:.4} ({} images, {:.1} s)",
+        all.accuracy,
+        all.count,
         t.elapsed().as_secs_f64()
     );
     for &limit in &args.test_limit {
-        let part = evaluate(params, model, &mnist.test, Some(limit))?;
+        let part = trainer.evaluate(test.row_sequence_batches(EVAL_BATCH, Some(limit)).map(Ok))?;
         println!(
-            "test accuracy {part:.4} (first {} images)",
-            limit.min(mnist.test.num_examples())
+            "test accuracy {:.4} (first {} images)",
+            part.accuracy, part.count
         );
     }
-    Ok(acc)
+    Ok(all.accuracy)
 }
 
 /// Draws training loss (left) and accuracy (right: batch accuracy and validation accuracy) into
 /// an SVG file. Per-step values are averaged over windows so the file stays small.
-fn plot(path: &Path, title: &str, curve: &[Point], validation: &[(usize, f64)]) -> AnyResult<()> {
+fn plot(path: &Path, title: &str, curve: &[Point], validation: &[(u64, f64)]) -> AnyResult<()> {
     use plotters::prelude::*;
 
     let window = curve.len().div_ceil(200).max(1);

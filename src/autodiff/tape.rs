@@ -149,9 +149,17 @@ pub struct Tape<'p, T: Scalar> {
 }
 
 impl<'p, T: Scalar> Tape<'p, T> {
-    /// A recording (training) tape; its dropout masks come from a generator seeded with 0.
+    /// A recording (training) tape.
+    ///
+    /// Its dropout masks come from a generator seeded with the tape's own number (tapes are
+    /// numbered in the order they are made, process-wide), so a training loop that builds a
+    /// new tape per step draws new masks at every step. For masks that do not depend on how
+    /// many tapes came before, seed each tape with [`Tape::with_seed`]
+    /// (the [`Trainer`](crate::train::Trainer) does, from the run's seed and the step).
     pub fn new(params: &'p ParamStore<T>) -> Self {
-        Self::with_mode(params, Mode::Train)
+        let tape = Self::with_mode(params, Mode::Train);
+        *tape.rng.borrow_mut() = StdRng::seed_from_u64(u64::from(tape.id));
+        tape
     }
 
     /// A tape that only computes values: no backward functions, dropout off.

@@ -11,12 +11,13 @@ use std::ops::Range;
 use std::path::Path;
 
 use ndarray::{Array2, Array3, ArrayView1, Axis};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::batch::{Minibatch, Targets, TrainSource};
 use super::download::locate;
 use super::idx::{read_idx, IdxArray};
+use super::position::{check_order, DataPosition, Resumable, RngPosition, ShuffleRng};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 
@@ -140,7 +141,7 @@ pub struct DataSet {
     order: Vec<usize>,
     index_in_epoch: usize,
     epochs_completed: usize,
-    rng: StdRng,
+    rng: ShuffleRng,
 }
 
 impl DataSet {
@@ -174,7 +175,7 @@ impl DataSet {
             order: (0..n).collect(),
             index_in_epoch: 0,
             epochs_completed: 0,
-            rng: StdRng::seed_from_u64(seed),
+            rng: ShuffleRng::seed_from_u64(seed),
         })
     }
 
@@ -305,6 +306,120 @@ impl DataSet {
     }
 }
 
+/// A [`DataSet`] as a [`TrainSource`] of images read row by row: inputs `[batch, 28, 28]`
+/// (28 time steps of 28 pixels), [`Targets::Classes`] the digits, batches from
+/// [`DataSet::next_batch`] (shuffled, reshuffled every epoch, resumable).
+#[derive(Debug, Clone)]
+pub struct RowSequences {
+    set: DataSet,
+    batch_size: usize,
+}
+
+impl DataSet {
+    /// This set as training batches of `batch_size` images read row by row.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `batch_size` is 0 or the set is empty.
+    pub fn row_sequences(self, batch_size: usize) -> Result<RowSequences> {
+        if batch_size == 0 || self.num_examples() == 0 {
+            return Err(Error::invalid(format!(
+                "row_sequences: batches of {batch_size} from a set of {} examples",
+                self.num_examples()
+            )));
+        }
+        Ok(RowSequences {
+            set: self,
+            batch_size,
+        })
+    }
+
+    /// The first `limit` examples (all if `None`) in file order as evaluation batches of
+    /// `batch_size` images read row by row (the last batch may be smaller).
+    ///
+    /// # Panics
+    /// If `batch_size` is 0.
+    pub fn row_sequence_batches<T: Scalar>(
+        &self,
+        batch_size: usize,
+        limit: Option<usize>,
+    ) -> impl Iterator<Item = Minibatch<T>> + '_ {
+        assert!(batch_size > 0, "row_sequence_batches(0)");
+        let n = limit.map_or(self.num_examples(), |l| l.min(self.num_examples()));
+        (0..n).step_by(batch_size).map(move |start| {
+            self.as_batch::<T>(start..(start + batch_size).min(n))
+                .into_minibatch()
+        })
+    }
+}
+
+impl RowSequences {
+    /// The underlying data set.
+    pub fn data_set(&self) -> &DataSet {
+        &self.set
+    }
+
+    /// The batch size.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+}
+
+impl<T: Scalar> TrainSource<T> for RowSequences {
+    fn next_batch(&mut self) -> Result<Minibatch<T>> {
+        Ok(self.set.next_batch::<T>(self.batch_size).into_minibatch())
+    }
+
+    fn batches_per_epoch(&self) -> Option<usize> {
+        Some(self.set.num_examples().div_ceil(self.batch_size))
+    }
+}
+
+impl Resumable for RowSequences {
+    fn position(&self) -> DataPosition {
+        self.set.position()
+    }
+
+    fn restore(&mut self, position: &DataPosition) -> Result<()> {
+        self.set.restore(position)
+    }
+}
+
+impl Resumable for DataSet {
+    /// Counters `[epochs_completed, index_in_epoch]`, the epoch's order and the generator.
+    fn position(&self) -> DataPosition {
+        DataPosition {
+            counters: vec![self.epochs_completed as u64, self.index_in_epoch as u64],
+            order: self.order.iter().map(|&i| i as u64).collect(),
+            rng: RngPosition::of(&self.rng),
+        }
+    }
+
+    fn restore(&mut self, position: &DataPosition) -> Result<()> {
+        let n = self.num_examples();
+        let [epochs, index] = position.counters[..] else {
+            return Err(Error::invalid(format!(
+                "DataSet::restore: {} counters, expected 2 (epochs, index in epoch)",
+                position.counters.len()
+            )));
+        };
+        let index = usize::try_from(index)
+            .ok()
+            .filter(|&i| i <= n)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "DataSet::restore: index in epoch {index} past the {n} examples"
+                ))
+            })?;
+        let epochs = usize::try_from(epochs)
+            .map_err(|_| Error::invalid("DataSet::restore: epoch count too large"))?;
+        self.order = check_order("DataSet::restore", &position.order, n)?;
+        self.epochs_completed = epochs;
+        self.index_in_epoch = index;
+        self.rng = position.rng.to_rng();
+        Ok(())
+    }
+}
+
 /// The batches of [`DataSet::batches`], in file order.
 #[derive(Debug, Clone)]
 pub struct Batches<'a, T> {
@@ -363,6 +478,16 @@ impl<T: Scalar> Batch<T> {
     /// If a label is 10 or more (impossible for batches from a [`DataSet`]).
     pub fn one_hot(&self) -> Array2<T> {
         crate::tensor::one_hot(&self.labels, NUM_CLASSES).expect("batch labels are digits 0..10")
+    }
+
+    /// The batch as a [`Minibatch`]: images read row by row (`[n, 28, 28]`), the digits as
+    /// [`Targets::Classes`].
+    pub fn into_minibatch(self) -> Minibatch<T> {
+        Minibatch {
+            inputs: self.images_as_sequences().into_dyn(),
+            lengths: None,
+            targets: Targets::Classes(self.labels),
+        }
     }
 
     /// The images as sequences for a recurrent network, `[n, 28, 28]` (batch-major): time step

@@ -1,9 +1,24 @@
-//! Data sets: the IDX file format and MNIST as TensorFlow 1.x's `read_data_sets` serves it.
+//! Data sets: the IDX file format, MNIST as TensorFlow 1.x's `read_data_sets` serves it, and
+//! text and variable-length sequences.
 //!
+//! - [`batch`]: the [`Minibatch`] a trainer consumes and its [`Targets`]; [`TrainSource`] is an
+//!   endless, resumable supply of them.
+//! - [`position`]: [`Resumable`] sources report and restore their [`DataPosition`], so a
+//!   resumed training run sees the same batches as an uninterrupted one.
 //! - [`idx`]: read and write IDX files (plain or gzip), validated, never panicking on bad bytes.
 //! - [`mnist`]: [`Mnist`] with its `train` / `validation` / `test` [`DataSet`]s, seeded shuffled
 //!   [`DataSet::next_batch`], in-order [`DataSet::batches`] for evaluation, and
 //!   [`ensure_mnist`] to find or (with the default `download` feature) download the files.
+//! - [`text`]: [`read_text`] (UTF-8, plain or gzip; malformed bytes are an error naming the
+//!   file and offset) and [`split_train_validation`] (first 90% train, last 10% validate).
+//! - [`vocab`]: [`CharVocab`], characters to ids with padding (0) and unknown (1), saved as
+//!   one line of text beside a model.
+//! - [`sequence`]: [`SequenceDataSet`] of labelled variable-length sequences (token ids or
+//!   feature vectors): seeded shuffled batches padded to their longest member with the lengths,
+//!   optional [`Bucketing`] by length, in-order batches for evaluation.
+//! - [`language_model`]: [`LmBatcher`], TensorFlow's PTB batching for truncated
+//!   backpropagation through time (parallel streams, consecutive batches continue them).
+//! - [`wordlists`]: [`WordLanguages`], words labelled by language from Debian's word lists.
 //!
 //! # Example
 //!
@@ -32,13 +47,33 @@
 //! # }
 //! ```
 
+pub mod batch;
 mod download;
 pub mod idx;
+pub mod language_model;
 pub mod mnist;
+pub mod position;
+pub mod sequence;
+pub mod text;
+pub mod vocab;
+pub mod wordlists;
 
+pub use batch::{FixedBatches, Minibatch, Targets, TrainSource};
 pub use idx::{encode_idx, parse_idx, read_idx, write_idx, IdxArray};
+pub use language_model::{LmBatch, LmBatcher};
 pub use mnist::{
     ensure_files_from, ensure_mnist, ensure_mnist_from, file_sha256, resolve_data_dir, Batch,
-    Batches, DataSet, Mnist, MnistFile, DEFAULT_DATA_DIR, DEFAULT_VALIDATION_SIZE, IMAGE_COLS,
-    IMAGE_PIXELS, IMAGE_ROWS, MNIST_FILES, MNIST_MIRRORS, NUM_CLASSES,
+    Batches, DataSet, Mnist, MnistFile, RowSequences, DEFAULT_DATA_DIR, DEFAULT_VALIDATION_SIZE,
+    IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, MNIST_FILES, MNIST_MIRRORS, NUM_CLASSES,
+};
+pub use position::{DataPosition, Resumable, RngPosition, ShuffleRng};
+pub use sequence::{Bucketing, Sequence, SequenceBatch, SequenceBatches, SequenceDataSet};
+pub use text::{
+    decode_text, read_text, read_text_with_encoding, split_train_validation, TextEncoding,
+    TRAIN_FRACTION,
+};
+pub use vocab::CharVocab;
+pub use wordlists::{
+    apt_get_command, clean_words, read_word_list, select_words, word_key, LabelledWords,
+    WordLanguages, WordList, DICT_DIR, WORDS_PER_LANGUAGE, WORD_LISTS,
 };

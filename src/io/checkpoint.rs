@@ -28,6 +28,8 @@
 //! A dtype mismatch (an `F64` checkpoint into an `f32` model) is an error by default;
 //! [`load_converting`] accepts `F32` and `F64` tensors in either kind of store and rounds to
 //! the nearest representable value. [`load_new`] builds a fresh store from a file alone.
+//! [`load_matching`] loads part of a checkpoint into another model (transfer learning): a
+//! subset, a prefix, renamed parameters, reporting what was missing and left over.
 //!
 //! # Saving
 //! [`save`] is atomic: it writes a temporary file `.{name}.tmp-{pid}-{n}` next to the target,
@@ -182,10 +184,10 @@ pub fn load_new<T: Scalar>(path: &Path, seed: u64) -> Result<ParamStore<T>> {
 }
 
 /// A tensor ready for `safetensors::serialize`.
-struct Encoded {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+pub(crate) struct Encoded {
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<u8>,
 }
 
 impl View for &Encoded {
@@ -207,20 +209,20 @@ impl View for &Encoded {
 }
 
 /// One tensor of a parsed checkpoint, its data borrowed from the input.
-struct Entry<'a> {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: &'a [u8],
+pub(crate) struct Entry<'a> {
+    pub(crate) name: String,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: &'a [u8],
 }
 
 /// A validated checkpoint: its tensors in file (data offset) order and its metadata.
-struct Parsed<'a> {
-    entries: Vec<Entry<'a>>,
-    metadata: HashMap<String, String>,
+pub(crate) struct Parsed<'a> {
+    pub(crate) entries: Vec<Entry<'a>>,
+    pub(crate) metadata: HashMap<String, String>,
 }
 
-fn dtype_of<T: Scalar>() -> Result<Dtype> {
+pub(crate) fn dtype_of<T: Scalar>() -> Result<Dtype> {
     match T::DTYPE {
         "F32" => Ok(Dtype::F32),
         "F64" => Ok(Dtype::F64),
@@ -231,7 +233,7 @@ fn dtype_of<T: Scalar>() -> Result<Dtype> {
 }
 
 /// The little-endian bytes of `value` in logical (row-major) order, in the dtype of `T`.
-fn encode<T: Scalar>(value: &ArrayD<T>) -> Vec<u8> {
+pub(crate) fn encode<T: Scalar>(value: &ArrayD<T>) -> Vec<u8> {
     let any = value as &dyn Any;
     if let Some(v) = any.downcast_ref::<ArrayD<f32>>() {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -266,7 +268,7 @@ fn cast_vec<S: Scalar, T: Scalar>(values: Vec<S>) -> Vec<T> {
 
 /// Decodes an `F32` or `F64` tensor into an array of `T`, checking the byte length against the
 /// shape. Never panics on inconsistent input.
-fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<ArrayD<T>> {
+pub(crate) fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<ArrayD<T>> {
     let corrupt = |what: &str| {
         Error::Format(format!(
             "{source}: tensor {:?} {what} (dtype {}, shape {:?}, {} bytes)",
@@ -309,7 +311,7 @@ fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<ArrayD<T>> {
 }
 
 /// Parses and validates safetensors bytes (header, offsets, sizes) without copying the data.
-fn parse<'a>(bytes: &'a [u8], source: &str) -> Result<Parsed<'a>> {
+pub(crate) fn parse<'a>(bytes: &'a [u8], source: &str) -> Result<Parsed<'a>> {
     let invalid = |what: String| {
         Error::Format(format!(
             "{source}: not a valid safetensors checkpoint: {what}"
@@ -475,7 +477,7 @@ fn creation_order(parsed: &Parsed<'_>) -> Vec<usize> {
     }
 }
 
-fn source_of(path: &Path) -> String {
+pub(crate) fn source_of(path: &Path) -> String {
     format!("checkpoint {}", path.display())
 }
 
@@ -484,12 +486,12 @@ fn io_context(err: io::Error, context: String) -> Error {
     Error::Io(io::Error::new(err.kind(), format!("{context}: {err}")))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| io_context(e, format!("cannot read checkpoint {}", path.display())))
 }
 
 /// Writes `bytes` to `path` through a temporary sibling file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
 
     let file_name = path.file_name().ok_or_else(|| {
@@ -539,3 +541,5 @@ fn sync_dir(dir: &Path) {
         let _ = dir;
     }
 }
+
+pub use super::transfer::{load_matching, load_matching_from_bytes, LoadOptions, LoadReport};

@@ -5,7 +5,7 @@
 //! can be read by several tapes (and threads) at once, enumerated by optimizers and saved whole by
 //! checkpoints.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ndarray::ArrayD;
 use rand::rngs::StdRng;
@@ -44,6 +44,8 @@ pub struct ParamStore<T: Scalar> {
     names: Vec<String>,
     values: Vec<ArrayD<T>>,
     by_name: HashMap<String, ParamId>,
+    /// Scopes handed out by [`ParamStore::unique_scope`].
+    scopes: HashSet<String>,
     rng: StdRng,
 }
 
@@ -54,6 +56,7 @@ impl<T: Scalar> ParamStore<T> {
             names: Vec::new(),
             values: Vec::new(),
             by_name: HashMap::new(),
+            scopes: HashSet::new(),
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -117,6 +120,39 @@ impl<T: Scalar> ParamStore<T> {
         self.values.push(value.as_standard_layout().into_owned());
         self.by_name.insert(name.to_string(), id);
         id
+    }
+
+    /// A scope named `base` that no parameter and no earlier call uses, made unique the way
+    /// TensorFlow makes variable scopes unique: `base`, then `base_1`, `base_2`, ...
+    ///
+    /// Layers built without an explicit scope take theirs from here, so two LSTM layers get
+    /// `rnn/basic_lstm_cell/kernel` and `rnn_1/basic_lstm_cell/kernel` and never clash.
+    ///
+    /// ```
+    /// use recurrent::ParamStore;
+    /// let mut params = ParamStore::<f32>::new(0);
+    /// assert_eq!(params.unique_scope("rnn").path(), "rnn");
+    /// assert_eq!(params.unique_scope("rnn").path(), "rnn_1");
+    /// assert_eq!(params.unique_scope("dense").path(), "dense");
+    /// ```
+    pub fn unique_scope(&mut self, base: &str) -> Scope {
+        let base = base.trim_matches('/');
+        let taken = |store: &Self, path: &str| {
+            let prefix = format!("{path}/");
+            store.scopes.contains(path)
+                || store
+                    .names
+                    .iter()
+                    .any(|n| n == path || n.starts_with(&prefix))
+        };
+        let mut path = base.to_string();
+        let mut k = 0usize;
+        while taken(self, &path) {
+            k += 1;
+            path = format!("{base}_{k}");
+        }
+        self.scopes.insert(path.clone());
+        Scope::new(path)
     }
 
     /// The handle of the parameter called `name`, if any.

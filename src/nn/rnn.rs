@@ -19,6 +19,103 @@ use ndarray::{ArrayD, IxDyn};
 use crate::cell::{Cell, RnnState};
 use crate::{Error, Result, Scalar, Tape, Var};
 
+/// The options of [`static_rnn`] and [`dynamic_rnn`]: TensorFlow's keyword arguments, named at
+/// the call site (`rnn::RnnOptions::default().sequence_length(&lengths)`), each defaulting as in
+/// TensorFlow.
+///
+/// `S` is the cell's state type ([`Cell::State`]).
+#[derive(Debug, Clone)]
+pub struct RnnOptions<'a, S> {
+    /// The state before the first step (`initial_state`); the cell's zero state if `None`.
+    pub initial_state: Option<S>,
+    /// Each example's number of valid steps (`sequence_length`); all steps if `None`.
+    pub sequence_length: Option<&'a [usize]>,
+    /// Inputs and outputs are `[time, batch, ...]` (`time_major`; [`dynamic_rnn`] only).
+    pub time_major: bool,
+}
+
+impl<S> Default for RnnOptions<'_, S> {
+    fn default() -> Self {
+        RnnOptions {
+            initial_state: None,
+            sequence_length: None,
+            time_major: false,
+        }
+    }
+}
+
+impl<'a, S> RnnOptions<'a, S> {
+    /// The state before the first step.
+    pub fn initial_state(mut self, state: S) -> Self {
+        self.initial_state = Some(state);
+        self
+    }
+
+    /// Each example's number of valid steps.
+    pub fn sequence_length(mut self, lengths: &'a [usize]) -> Self {
+        self.sequence_length = Some(lengths);
+        self
+    }
+
+    /// Time-major inputs and outputs.
+    pub fn time_major(mut self, time_major: bool) -> Self {
+        self.time_major = time_major;
+        self
+    }
+}
+
+/// The options of [`bidirectional_dynamic_rnn`] and [`static_bidirectional_rnn`].
+///
+/// `F` and `B` are the forward and backward cells' state types.
+#[derive(Debug, Clone)]
+pub struct BidirectionalOptions<'a, F, B> {
+    /// The forward cell's initial state (`initial_state_fw`).
+    pub initial_state_fw: Option<F>,
+    /// The backward cell's initial state (`initial_state_bw`).
+    pub initial_state_bw: Option<B>,
+    /// Each example's number of valid steps, used by both directions.
+    pub sequence_length: Option<&'a [usize]>,
+    /// Time-major inputs and outputs ([`bidirectional_dynamic_rnn`] only).
+    pub time_major: bool,
+}
+
+impl<F, B> Default for BidirectionalOptions<'_, F, B> {
+    fn default() -> Self {
+        BidirectionalOptions {
+            initial_state_fw: None,
+            initial_state_bw: None,
+            sequence_length: None,
+            time_major: false,
+        }
+    }
+}
+
+impl<'a, F, B> BidirectionalOptions<'a, F, B> {
+    /// The forward cell's initial state.
+    pub fn initial_state_fw(mut self, state: F) -> Self {
+        self.initial_state_fw = Some(state);
+        self
+    }
+
+    /// The backward cell's initial state.
+    pub fn initial_state_bw(mut self, state: B) -> Self {
+        self.initial_state_bw = Some(state);
+        self
+    }
+
+    /// Each example's number of valid steps.
+    pub fn sequence_length(mut self, lengths: &'a [usize]) -> Self {
+        self.sequence_length = Some(lengths);
+        self
+    }
+
+    /// Time-major inputs and outputs.
+    pub fn time_major(mut self, time_major: bool) -> Self {
+        self.time_major = time_major;
+        self
+    }
+}
+
 /// Checks per-example lengths against the batch size and the number of steps.
 pub(crate) fn check_lengths(lengths: &[usize], batch: usize, steps: usize) -> Result<Vec<usize>> {
     if lengths.len() != batch {
@@ -67,9 +164,18 @@ pub fn static_rnn<T: Scalar, C: Cell>(
     tape: &Tape<'_, T>,
     cell: &C,
     inputs: &[Var],
-    initial_state: Option<C::State>,
-    sequence_length: Option<&[usize]>,
+    options: RnnOptions<'_, C::State>,
 ) -> Result<(Vec<Var>, C::State)> {
+    let RnnOptions {
+        initial_state,
+        sequence_length,
+        time_major,
+    } = options;
+    if time_major {
+        return Err(Error::invalid(
+            "static_rnn: time_major does not apply to a list of per-step inputs",
+        ));
+    }
     let first = inputs
         .first()
         .ok_or_else(|| Error::invalid("static_rnn needs at least one input step"))?;
@@ -138,7 +244,7 @@ pub fn static_rnn<T: Scalar, C: Cell>(
 /// let cell = BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", 3, 5).unwrap();
 /// let tape = Tape::new(&params);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 7, 3])));
-/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, None, Some(&[7, 4]), false).unwrap();
+/// let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default().sequence_length(&[7, 4])).unwrap();
 /// assert_eq!(tape.shape(outputs), vec![2, 7, 5]);
 /// // Example 1 stopped after 4 steps: its later outputs are zero.
 /// assert!(tape.value(outputs).slice(ndarray::s![1, 4.., ..]).iter().all(|&v| v == 0.0));
@@ -148,10 +254,13 @@ pub fn dynamic_rnn<T: Scalar, C: Cell>(
     tape: &Tape<'_, T>,
     cell: &C,
     inputs: Var,
-    initial_state: Option<C::State>,
-    sequence_length: Option<&[usize]>,
-    time_major: bool,
+    options: RnnOptions<'_, C::State>,
 ) -> Result<(Var, C::State)> {
+    let RnnOptions {
+        initial_state,
+        sequence_length,
+        time_major,
+    } = options;
     let shape = tape.shape(inputs);
     let layout = if time_major {
         "[time, batch, input_size]"
@@ -178,7 +287,9 @@ pub fn dynamic_rnn<T: Scalar, C: Cell>(
         return result;
     }
     let steps_in = tape.unstack(inputs, time_axis)?;
-    let (outputs, state) = static_rnn(tape, cell, &steps_in, Some(state), sequence_length)?;
+    let mut step_options = RnnOptions::default().initial_state(state);
+    step_options.sequence_length = sequence_length;
+    let (outputs, state) = static_rnn(tape, cell, &steps_in, step_options)?;
     Ok((tape.stack(&outputs, time_axis)?, state))
 }
 
@@ -188,25 +299,26 @@ pub fn dynamic_rnn<T: Scalar, C: Cell>(
 /// reversed back, so step `t` of `out_bw` belongs to input step `t`. Returns
 /// `((out_fw, out_bw), (state_fw, state_bw))`; concatenate the outputs on the last axis for
 /// TensorFlow's usual `[batch, time, 2 * units]`.
-#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+#[allow(clippy::type_complexity)]
 pub fn bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
     tape: &Tape<'_, T>,
     cell_fw: &F,
     cell_bw: &B,
     inputs: Var,
-    initial_state_fw: Option<F::State>,
-    initial_state_bw: Option<B::State>,
-    sequence_length: Option<&[usize]>,
-    time_major: bool,
+    options: BidirectionalOptions<'_, F::State, B::State>,
 ) -> Result<((Var, Var), (F::State, B::State))> {
-    let (out_fw, state_fw) = dynamic_rnn(
-        tape,
-        cell_fw,
-        inputs,
+    let BidirectionalOptions {
         initial_state_fw,
+        initial_state_bw,
         sequence_length,
         time_major,
-    )?;
+    } = options;
+    let fw_options = RnnOptions {
+        initial_state: initial_state_fw,
+        sequence_length,
+        time_major,
+    };
+    let (out_fw, state_fw) = dynamic_rnn(tape, cell_fw, inputs, fw_options)?;
     let shape = tape.shape(inputs);
     let (time_axis, batch_axis) = if time_major { (0, 1) } else { (1, 0) };
     let full;
@@ -222,9 +334,11 @@ pub fn bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
         tape,
         cell_bw,
         reversed,
-        initial_state_bw,
-        sequence_length,
-        time_major,
+        RnnOptions {
+            initial_state: initial_state_bw,
+            sequence_length,
+            time_major,
+        },
     )?;
     let out_bw = tape.reverse_sequence(out_bw, lengths, time_axis, batch_axis)?;
     Ok(((out_fw, out_bw), (state_fw, state_bw)))
@@ -238,14 +352,32 @@ pub fn static_bidirectional_rnn<T: Scalar, F: Cell, B: Cell>(
     cell_fw: &F,
     cell_bw: &B,
     inputs: &[Var],
-    initial_state_fw: Option<F::State>,
-    initial_state_bw: Option<B::State>,
-    sequence_length: Option<&[usize]>,
+    options: BidirectionalOptions<'_, F::State, B::State>,
 ) -> Result<(Vec<Var>, F::State, B::State)> {
-    let (out_fw, state_fw) = static_rnn(tape, cell_fw, inputs, initial_state_fw, sequence_length)?;
+    let BidirectionalOptions {
+        initial_state_fw,
+        initial_state_bw,
+        sequence_length,
+        time_major,
+    } = options;
+    if time_major {
+        return Err(Error::invalid(
+            "static_bidirectional_rnn: time_major does not apply to a list of per-step inputs",
+        ));
+    }
+    let fw_options = RnnOptions {
+        initial_state: initial_state_fw,
+        sequence_length,
+        time_major: false,
+    };
+    let (out_fw, state_fw) = static_rnn(tape, cell_fw, inputs, fw_options)?;
     let reversed = reverse_steps(tape, inputs, sequence_length)?;
-    let (out_bw, state_bw) =
-        static_rnn(tape, cell_bw, &reversed, initial_state_bw, sequence_length)?;
+    let bw_options = RnnOptions {
+        initial_state: initial_state_bw,
+        sequence_length,
+        time_major: false,
+    };
+    let (out_bw, state_bw) = static_rnn(tape, cell_bw, &reversed, bw_options)?;
     let out_bw = reverse_steps(tape, &out_bw, sequence_length)?;
     let outputs = out_fw
         .iter()

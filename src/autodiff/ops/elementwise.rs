@@ -1,6 +1,12 @@
-//! Elementwise arithmetic (with NumPy broadcasting) and activations.
+//! Elementwise arithmetic (with NumPy broadcasting), elementwise math and activations.
+//!
+//! The binary ops (`add`, `sub`, `mul`, `div`, `maximum`, `minimum`) broadcast their operands
+//! to a common shape under NumPy's rules (shapes aligned on the right; a dimension of 1, or a
+//! missing leading one, repeats), return an [`Error::Shape`](crate::Error::Shape) naming the op
+//! when the shapes do not broadcast, and sum each operand's gradient back to its own shape.
+//! The unary ops cannot fail and return a [`Var`].
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayViewD, Zip};
 
 use crate::ops::check;
 use crate::tensor::{broadcast_shape, sum_to_shape};
@@ -11,6 +17,31 @@ enum Arith {
     Add,
     Sub,
     Mul,
+    Div,
+    Maximum,
+    Minimum,
+}
+
+impl Arith {
+    fn name(self) -> &'static str {
+        match self {
+            Arith::Add => "add",
+            Arith::Sub => "sub",
+            Arith::Mul => "mul",
+            Arith::Div => "div",
+            Arith::Maximum => "maximum",
+            Arith::Minimum => "minimum",
+        }
+    }
+
+    /// For `maximum` / `minimum`: whether the result (and so the gradient) is `a`'s, by
+    /// TensorFlow's selector (`a >= b`, resp. `a <= b`: ties go to `a`).
+    fn picks_a<T: Scalar>(self, a: T, b: T) -> bool {
+        match self {
+            Arith::Maximum => a >= b,
+            _ => a <= b,
+        }
+    }
 }
 
 impl<T: Scalar> Tape<'_, T> {
@@ -29,12 +60,45 @@ impl<T: Scalar> Tape<'_, T> {
         self.arith(a, b, Arith::Mul)
     }
 
+    /// `a / b` elementwise with NumPy broadcasting (`tf.div` / `tf.realdiv` on floats).
+    ///
+    /// Gradients: `d/da = g / b`, `d/db = -g * a / b / b` (TensorFlow's formulation, each summed
+    /// back to its operand's shape). Division by zero follows IEEE 754 (`1/0 = inf`,
+    /// `0/0 = NaN`), as in TensorFlow.
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) (op `"div"`) if the shapes do not broadcast.
+    pub fn div(&self, a: Var, b: Var) -> Result<Var> {
+        self.arith(a, b, Arith::Div)
+    }
+
+    /// The elementwise maximum `max(a, b)` with NumPy broadcasting (`tf.maximum`); NaN where
+    /// either operand is NaN (as `np.maximum`).
+    ///
+    /// Gradient, TensorFlow's convention (`_MaximumMinimumGrad` with `greater_equal`): the
+    /// output's gradient goes to `a` where `a >= b`, ties included, and to `b` elsewhere; the
+    /// other operand gets 0 there.
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) (op `"maximum"`) if the shapes do not broadcast.
+    pub fn maximum(&self, a: Var, b: Var) -> Result<Var> {
+        self.arith(a, b, Arith::Maximum)
+    }
+
+    /// The elementwise minimum `min(a, b)` with NumPy broadcasting (`tf.minimum`); NaN where
+    /// either operand is NaN (as `np.minimum`).
+    ///
+    /// Gradient, TensorFlow's convention (`_MaximumMinimumGrad` with `less_equal`): the output's
+    /// gradient goes to `a` where `a <= b`, ties included, and to `b` elsewhere.
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) (op `"minimum"`) if the shapes do not broadcast.
+    pub fn minimum(&self, a: Var, b: Var) -> Result<Var> {
+        self.arith(a, b, Arith::Minimum)
+    }
+
     fn arith(&self, a: Var, b: Var, op: Arith) -> Result<Var> {
-        let name = match op {
-            Arith::Add => "add",
-            Arith::Sub => "sub",
-            Arith::Mul => "mul",
-        };
+        let name = op.name();
         let value = {
             let (va, vb) = (self.value(a), self.value(b));
             check(
@@ -47,15 +111,43 @@ impl<T: Scalar> Tape<'_, T> {
                 Arith::Add => &*va + &*vb,
                 Arith::Sub => &*va - &*vb,
                 Arith::Mul => &*va * &*vb,
+                Arith::Div => &*va / &*vb,
+                Arith::Maximum | Arith::Minimum => {
+                    let (ba, bb) = broadcast_pair(&va, &vb);
+                    let mut out = ArrayD::zeros(ba.raw_dim());
+                    Zip::from(&mut out).and(&ba).and(&bb).for_each(|o, &x, &y| {
+                        *o = if x.is_nan() || y.is_nan() {
+                            T::nan()
+                        } else if op.picks_a(x, y) {
+                            x
+                        } else {
+                            y
+                        }
+                    });
+                    out
+                }
             }
         };
         Ok(self.push_op(value, &[a, b], move |ctx| {
             let g = ctx.g();
             let (va, vb) = (ctx.input(0), ctx.input(1));
+            // Maximum / minimum: where the forward picked `a` (TensorFlow's selector, ties to a).
+            let picked_a = |take_a: bool| {
+                let (ba, bb) = broadcast_pair(va, vb);
+                let mut d = g.clone();
+                Zip::from(&mut d).and(&ba).and(&bb).for_each(|d, &x, &y| {
+                    if op.picks_a(x, y) != take_a {
+                        *d = T::zero()
+                    }
+                });
+                d
+            };
             let ga = ctx.needs(0).then(|| {
                 let full = match op {
                     Arith::Add | Arith::Sub => g.clone(),
                     Arith::Mul => g * vb,
+                    Arith::Div => g / vb,
+                    Arith::Maximum | Arith::Minimum => picked_a(true),
                 };
                 sum_to_shape(full, va.shape())
             });
@@ -64,6 +156,14 @@ impl<T: Scalar> Tape<'_, T> {
                     Arith::Add => g.clone(),
                     Arith::Sub => g.mapv(|x| -x),
                     Arith::Mul => g * va,
+                    // -g * a / b / b, in TensorFlow's order of operations.
+                    Arith::Div => {
+                        let mut d = g.mapv(|x| -x) * va;
+                        d /= vb;
+                        d /= vb;
+                        d
+                    }
+                    Arith::Maximum | Arith::Minimum => picked_a(false),
                 };
                 sum_to_shape(full, vb.shape())
             });
@@ -112,6 +212,44 @@ impl<T: Scalar> Tape<'_, T> {
         )
     }
 
+    /// `e^x` elementwise (`tf.exp`); its gradient is `g * e^x`.
+    pub fn exp(&self, x: Var) -> Var {
+        let value = self.value(x).mapv(|v| v.exp());
+        self.unary_from_output(value, x, |y| y)
+    }
+
+    /// The natural logarithm `ln(x)` elementwise (`tf.log`); its gradient is `g / x`. As in
+    /// TensorFlow, `ln(0) = -inf` (gradient `inf`) and the logarithm of a negative number is
+    /// NaN: no error, so mask or clip the input where it can reach 0.
+    pub fn log(&self, x: Var) -> Var {
+        let value = self.value(x).mapv(|v| v.ln());
+        self.unary_from_input(value, x, |x| T::one() / x)
+    }
+
+    /// `sqrt(x)` elementwise (`tf.sqrt`); its gradient is `g * 0.5 / sqrt(x)` (TensorFlow's
+    /// `SqrtGrad`), so `inf` at 0. NaN for negative `x`, as in TensorFlow.
+    pub fn sqrt(&self, x: Var) -> Var {
+        let value = self.value(x).mapv(|v| v.sqrt());
+        self.unary_from_output(value, x, |y| T::from_f64_lossy(0.5) / y)
+    }
+
+    /// `x * x` elementwise (`tf.square`); its gradient is `g * 2x`.
+    pub fn square(&self, x: Var) -> Var {
+        let value = self.value(x).mapv(|v| v * v);
+        self.unary_from_input(value, x, |x| x + x)
+    }
+
+    /// Records a unary op whose derivative is a function of its input.
+    fn unary_from_input(&self, value: ArrayD<T>, x: Var, derivative: fn(T) -> T) -> Var {
+        self.push_op(value, &[x], move |ctx| {
+            let mut dx = ctx.g().clone();
+            Zip::from(&mut dx)
+                .and(ctx.input(0))
+                .for_each(|d, &x| *d *= derivative(x));
+            vec![Some(dx)]
+        })
+    }
+
     /// Records a unary op whose derivative is a function of its output.
     fn unary_from_output(&self, value: ArrayD<T>, x: Var, derivative: fn(T) -> T) -> Var {
         let out = Var {
@@ -122,10 +260,22 @@ impl<T: Scalar> Tape<'_, T> {
         self.push_op(value, &[x], move |ctx| {
             let y = ctx.value(out);
             let mut dx = ctx.g().clone();
-            ndarray::Zip::from(&mut dx)
+            Zip::from(&mut dx)
                 .and(y)
                 .for_each(|d, &y| *d *= derivative(y));
             vec![Some(dx)]
         })
     }
+}
+
+/// Both operands viewed at their common broadcast shape (checked by the caller).
+fn broadcast_pair<'a, T>(
+    a: &'a ArrayD<T>,
+    b: &'a ArrayD<T>,
+) -> (ArrayViewD<'a, T>, ArrayViewD<'a, T>) {
+    let shape = broadcast_shape(a.shape(), b.shape()).expect("shapes checked to broadcast");
+    (
+        a.broadcast(shape.clone()).expect("broadcasts"),
+        b.broadcast(shape).expect("broadcasts"),
+    )
 }

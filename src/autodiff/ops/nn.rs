@@ -1,10 +1,11 @@
-//! Neural-network ops: masking, dropout and the softmax cross-entropy losses.
+//! Neural-network ops: masking, dropout, the softmax family (softmax, log-softmax, the softmax
+//! cross-entropy losses) and argmax.
 
-use ndarray::{Array1, ArrayD, Ix2, IxDyn, Zip};
+use ndarray::{Array1, ArrayD, IxDyn, Zip};
 use rand::Rng;
 
 use super::check;
-use crate::{Error, Result, Scalar, Tape, Var};
+use crate::{tensor, Error, Result, Scalar, Tape, Var};
 
 impl<T: Scalar> Tape<'_, T> {
     /// Elementwise choice: `cond ? a : b` (`tf.where`). `a` and `b` have one shape; `cond`
@@ -94,6 +95,100 @@ impl<T: Scalar> Tape<'_, T> {
         self.mul(x, self.constant(mask))
     }
 
+    /// The softmax over the last axis (`tf.nn.softmax`):
+    /// `y[.., i] = exp(x[.., i] - m) / sum_k exp(x[.., k] - m)` with `m` the maximum of the
+    /// row, so large logits do not overflow. Same shape as `x`.
+    ///
+    /// Gradient: `dx = y * (g - sum_k g_k y_k)` per row.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] (op `"softmax"`) for a scalar or an empty last axis.
+    pub fn softmax(&self, x: Var) -> Result<Var> {
+        let value = {
+            let vx = self.value(x);
+            let n = last_axis("softmax", vx.shape())?;
+            let z = vx.as_standard_layout();
+            let rows = softmax_rows(z.as_slice().expect("standard layout"), n);
+            ArrayD::from_shape_vec(vx.raw_dim(), rows.probs).expect("same size")
+        };
+        let out = self.next_var();
+        Ok(self.push_op(value, &[x], move |ctx| {
+            let y = ctx.value(out);
+            let n = y.shape()[y.ndim() - 1];
+            let g = ctx.g().as_standard_layout();
+            let y = y.as_standard_layout();
+            let mut dx = Vec::with_capacity(y.len());
+            let rows = g.as_slice().expect("standard layout").chunks_exact(n);
+            for (gr, yr) in rows.zip(y.as_slice().expect("standard layout").chunks_exact(n)) {
+                let dot: T = gr.iter().zip(yr).map(|(&g, &y)| g * y).sum();
+                dx.extend(gr.iter().zip(yr).map(|(&g, &y)| y * (g - dot)));
+            }
+            vec![Some(
+                ArrayD::from_shape_vec(y.raw_dim(), dx).expect("same size"),
+            )]
+        }))
+    }
+
+    /// The logarithm of the softmax over the last axis (`tf.nn.log_softmax`), computed stably
+    /// as `y[.., i] = (x[.., i] - m) - ln(sum_k exp(x[.., k] - m))` with `m` the row maximum
+    /// (never as `ln(softmax)`, which underflows to `-inf`). Same shape as `x`.
+    ///
+    /// Gradient: `dx = g - exp(y) * sum_k g_k` per row.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] (op `"log_softmax"`) for a scalar or an empty last axis.
+    pub fn log_softmax(&self, x: Var) -> Result<Var> {
+        let value = {
+            let vx = self.value(x);
+            let n = last_axis("log_softmax", vx.shape())?;
+            let z = vx.as_standard_layout();
+            let z = z.as_slice().expect("standard layout");
+            let rows = softmax_rows(z, n);
+            let mut y = Vec::with_capacity(z.len());
+            for (r, zr) in z.chunks_exact(n).enumerate() {
+                let (max, ln_sum) = (rows.max[r], rows.ln_sum[r]);
+                y.extend(zr.iter().map(|&v| (v - max) - ln_sum));
+            }
+            ArrayD::from_shape_vec(vx.raw_dim(), y).expect("same size")
+        };
+        let out = self.next_var();
+        Ok(self.push_op(value, &[x], move |ctx| {
+            let y = ctx.value(out);
+            let n = y.shape()[y.ndim() - 1];
+            let g = ctx.g().as_standard_layout();
+            let y = y.as_standard_layout();
+            let mut dx = Vec::with_capacity(y.len());
+            let rows = g.as_slice().expect("standard layout").chunks_exact(n);
+            for (gr, yr) in rows.zip(y.as_slice().expect("standard layout").chunks_exact(n)) {
+                let total: T = gr.iter().copied().sum();
+                dx.extend(gr.iter().zip(yr).map(|(&g, &y)| g - y.exp() * total));
+            }
+            vec![Some(
+                ArrayD::from_shape_vec(y.raw_dim(), dx).expect("same size"),
+            )]
+        }))
+    }
+
+    /// The index of the largest value along the last axis of `v`'s value (`tf.argmax(v,
+    /// axis=-1)`), ties to the first index; see [`tensor::argmax`] (this reads the value; it
+    /// records nothing and has no gradient).
+    ///
+    /// # Errors
+    /// As [`tensor::argmax`]: a scalar or an empty last axis.
+    pub fn argmax(&self, v: Var) -> Result<ArrayD<usize>> {
+        tensor::argmax(&*self.value(v))
+    }
+
+    /// The `[batch, maxlen]` mask of 1s and 0s with `mask[b, t] = 1` exactly when
+    /// `t < lengths[b]` (`tf.sequence_mask(lengths, maxlen, dtype)`), as a constant on the tape;
+    /// see [`tensor::sequence_mask`].
+    ///
+    /// # Errors
+    /// As [`tensor::sequence_mask`]: a length above `maxlen`.
+    pub fn sequence_mask(&self, lengths: &[usize], maxlen: usize) -> Result<Var> {
+        Ok(self.constant(tensor::sequence_mask(lengths, maxlen)?))
+    }
+
     /// Per-example softmax cross-entropy between one-hot (or soft) `labels` `[batch, classes]`
     /// and unnormalised `logits` of the same shape, giving `[batch]`
     /// (`tf.nn.softmax_cross_entropy_with_logits`). Computed as TensorFlow does, on logits with
@@ -101,112 +196,211 @@ impl<T: Scalar> Tape<'_, T> {
     /// so large logits neither overflow nor lose the small differences that decide the loss.
     /// No gradient flows into `labels`.
     pub fn softmax_cross_entropy_with_logits(&self, labels: Var, logits: Var) -> Result<Var> {
-        let (loss, softmax) = {
+        const OP: &str = "softmax_cross_entropy_with_logits";
+        let (loss, probs) = {
             let (vl, vz) = (self.value(labels), self.value(logits));
             check(
                 vz.ndim() == 2,
-                "softmax_cross_entropy_with_logits",
+                OP,
                 || "logits [batch, classes]".into(),
                 vz.shape(),
             )?;
             check(
                 vl.shape() == vz.shape(),
-                "softmax_cross_entropy_with_logits",
+                OP,
                 || format!("labels of shape {:?} like the logits", vz.shape()),
                 vl.shape(),
             )?;
-            let z = vz.view().into_dimensionality::<Ix2>().expect("rank 2");
-            let l = vl.view().into_dimensionality::<Ix2>().expect("rank 2");
-            let (softmax, max, ln_sum) = softmax_rows(z);
-            let mut loss = Array1::<T>::zeros(z.nrows());
-            for (b, loss_b) in loss.iter_mut().enumerate() {
-                *loss_b = l
-                    .row(b)
+            let (batch, classes) = (vz.shape()[0], vz.shape()[1]);
+            let z = vz.as_standard_layout();
+            let l = vl.as_standard_layout();
+            let z = z.as_slice().expect("standard layout");
+            let l = l.as_slice().expect("standard layout");
+            let rows = softmax_rows(z, classes);
+            let loss = Array1::from_shape_fn(batch, |b| {
+                if classes == 0 {
+                    return T::zero(); // a sum over no classes
+                }
+                let (max, ln_sum) = (rows.max[b], rows.ln_sum[b]);
+                let range = b * classes..(b + 1) * classes;
+                l[range.clone()]
                     .iter()
-                    .zip(z.row(b))
-                    .map(|(&l, &z)| l * (ln_sum[b] - (z - max[b])))
-                    .sum();
-            }
-            (loss.into_dyn(), softmax)
+                    .zip(&z[range])
+                    .map(|(&l, &z)| l * (ln_sum - (z - max)))
+                    .sum()
+            });
+            (loss.into_dyn(), rows.probs)
         };
         Ok(self.push_op(loss, &[labels, logits], move |ctx| {
             let g = ctx.g();
-            let l = ctx
-                .input(0)
-                .view()
-                .into_dimensionality::<Ix2>()
-                .expect("rank 2");
-            let mut dz = softmax.clone();
-            for (b, mut row) in dz.rows_mut().into_iter().enumerate() {
-                let lsum: T = l.row(b).sum();
-                Zip::from(&mut row)
-                    .and(l.row(b))
-                    .for_each(|d, &lab| *d = (*d * lsum - lab) * g[b]);
+            let l = ctx.input(0).as_standard_layout();
+            let l = l.as_slice().expect("standard layout");
+            let classes = ctx.input(1).shape()[1];
+            let mut dz = probs.clone();
+            if classes > 0 {
+                let rows = dz.chunks_exact_mut(classes).zip(l.chunks_exact(classes));
+                for ((dr, lr), &g) in rows.zip(g.iter()) {
+                    let lsum: T = lr.iter().copied().sum();
+                    for (d, &lab) in dr.iter_mut().zip(lr) {
+                        *d = (*d * lsum - lab) * g;
+                    }
+                }
             }
-            vec![None, Some(dz.into_dyn())]
+            vec![
+                None,
+                Some(ArrayD::from_shape_vec(ctx.input(1).raw_dim(), dz).expect("same size")),
+            ]
         }))
     }
 
     /// Per-example softmax cross-entropy with class-index labels (`[batch]` of indices below
     /// `classes`) and logits `[batch, classes]`, giving `[batch]`
-    /// (`tf.nn.sparse_softmax_cross_entropy_with_logits`).
+    /// (`tf.nn.sparse_softmax_cross_entropy_with_logits`):
+    /// `loss_b = ln(sum_k exp(z_bk - max_b)) - (z_b,label_b - max_b)`, the stable form that
+    /// [`Tape::sequence_loss`] shares.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] unless `logits` is `[labels.len(), classes]`;
+    /// [`Error::InvalidArgument`] for a label `>= classes`.
     pub fn sparse_softmax_cross_entropy_with_logits(
         &self,
         labels: &[usize],
         logits: Var,
     ) -> Result<Var> {
-        let (loss, softmax) = {
+        const OP: &str = "sparse_softmax_cross_entropy_with_logits";
+        let (loss, probs) = {
             let vz = self.value(logits);
             check(
                 vz.ndim() == 2 && vz.shape()[0] == labels.len(),
-                "sparse_softmax_cross_entropy_with_logits",
+                OP,
                 || format!("logits [{}, classes]", labels.len()),
                 vz.shape(),
             )?;
             let classes = vz.shape()[1];
-            if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-                return Err(Error::invalid(format!(
-                    "label {bad} is not below the {classes} classes"
-                )));
-            }
-            let z = vz.view().into_dimensionality::<Ix2>().expect("rank 2");
-            let (softmax, max, ln_sum) = softmax_rows(z);
-            let loss =
-                Array1::from_shape_fn(labels.len(), |b| ln_sum[b] - (z[[b, labels[b]]] - max[b]));
-            (loss.into_dyn(), softmax)
+            check_labels(OP, labels, classes)?;
+            let z = vz.as_standard_layout();
+            sparse_xent(z.as_slice().expect("standard layout"), classes, labels)
         };
         let labels = labels.to_vec();
+        let loss = Array1::from(loss).into_dyn();
         Ok(self.push_op(loss, &[logits], move |ctx| {
             let g = ctx.g();
-            let mut dz = softmax.clone();
-            for (b, mut row) in dz.rows_mut().into_iter().enumerate() {
-                row[labels[b]] -= T::one();
-                row.mapv_inplace(|d| d * g[b]);
-            }
-            vec![Some(dz.into_dyn())]
+            let dz = sparse_xent_grad(&probs, &labels, |b| g[b]);
+            vec![Some(
+                ArrayD::from_shape_vec(ctx.input(0).raw_dim(), dz).expect("same size"),
+            )]
         }))
     }
-}
 
-/// Row-wise softmax, with each row's maximum and `ln(sum_k exp(z_k - max))`. The losses are
-/// built from `z - max` and that logarithm, never from `max + ln(..)`: rounded at the size of
-/// the logits, that sum would lose the differences between them (logits near 1e7 in `f32`
-/// gave a loss of 1.0 instead of 1.3133).
-#[allow(clippy::type_complexity)]
-fn softmax_rows<T: Scalar>(z: ndarray::ArrayView2<'_, T>) -> (ndarray::Array2<T>, Vec<T>, Vec<T>) {
-    let mut softmax = z.to_owned();
-    let (mut maxes, mut ln_sums) = (Vec::with_capacity(z.nrows()), Vec::with_capacity(z.nrows()));
-    for mut row in softmax.rows_mut() {
-        let max = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-        row.mapv_inplace(|v| (v - max).exp());
-        let s: T = row.sum();
-        row.mapv_inplace(|v| v / s);
-        maxes.push(max);
-        ln_sums.push(s.ln());
+    /// The var the next recorded op will return (for backward functions that read their own
+    /// output).
+    pub(super) fn next_var(&self) -> Var {
+        Var {
+            node: self.len() as u32,
+            out: 0,
+            tape: self.id,
+        }
     }
-    (softmax, maxes, ln_sums)
 }
 
+/// The size of the last axis of `shape`, which the softmax family needs to be present and
+/// non-empty.
+fn last_axis(op: &'static str, shape: &[usize]) -> Result<usize> {
+    match shape.last() {
+        Some(&n) if n > 0 => Ok(n),
+        _ => Err(Error::shape(
+            op,
+            "at least one axis, with a non-empty last axis",
+            shape,
+        )),
+    }
+}
+
+/// The row-wise softmax of [`softmax_rows`], with each row's maximum and
+/// `ln(sum_k exp(z_k - max))`.
+pub(super) struct RowSoftmax<T> {
+    /// The probabilities, row-major like the logits.
+    pub(super) probs: Vec<T>,
+    /// Each row's maximum logit.
+    pub(super) max: Vec<T>,
+    /// Each row's `ln(sum_k exp(z_k - max))`.
+    pub(super) ln_sum: Vec<T>,
+}
+
+/// Softmax of every row of `n` elements of the row-major buffer `z` (the one place the
+/// max-shifted formulation lives): `p = exp(z - max) / s`, `s = sum_k exp(z_k - max)`.
+///
+/// The losses are built from `z - max` and `ln s`, never from `max + ln s`: rounded at the size
+/// of the logits, that sum would lose the differences between them (logits near 1e7 in `f32`
+/// gave a loss of 1.0 instead of 1.3133). With `n == 0` there are no rows.
+pub(super) fn softmax_rows<T: Scalar>(z: &[T], n: usize) -> RowSoftmax<T> {
+    let rows = z.len().checked_div(n).unwrap_or(0);
+    let mut probs = vec![T::zero(); z.len()];
+    let (mut max, mut ln_sum) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    if n > 0 {
+        for (zr, pr) in z.chunks_exact(n).zip(probs.chunks_exact_mut(n)) {
+            let m = zr.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+            let mut s = T::zero();
+            for (p, &v) in pr.iter_mut().zip(zr) {
+                *p = (v - m).exp();
+                s += *p;
+            }
+            for p in pr.iter_mut() {
+                *p /= s;
+            }
+            max.push(m);
+            ln_sum.push(s.ln());
+        }
+    }
+    RowSoftmax { probs, max, ln_sum }
+}
+
+/// `Ok` when every label is below `classes`, else an [`Error::InvalidArgument`] naming `op`,
+/// the label and its position.
+pub(super) fn check_labels(op: &str, labels: &[usize], classes: usize) -> Result<()> {
+    match labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        None => Ok(()),
+        Some((i, bad)) => Err(Error::invalid(format!(
+            "{op}: label {bad} (at position {i}) is not below the {classes} classes"
+        ))),
+    }
+}
+
+/// The sparse softmax cross-entropy of each row of `classes` logits of `z` against its label
+/// (checked by [`check_labels`]): `loss_r = ln s_r - (z[r, label_r] - max_r)`, with the
+/// softmax kept for the gradient. One pass over the rows, no allocation per row.
+pub(super) fn sparse_xent<T: Scalar>(
+    z: &[T],
+    classes: usize,
+    labels: &[usize],
+) -> (Vec<T>, Vec<T>) {
+    let rows = softmax_rows(z, classes);
+    let loss = labels
+        .iter()
+        .enumerate()
+        .map(|(r, &label)| rows.ln_sum[r] - (z[r * classes + label] - rows.max[r]))
+        .collect();
+    (loss, rows.probs)
+}
+
+/// The gradient of [`sparse_xent`] with respect to the logits, each row scaled by `scale(r)`:
+/// `dz_r = scale(r) * (softmax_r - one_hot(label_r))`.
+pub(super) fn sparse_xent_grad<T: Scalar>(
+    probs: &[T],
+    labels: &[usize],
+    scale: impl Fn(usize) -> T,
+) -> Vec<T> {
+    let mut dz = probs.to_vec();
+    let classes = probs.len().checked_div(labels.len()).unwrap_or(0);
+    if classes > 0 {
+        for (r, (row, &label)) in dz.chunks_exact_mut(classes).zip(labels).enumerate() {
+            row[label] -= T::one();
+            let s = scale(r);
+            row.iter_mut().for_each(|d| *d *= s);
+        }
+    }
+    dz
+}
 pub(crate) fn check_keep_prob(keep_prob: f64) -> Result<()> {
     if keep_prob > 0.0 && keep_prob <= 1.0 {
         Ok(())

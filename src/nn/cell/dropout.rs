@@ -49,13 +49,13 @@ static NEXT_WRAPPER_ID: AtomicU64 = AtomicU64::new(1);
 /// // Training: about half of the outputs are zero, the others doubled.
 /// let tape = Tape::new(&params).with_seed(1);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[4, 5, 8])));
-/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default()).unwrap();
 /// assert_eq!(tape.shape(outputs), vec![4, 5, 16]);
 /// assert!(tape.value(outputs).iter().any(|&v| v == 0.0));
 /// // Inference: the identity.
 /// let tape = Tape::inference(&params);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[4, 5, 8])));
-/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+/// let (outputs, _) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default()).unwrap();
 /// assert!(tape.value(outputs).iter().all(|&v| v != 0.0));
 /// ```
 ///
@@ -240,9 +240,11 @@ impl<C: Cell> Cell for DropoutWrapper<C> {
                 tape,
                 &self.cell,
                 x,
-                Some(state.clone()),
-                sequence_length,
-                time_major,
+                crate::rnn::RnnOptions {
+                    initial_state: Some(state.clone()),
+                    sequence_length,
+                    time_major,
+                },
             )?;
             Ok((
                 self.drop_sequence(tape, out, self.output_keep_prob, 1, time_major)?,

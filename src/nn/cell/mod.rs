@@ -32,19 +32,21 @@
 //! let cell = TinyCell { w, units: 4, input: 3 };
 //! let tape = Tape::new(&params);
 //! let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 5, 3])));
-//! let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, None, None, false).unwrap();
+//! let (outputs, state) = rnn::dynamic_rnn(&tape, &cell, x, rnn::RnnOptions::default()).unwrap();
 //! assert_eq!(tape.shape(outputs), vec![2, 5, 4]);
 //! let grads = tape.backward(tape.sum(state)).unwrap();
 //! assert!(grads.get(w).is_some());
 //! ```
 
 mod basic_rnn;
+mod boxed;
 mod dropout;
 mod gru;
 mod lstm;
 mod multi;
 
 pub use basic_rnn::BasicRnnCell;
+pub use boxed::{BoxedCell, DynState};
 pub use dropout::DropoutWrapper;
 pub use gru::GruCell;
 pub use lstm::{BasicLstmCell, LstmState};
@@ -150,6 +152,16 @@ pub trait Cell {
         _time_major: bool,
     ) -> Option<Result<(Var, Self::State)>> {
         None
+    }
+
+    /// This cell as a [`BoxedCell`]: one type for cells of every kind, for stacking different
+    /// cells in a [`MultiCell`] or choosing a cell at run time.
+    fn boxed(self) -> BoxedCell
+    where
+        Self: Sized + Send + Sync + 'static,
+        Self::State: 'static,
+    {
+        BoxedCell::new(self)
     }
 }
 

@@ -36,7 +36,7 @@ use crate::{Error, ParamId, Result, Scalar, Tape, Var};
 /// let stack = MultiCell::new(cells).unwrap();
 /// let tape = Tape::new(&params);
 /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 5, 8])));
-/// let (outputs, states) = rnn::dynamic_rnn(&tape, &stack, x, None, None, false).unwrap();
+/// let (outputs, states) = rnn::dynamic_rnn(&tape, &stack, x, rnn::RnnOptions::default()).unwrap();
 /// assert_eq!(tape.shape(outputs), vec![2, 5, 16]);
 /// assert_eq!(states.len(), 3);
 /// ```
@@ -158,9 +158,11 @@ impl<C: Cell> Cell for MultiCell<C> {
                     tape,
                     cell,
                     x,
-                    Some(s.clone()),
-                    sequence_length,
-                    time_major,
+                    crate::rnn::RnnOptions {
+                        initial_state: Some(s.clone()),
+                        sequence_length,
+                        time_major,
+                    },
                 )?;
                 x = out;
                 new_states.push(new_state);

@@ -4,7 +4,7 @@ use ndarray::{ArrayD, Zip};
 
 use super::{
     check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
-    Slots,
+    OptimizerState, Slots,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -267,5 +267,13 @@ impl<T: Scalar> Optimizer<T> for AdamW<T> {
 
     fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
         self.adam.slot(id, name)
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        self.adam.state()
+    }
+
+    fn load_state(&mut self, params: &ParamStore<T>, state: &OptimizerState<T>) -> Result<()> {
+        self.adam.load_state(params, state)
     }
 }

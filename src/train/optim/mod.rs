@@ -106,6 +106,27 @@ macro_rules! state_accessors {
         fn slot(&self, id: $crate::ParamId, name: &str) -> Option<&ndarray::ArrayD<T>> {
             self.slots.get(id, name)
         }
+
+        fn state(&self) -> $crate::optim::OptimizerState<T> {
+            $crate::optim::OptimizerState {
+                step: self.step,
+                learning_rate: self.lr,
+                slots: self.slots.export(),
+            }
+        }
+
+        fn load_state(
+            &mut self,
+            params: &$crate::ParamStore<T>,
+            state: &$crate::optim::OptimizerState<T>,
+        ) -> $crate::Result<()> {
+            let lr = $crate::optim::check_learning_rate($name, state.learning_rate)?;
+            let slots = self.slots.import($name, params, &state.slots)?;
+            self.slots = slots;
+            self.lr = lr;
+            self.step = state.step;
+            Ok(())
+        }
     };
 }
 
@@ -172,6 +193,40 @@ pub trait Optimizer<T: Scalar> {
     fn slot(&self, _id: ParamId, _name: &str) -> Option<&ArrayD<T>> {
         None
     }
+
+    /// Everything the optimizer has learnt: the step count, the learning rate and every slot,
+    /// so that a training run can be saved and resumed exactly
+    /// ([`TrainingState`](crate::train::TrainingState)).
+    fn state(&self) -> OptimizerState<T>;
+
+    /// Continues from a saved [`OptimizerState`] (of an optimizer of the same kind, over a store
+    /// with the same parameters); the hyper-parameters other than the learning rate stay as
+    /// this optimizer was built.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] if a slot names a parameter `params` does not hold, a slot this
+    /// optimizer does not have, has another shape than its parameter, or a parameter has only
+    /// some of its slots; [`Error::InvalidArgument`] for a bad learning rate. On error nothing
+    /// changes.
+    fn load_state(&mut self, params: &ParamStore<T>, state: &OptimizerState<T>) -> Result<()>;
+}
+
+/// Puts slots in [`OptimizerState`]'s order: by parameter, then by slot name.
+pub(crate) fn sort_slots<T>(slots: &mut [(ParamId, String, ArrayD<T>)]) {
+    slots.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+}
+
+/// The state of an [`Optimizer`] ([`Optimizer::state`]): what a checkpoint must hold to resume
+/// training with the same updates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState<T> {
+    /// Successful steps so far ([`Optimizer::step_count`]).
+    pub step: u64,
+    /// The learning rate in force.
+    pub learning_rate: f64,
+    /// Every slot as `(parameter, slot name, value)`, by parameter in creation order and then
+    /// by slot name.
+    pub slots: Vec<(ParamId, String, ArrayD<T>)>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,6 +397,91 @@ impl<T: Scalar> Slots<T> {
                 .map(|&x| ArrayD::from_elem(IxDyn(shape), T::from_f64_lossy(x)))
                 .collect()
         })
+    }
+
+    /// Every slot as `(id, name, value)`, by id and then by name ([`OptimizerState`]'s order).
+    pub(crate) fn export(&self) -> Vec<(ParamId, String, ArrayD<T>)> {
+        let mut slots: Vec<_> = self
+            .map
+            .iter()
+            .flat_map(|(&id, values)| {
+                self.names
+                    .iter()
+                    .zip(values)
+                    .map(move |(name, value)| (id, name.to_string(), value.clone()))
+            })
+            .collect();
+        sort_slots(&mut slots);
+        slots
+    }
+
+    /// The slots of `entries` whose names are this optimizer's, checked against `params`;
+    /// entries with other names are left for another set of slots of the same optimizer
+    /// ([`RmsProp`]'s `mg`), but every name must belong to `known`.
+    pub(crate) fn import_some(
+        &self,
+        op: &str,
+        params: &ParamStore<T>,
+        entries: &[(ParamId, String, ArrayD<T>)],
+        known: &[&str],
+    ) -> Result<Slots<T>> {
+        let mut parts: HashMap<ParamId, Vec<Option<ArrayD<T>>>> = HashMap::new();
+        for (id, name, value) in entries {
+            if !known.contains(&name.as_str()) {
+                return Err(Error::Checkpoint(format!(
+                    "{op}: the saved state has a slot {name:?}, which this optimizer does not keep \
+                     (its slots: {known:?})"
+                )));
+            }
+            let Some(k) = self.names.iter().position(|n| n == name) else {
+                continue;
+            };
+            if !params.contains(*id) {
+                return Err(Error::Checkpoint(format!(
+                    "{op}: a saved slot {name:?} for parameter #{} of a store of {}",
+                    id.index(),
+                    params.len()
+                )));
+            }
+            let want = params.value(*id).shape();
+            if value.shape() != want {
+                return Err(Error::Checkpoint(format!(
+                    "{op}: the saved slot {name:?} of {:?} has shape {:?}, the parameter {want:?}",
+                    params.name(*id),
+                    value.shape()
+                )));
+            }
+            let slots = parts
+                .entry(*id)
+                .or_insert_with(|| vec![None; self.names.len()]);
+            slots[k] = Some(value.clone());
+        }
+        let mut map = HashMap::new();
+        for (id, slots) in parts {
+            let complete: Option<Vec<ArrayD<T>>> = slots.into_iter().collect();
+            let Some(complete) = complete else {
+                return Err(Error::Checkpoint(format!(
+                    "{op}: the saved state has only some of the slots {:?} of {:?}",
+                    self.names,
+                    params.name(id)
+                )));
+            };
+            map.insert(id, complete);
+        }
+        Ok(Slots {
+            names: self.names,
+            map,
+        })
+    }
+
+    /// [`Slots::import_some`] where these are the optimizer's only slots.
+    pub(crate) fn import(
+        &self,
+        op: &str,
+        params: &ParamStore<T>,
+        entries: &[(ParamId, String, ArrayD<T>)],
+    ) -> Result<Slots<T>> {
+        self.import_some(op, params, entries, self.names)
     }
 
     /// The slot `name` of `id`, if created.

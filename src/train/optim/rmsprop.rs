@@ -4,7 +4,7 @@ use ndarray::{ArrayD, Zip};
 
 use super::{
     check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
-    Slots,
+    OptimizerState, Slots,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -170,5 +170,26 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
 
     fn slot(&self, id: ParamId, name: &str) -> Option<&ArrayD<T>> {
         self.slots.get(id, name).or_else(|| self.mg.get(id, name))
+    }
+
+    fn state(&self) -> OptimizerState<T> {
+        let mut slots = self.slots.export();
+        slots.extend(self.mg.export());
+        super::sort_slots(&mut slots);
+        OptimizerState {
+            step: self.step,
+            learning_rate: self.lr,
+            slots,
+        }
+    }
+
+    fn load_state(&mut self, params: &ParamStore<T>, state: &OptimizerState<T>) -> Result<()> {
+        const OP: &str = "RmsProp";
+        let known = self.slot_names();
+        let lr = check_learning_rate(OP, state.learning_rate)?;
+        let slots = self.slots.import_some(OP, params, &state.slots, &known)?;
+        let mg = self.mg.import_some(OP, params, &state.slots, &known)?;
+        (self.slots, self.mg, self.lr, self.step) = (slots, mg, lr, state.step);
+        Ok(())
     }
 }

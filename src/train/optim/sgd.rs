@@ -2,8 +2,10 @@
 
 use ndarray::Zip;
 
-use super::{check_grads, check_learning_rate, check_non_negative, Optimizer, Slots};
-use crate::{Grads, ParamStore, Result, Scalar};
+use super::{
+    check_grads, check_learning_rate, check_non_negative, Optimizer, OptimizerState, Slots,
+};
+use crate::{Error, Grads, ParamStore, Result, Scalar};
 
 /// Plain gradient descent (`tf.train.GradientDescentOptimizer`).
 ///
@@ -58,6 +60,25 @@ impl<T: Scalar> Optimizer<T> for GradientDescent {
     }
 
     state_accessors!("GradientDescent", except_slots);
+
+    fn state(&self) -> OptimizerState<T> {
+        OptimizerState {
+            step: self.step,
+            learning_rate: self.lr,
+            slots: Vec::new(),
+        }
+    }
+
+    fn load_state(&mut self, _params: &ParamStore<T>, state: &OptimizerState<T>) -> Result<()> {
+        if let Some((_, name, _)) = state.slots.first() {
+            return Err(Error::Checkpoint(format!(
+                "GradientDescent keeps no slots, but the saved state has {name:?}"
+            )));
+        }
+        self.lr = check_learning_rate("GradientDescent", state.learning_rate)?;
+        self.step = state.step;
+        Ok(())
+    }
 }
 
 /// Gradient descent with (optionally Nesterov) momentum (`tf.train.MomentumOptimizer`).

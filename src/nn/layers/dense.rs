@@ -1,29 +1,37 @@
-//! Layers that are not recurrent: [`Dense`].
+//! [`Dense`]: the fully connected layer.
 
+use super::{layer_shape_error, Context, Layer};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
 
-/// A fully connected layer `y = x @ kernel + bias` (`tf.layers.dense` without activation).
+/// A fully connected layer `y = x @ kernel + bias` on the last axis (`tf.layers.dense` without
+/// activation), for inputs of any rank: a sequence `[batch, time, in]` gives `[batch, time,
+/// out]`, the same kernel at every step.
 ///
 /// # Shapes
-/// - `x`: `[batch, in]`; `kernel`: `[in, out]`; `bias`: `[out]`; `y`: `[batch, out]`.
+/// - `x`: `[..., in]`; `kernel`: `[in, out]`; `bias`: `[out]`; `y`: `[..., out]`.
 ///
 /// Parameters are `{scope}/kernel` (Glorot uniform, TensorFlow's default) and `{scope}/bias` (zeros).
 ///
 /// ```
-/// use ndarray::Array2;
+/// use ndarray::Array3;
+/// use recurrent::layers::Layer;
 /// use recurrent::{Dense, ParamStore, Tape};
 ///
 /// let mut params = ParamStore::<f32>::new(0);
 /// let dense = Dense::new(&mut params, "dense", 4, 3).unwrap();
 /// let tape = Tape::inference(&params);
-/// let x = tape.constant(Array2::<f32>::ones((2, 4)).into_dyn());
-/// let y = dense.forward(&tape, x).unwrap();
-/// assert_eq!(tape.shape(y), vec![2, 3]);
+/// let x = tape.constant(Array3::<f32>::ones((2, 5, 4)).into_dyn());
+/// let y = dense.apply(&tape, x).unwrap();
+/// assert_eq!(tape.shape(y), vec![2, 5, 3]);
+/// let too_wide = tape.constant(Array3::<f32>::ones((2, 5, 6)).into_dyn());
+/// let err = dense.apply(&tape, too_wide).unwrap_err().to_string();
+/// assert!(err.contains("Dense") && err.contains("\"dense\"") && err.contains("[2, 5, 6]"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Dense {
+    name: String,
     kernel: ParamId,
     bias: ParamId,
     input_size: usize,
@@ -72,6 +80,7 @@ impl Dense {
         )?;
         let bias = params.create(&scope.join("bias"), &[output_size], bias_init)?;
         Ok(Dense {
+            name: scope.path().to_string(),
             kernel,
             bias,
             input_size,
@@ -95,7 +104,9 @@ impl Dense {
                 got: format!("kernel {k:?}, bias {b:?}"),
             });
         }
+        let name = params.name(kernel);
         Ok(Dense {
+            name: name.strip_suffix("/kernel").unwrap_or(name).to_string(),
             kernel,
             bias,
             input_size: k[0],
@@ -103,10 +114,14 @@ impl Dense {
         })
     }
 
-    /// `x @ kernel + bias`.
-    pub fn forward<T: Scalar>(&self, tape: &Tape<'_, T>, x: Var) -> Result<Var> {
-        let y = tape.matmul(x, tape.param(self.kernel))?;
-        tape.bias_add(y, tape.param(self.bias))
+    /// The layer's name (its scope), as [`Layer::name`] gives it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kernel and the bias, as [`Layer::param_ids`] gives them.
+    pub fn param_ids(&self) -> Vec<ParamId> {
+        vec![self.kernel, self.bias]
     }
 
     /// The kernel's handle.
@@ -127,5 +142,38 @@ impl Dense {
     /// The output width.
     pub fn output_size(&self) -> usize {
         self.output_size
+    }
+}
+
+impl<T: Scalar> Layer<T> for Dense {
+    /// `x @ kernel + bias` on the last axis of `x`.
+    fn forward(&self, tape: &Tape<'_, T>, x: Var, _context: &mut Context<'_, T>) -> Result<Var> {
+        let shape = tape.shape(x);
+        if shape.is_empty() || shape[shape.len() - 1] != self.input_size {
+            return Err(layer_shape_error(
+                "Dense",
+                &self.name,
+                format!("an input [..., {}]", self.input_size),
+                &shape,
+            ));
+        }
+        let (kernel, bias) = (tape.param(self.kernel), tape.param(self.bias));
+        if shape.len() == 2 {
+            return tape.bias_add(tape.matmul(x, kernel)?, bias);
+        }
+        let rows = shape[..shape.len() - 1].iter().product::<usize>();
+        let flat = tape.reshape(x, &[rows, self.input_size])?;
+        let y = tape.bias_add(tape.matmul(flat, kernel)?, bias)?;
+        let mut out_shape = shape;
+        *out_shape.last_mut().expect("rank checked above") = self.output_size;
+        tape.reshape(y, &out_shape)
+    }
+
+    fn param_ids(&self) -> Vec<ParamId> {
+        Dense::param_ids(self)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
     }
 }

@@ -1,0 +1,724 @@
+//! [`Trainer`]: the training loop's bookkeeping, written once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, ArrayD, Ix2, IxDyn};
+
+use super::state::{load_training_state, save_training_state, TrainingState};
+use crate::data::{Minibatch, Targets, TrainSource};
+use crate::layers::{Carry, Context, Layer};
+use crate::optim::{check_finite_loss, clip_by_global_norm, LearningRateSchedule, Optimizer};
+use crate::{Error, ParamStore, Result, Scalar, Tape, Var};
+
+/// The seed of step `step`'s tape (dropout masks) in a run seeded with `seed`: every step draws
+/// new masks, and a resumed run draws the same ones as an uninterrupted run.
+pub fn step_seed(seed: u64, step: u64) -> u64 {
+    seed.wrapping_mul(1 << 32).wrapping_add(step)
+}
+
+/// Loss and accuracy over some batches.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Metrics {
+    /// The mean loss (per example, or per valid position for sequence targets).
+    pub loss: f64,
+    /// The fraction of correct predictions (per example or per valid position); NaN for
+    /// regression targets.
+    pub accuracy: f64,
+    /// How many examples (or valid positions) the figures average over.
+    pub count: usize,
+}
+
+/// What one training step did, as the [`Observer`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// The step number (1 for the first update of the run, continued by a resumed run).
+    pub step: u64,
+    /// The batch's loss.
+    pub loss: f64,
+    /// The batch's accuracy (NaN for regression targets).
+    pub accuracy: f64,
+    /// The learning rate the update used.
+    pub learning_rate: f64,
+    /// The global norm of the gradients before clipping.
+    pub gradient_norm: f64,
+    /// The wall time of the step (batch, forward, backward, update).
+    pub elapsed: Duration,
+}
+
+/// Why [`Trainer::fit`] returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    /// It ran up to the requested step.
+    Completed,
+    /// The validation metric stopped improving ([`EarlyStopping`]); `best_step` is the step of
+    /// the best evaluation.
+    EarlyStopped {
+        /// The step whose evaluation was the best.
+        best_step: u64,
+    },
+}
+
+/// Hooks into [`Trainer::fit`]: progress bars, logs, plots. Every method has an empty default.
+pub trait Observer {
+    /// After every training step.
+    fn on_step(&mut self, _report: &StepReport) {}
+    /// After every validation pass.
+    fn on_evaluation(&mut self, _step: u64, _metrics: &Metrics) {}
+    /// After every checkpoint written.
+    fn on_checkpoint(&mut self, _step: u64, _path: &Path) {}
+}
+
+impl Observer for () {}
+
+/// Which validation figure [`EarlyStopping`] watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Monitor {
+    /// Lower is better.
+    Loss,
+    /// Higher is better.
+    Accuracy,
+}
+
+/// Stop when the validation metric has not improved by more than `min_delta` for `patience`
+/// evaluations in a row (Keras's `EarlyStopping`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlyStopping {
+    /// The metric.
+    pub monitor: Monitor,
+    /// Evaluations without improvement before stopping.
+    pub patience: usize,
+    /// The smallest change that counts as an improvement.
+    pub min_delta: f64,
+}
+
+/// The options of one [`Trainer::fit`] call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitOptions {
+    /// Train until the optimizer has made this many steps in all (a resumed run continues
+    /// towards the same number).
+    pub until_step: u64,
+    /// Evaluate on the validation batches every this many steps (and after the last); never if
+    /// `None`.
+    pub eval_every: Option<u64>,
+    /// Write the whole training state to this file every [`FitOptions::checkpoint_every`]
+    /// steps and after the last.
+    pub checkpoint: Option<PathBuf>,
+    /// How often to write the checkpoint; only at the end if `None`.
+    pub checkpoint_every: Option<u64>,
+}
+
+impl FitOptions {
+    /// Train until step `until_step`, with no evaluation and no checkpoint.
+    pub fn until_step(until_step: u64) -> Self {
+        FitOptions {
+            until_step,
+            eval_every: None,
+            checkpoint: None,
+            checkpoint_every: None,
+        }
+    }
+
+    /// Evaluate every `n` steps.
+    pub fn eval_every(mut self, n: u64) -> Self {
+        self.eval_every = Some(n);
+        self
+    }
+
+    /// Write the training state to `path` at the end (and every [`FitOptions::checkpoint_every`]).
+    pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(path.into());
+        self
+    }
+
+    /// Write the checkpoint every `n` steps too.
+    pub fn checkpoint_every(mut self, n: u64) -> Self {
+        self.checkpoint_every = Some(n);
+        self
+    }
+}
+
+/// The training loop of a model: owns the model, its parameters and the optimizer, and does
+/// the bookkeeping every loop repeats (Keras's `Model.fit`, PyTorch Lightning's `Trainer`).
+///
+/// Each step: a fresh tape seeded from the run's seed and the step ([`step_seed`]), the model's
+/// forward pass with the batch's lengths (and the carried state, for language models), the loss
+/// the batch's [`Targets`] call for, `backward`, optional [`clip_by_global_norm`], the learning
+/// rate from the schedule, the update. Training stops with an [`Error::NonFinite`] naming the
+/// step if the loss or a gradient is NaN or infinite, or with [`Error::Diverged`] if the loss
+/// exceeds a set factor of its running minimum ([`Trainer::stop_on_divergence`]). Evaluation and
+/// prediction run on inference tapes (no dropout, nothing kept for a backward pass).
+///
+/// [`Trainer::save`] writes everything a run needs to continue ([`TrainingState`]);
+/// [`Trainer::resume`] takes it back, and the continued run gives bit-identical parameters to
+/// an uninterrupted one.
+///
+/// ```
+/// use ndarray::{Array2, ArrayD, IxDyn};
+/// use recurrent::data::{DataPosition, Minibatch, Resumable, Targets, TrainSource};
+/// use recurrent::layers::{Dense, Returns, Rnn, Sequential};
+/// use recurrent::optim::Adam;
+/// use recurrent::train::{FitOptions, Trainer};
+/// use recurrent::ParamStore;
+///
+/// /// Sequences whose label is the sign of their first value: the same batch every step.
+/// struct Toy;
+/// impl TrainSource<f32> for Toy {
+///     fn next_batch(&mut self) -> recurrent::Result<Minibatch<f32>> {
+///         let inputs = ArrayD::from_shape_fn(IxDyn(&[8, 5, 1]), |i| {
+///             if i[1] == 0 { if i[0] % 2 == 0 { 1.0 } else { -1.0 } } else { 0.1 }
+///         });
+///         let labels = (0..8).map(|b| b % 2).collect();
+///         Ok(Minibatch { inputs, lengths: None, targets: Targets::Classes(labels) })
+///     }
+/// }
+/// impl Resumable for Toy {
+///     fn position(&self) -> DataPosition { DataPosition::default() }
+///     fn restore(&mut self, _: &DataPosition) -> recurrent::Result<()> { Ok(()) }
+/// }
+///
+/// let mut params = ParamStore::<f32>::new(0);
+/// let model = Sequential::new()
+///     .push(Rnn::lstm(&mut params, 1, 8)?.returns(Returns::LastOutput))
+///     .push(Dense::new(&mut params, "dense", 8, 2)?);
+/// let mut trainer = Trainer::new(model, params, Adam::new(0.05)?).seed(1);
+/// let before = trainer.evaluate([Toy.next_batch()])?;
+/// trainer.fit(&mut Toy, &FitOptions::until_step(30), None, &mut ())?;
+/// let after = trainer.evaluate([Toy.next_batch()])?;
+/// assert!(after.loss < before.loss && after.accuracy == 1.0);
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+pub struct Trainer<T: Scalar, M> {
+    model: M,
+    params: ParamStore<T>,
+    optimizer: Box<dyn Optimizer<T>>,
+    schedule: Option<Box<dyn LearningRateSchedule>>,
+    clip_norm: Option<f64>,
+    seed: u64,
+    carry_state: bool,
+    carry: Carry<T>,
+    early_stopping: Option<EarlyStopping>,
+    divergence_factor: Option<f64>,
+    /// The best validation figure so far, its step, and evaluations since it.
+    best: Option<(f64, u64)>,
+    since_best: usize,
+    /// The smallest training loss so far (the divergence guard's reference).
+    running_min: f64,
+    history: History,
+}
+
+/// What a [`Trainer`] has measured so far in this process (Keras's `History`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Every training step's report, in order.
+    pub steps: Vec<StepReport>,
+    /// Every validation pass of [`Trainer::fit`], with its step.
+    pub validation: Vec<(u64, Metrics)>,
+}
+
+impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
+    /// A trainer of `model` over `params` with `optimizer`; seed 0, no clipping, no schedule.
+    pub fn new(model: M, params: ParamStore<T>, optimizer: impl Optimizer<T> + 'static) -> Self {
+        Trainer {
+            model,
+            params,
+            optimizer: Box::new(optimizer),
+            schedule: None,
+            clip_norm: None,
+            seed: 0,
+            carry_state: false,
+            carry: Carry::new(),
+            early_stopping: None,
+            divergence_factor: None,
+            best: None,
+            since_best: 0,
+            running_min: f64::INFINITY,
+            history: History::default(),
+        }
+    }
+
+    /// The seed of the run's dropout masks ([`step_seed`]).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Clips the gradients to this global norm before every update (`tf.clip_by_global_norm`).
+    pub fn clip_by_global_norm(mut self, clip_norm: f64) -> Result<Self> {
+        if !(clip_norm.is_finite() && clip_norm > 0.0) {
+            return Err(Error::invalid(format!(
+                "Trainer: clip norm must be finite and > 0, got {clip_norm}"
+            )));
+        }
+        self.clip_norm = Some(clip_norm);
+        Ok(self)
+    }
+
+    /// Sets the learning rate of every step from `schedule` (by the optimizer's step count).
+    pub fn schedule(mut self, schedule: impl LearningRateSchedule + 'static) -> Self {
+        self.schedule = Some(Box::new(schedule));
+        self
+    }
+
+    /// Carries the recurrent layers' final states from each training batch to the next (and
+    /// through each evaluation), for language models trained with truncated backpropagation
+    /// through time on consecutive batches (TensorFlow's PTB model).
+    pub fn carry_state(mut self, carry: bool) -> Self {
+        self.carry_state = carry;
+        self
+    }
+
+    /// Stops [`Trainer::fit`] when the validation metric stops improving.
+    pub fn early_stopping(mut self, early_stopping: EarlyStopping) -> Self {
+        self.early_stopping = Some(early_stopping);
+        self
+    }
+
+    /// Stops [`Trainer::fit`] with [`Error::Diverged`] when a step's loss exceeds `factor` times
+    /// the smallest loss so far (`factor > 1`).
+    pub fn stop_on_divergence(mut self, factor: f64) -> Result<Self> {
+        if !(factor.is_finite() && factor > 1.0) {
+            return Err(Error::invalid(format!(
+                "Trainer: the divergence factor must be finite and > 1, got {factor}"
+            )));
+        }
+        self.divergence_factor = Some(factor);
+        Ok(self)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &ParamStore<T> {
+        &self.params
+    }
+
+    /// The parameters, mutably (to load weights into them, say).
+    pub fn params_mut(&mut self) -> &mut ParamStore<T> {
+        &mut self.params
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &dyn Optimizer<T> {
+        self.optimizer.as_ref()
+    }
+
+    /// The steps and evaluations of this process's runs so far.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The number of updates made so far (the optimizer's step count).
+    pub fn step(&self) -> u64 {
+        self.optimizer.step_count()
+    }
+
+    /// The model, parameters and optimizer back.
+    pub fn into_parts(self) -> (M, ParamStore<T>, Box<dyn Optimizer<T>>) {
+        (self.model, self.params, self.optimizer)
+    }
+
+    /// Trains on batches from `data` until the optimizer's step count reaches
+    /// `options.until_step`, evaluating on the batches `validation` gives (called anew for each
+    /// evaluation) and writing checkpoints as `options` say, and telling `observer` about each.
+    ///
+    /// # Errors
+    /// Any error of the data, the model or the optimizer, naming the step where it matters;
+    /// [`Error::NonFinite`] or [`Error::Diverged`] when training goes wrong (the parameters
+    /// are then those of the last good step).
+    pub fn fit<D: TrainSource<T> + ?Sized>(
+        &mut self,
+        data: &mut D,
+        options: &FitOptions,
+        mut validation: Option<&mut dyn FnMut() -> Vec<Minibatch<T>>>,
+        observer: &mut dyn Observer,
+    ) -> Result<Stop> {
+        for (what, n) in [
+            ("eval_every", options.eval_every),
+            ("checkpoint_every", options.checkpoint_every),
+        ] {
+            if n == Some(0) {
+                return Err(Error::invalid(format!("FitOptions: {what} must be >= 1")));
+            }
+        }
+        while self.step() < options.until_step {
+            let report = self.train_step(data)?;
+            observer.on_step(&report);
+            let step = report.step;
+            let last = step == options.until_step;
+            let mut stop = None;
+            if let (Some(every), Some(make)) = (options.eval_every, validation.as_deref_mut()) {
+                if step % every == 0 || last {
+                    let metrics = self.evaluate(make().into_iter().map(Ok))?;
+                    self.history.validation.push((step, metrics));
+                    observer.on_evaluation(step, &metrics);
+                    stop = self.early_stop(step, &metrics);
+                }
+            }
+            if let Some(path) = &options.checkpoint {
+                let due = options.checkpoint_every.is_some_and(|n| step % n == 0);
+                if due || last || stop.is_some() {
+                    self.save(path, data)?;
+                    observer.on_checkpoint(step, path);
+                }
+            }
+            if let Some(stop) = stop {
+                return Ok(stop);
+            }
+        }
+        Ok(Stop::Completed)
+    }
+
+    /// One update on the next batch of `data`.
+    pub fn train_step<D: TrainSource<T> + ?Sized>(&mut self, data: &mut D) -> Result<StepReport> {
+        let start = Instant::now();
+        let batch = data.next_batch()?;
+        batch.check()?;
+        let step = self.step() + 1;
+        // A copy: a failed step leaves the carried state as it was.
+        let mut carry = self.carry.clone();
+        let (loss, accuracy, mut grads) = {
+            let tape = Tape::new(&self.params).with_seed(step_seed(self.seed, step));
+            let (loss, accuracy) =
+                self.forward_loss(&tape, &batch, self.carry_state.then_some(&mut carry))?;
+            let value = tape.scalar(loss);
+            check_finite_loss(value, step)?;
+            (value.to_f64_lossless(), accuracy, tape.backward(loss)?)
+        };
+        if let Some(factor) = self.divergence_factor {
+            if loss > factor * self.running_min {
+                return Err(Error::Diverged(format!(
+                    "loss {loss} at step {step} exceeds {factor} times the smallest loss so \
+                     far ({})",
+                    self.running_min
+                )));
+            }
+        }
+        let gradient_norm = match self.clip_norm {
+            Some(clip) => clip_by_global_norm(&mut grads, clip)?,
+            None => grads.global_norm(),
+        };
+        if let Some(schedule) = &self.schedule {
+            let rate = schedule.rate(self.optimizer.step_count());
+            self.optimizer.set_learning_rate(rate)?;
+        }
+        let learning_rate = self.optimizer.learning_rate();
+        self.optimizer.apply(&mut self.params, &grads)?;
+        // Only after a successful update: a failed step leaves the run as it was.
+        self.carry = carry;
+        self.running_min = self.running_min.min(loss);
+        let report = StepReport {
+            step,
+            loss,
+            accuracy,
+            learning_rate,
+            gradient_norm,
+            elapsed: start.elapsed(),
+        };
+        self.history.steps.push(report);
+        Ok(report)
+    }
+
+    /// The model's loss on `batch` recorded on `tape`, and the batch's accuracy.
+    fn forward_loss(
+        &self,
+        tape: &Tape<'_, T>,
+        batch: &Minibatch<T>,
+        carry: Option<&mut Carry<T>>,
+    ) -> Result<(Var, f64)> {
+        let x = tape.constant(batch.inputs.clone());
+        let mut context = Context::new();
+        if let Some(lengths) = &batch.lengths {
+            context = context.lengths(lengths);
+        }
+        if let Some(carry) = carry {
+            context = context.carry(carry);
+        }
+        let output = self.model.forward(tape, x, &mut context)?;
+        let lengths = batch.lengths.as_deref();
+        match &batch.targets {
+            Targets::Classes(labels) => {
+                let losses = tape.sparse_softmax_cross_entropy_with_logits(labels, output)?;
+                let accuracy = class_accuracy(&tape.value(output), labels, None)?;
+                Ok((tape.mean(losses), accuracy.0))
+            }
+            Targets::Sequence(targets) => {
+                let weights = match lengths {
+                    Some(l) => Some(tape.sequence_mask(l, targets.ncols())?),
+                    None => None,
+                };
+                let loss = tape.sequence_loss(output, targets, weights)?;
+                let accuracy = class_accuracy(&tape.value(output), &[], Some((targets, lengths)))?;
+                Ok((loss, accuracy.0))
+            }
+            Targets::Values(values) => {
+                let loss = tape.mean_squared_error(output, tape.constant(values.clone()))?;
+                Ok((loss, f64::NAN))
+            }
+        }
+    }
+
+    /// Loss and accuracy over `batches`, on inference tapes, weighted by examples (or by valid
+    /// positions for sequence targets). With [`Trainer::carry_state`] the batches are one
+    /// continuing stream, starting from zero states.
+    pub fn evaluate<I>(&self, batches: I) -> Result<Metrics>
+    where
+        I: IntoIterator<Item = Result<Minibatch<T>>>,
+    {
+        let mut carry = Carry::new();
+        let (mut loss_sum, mut correct, mut count) = (0.0, 0.0, 0usize);
+        for batch in batches {
+            let batch = batch?;
+            batch.check()?;
+            let tape = Tape::inference(&self.params);
+            let (loss, accuracy) =
+                self.forward_loss(&tape, &batch, self.carry_state.then_some(&mut carry))?;
+            let n = match &batch.targets {
+                Targets::Sequence(t) => match &batch.lengths {
+                    Some(l) => l.iter().map(|&l| l.min(t.ncols())).sum(),
+                    None => t.len(),
+                },
+                _ => batch.len(),
+            };
+            loss_sum += tape.scalar(loss).to_f64_lossless() * n as f64;
+            correct += accuracy * n as f64;
+            count += n;
+        }
+        Ok(Metrics {
+            loss: loss_sum / count as f64,
+            accuracy: correct / count as f64,
+            count,
+        })
+    }
+
+    /// The model's output for `inputs` (with each example's `lengths`, if given), on an
+    /// inference tape: no dropout, nothing recorded for a backward pass.
+    pub fn predict(&self, inputs: &ArrayD<T>, lengths: Option<&[usize]>) -> Result<ArrayD<T>> {
+        predict(&self.params, &self.model, inputs, lengths)
+    }
+
+    /// The run's whole state besides the parameters, with `data`'s position.
+    pub fn training_state<D: TrainSource<T> + ?Sized>(&self, data: &D) -> TrainingState<T> {
+        let mut extra = std::collections::BTreeMap::new();
+        if let Some((best, step)) = self.best {
+            extra.insert("best_metric".to_string(), format!("{best:?}"));
+            extra.insert("best_step".to_string(), step.to_string());
+        }
+        extra.insert("since_best".to_string(), self.since_best.to_string());
+        extra.insert("running_min".to_string(), format!("{:?}", self.running_min));
+        TrainingState {
+            optimizer: self.optimizer.state(),
+            data: Some(data.position()),
+            carry: self.carry.clone(),
+            seed: self.seed,
+            extra,
+        }
+    }
+
+    /// Writes the parameters and the training state to `path`, atomically.
+    pub fn save<D: TrainSource<T> + ?Sized>(&self, path: &Path, data: &D) -> Result<()> {
+        save_training_state(&self.params, &self.training_state(data), path)
+    }
+
+    /// Continues the run saved in `path`: parameters, optimizer, seed, carried states, the
+    /// trainer's bookkeeping and `data`'s position. All or nothing: on error the trainer and
+    /// `data` are unchanged.
+    pub fn resume<D: TrainSource<T> + ?Sized>(&mut self, path: &Path, data: &mut D) -> Result<()> {
+        let mut params = self.params.clone();
+        let state = load_training_state(&mut params, path)?;
+        let parse = |key: &str| state.extra.get(key).map(|v| v.parse::<f64>());
+        let corrupt = |key: &str| {
+            Error::Checkpoint(format!(
+                "{}: the entry {key:?} is not a number",
+                path.display()
+            ))
+        };
+        let best = match (parse("best_metric"), parse("best_step")) {
+            (Some(Ok(best)), Some(Ok(step))) => Some((best, step as u64)),
+            (None, None) => None,
+            _ => return Err(corrupt("best_metric")),
+        };
+        let since_best = match parse("since_best") {
+            Some(Ok(n)) => n as usize,
+            None => 0,
+            Some(Err(_)) => return Err(corrupt("since_best")),
+        };
+        let running_min = match parse("running_min") {
+            Some(Ok(m)) => m,
+            None => f64::INFINITY,
+            Some(Err(_)) => return Err(corrupt("running_min")),
+        };
+        // The optimizer and the data check their parts before changing; roll the optimizer
+        // back if the data refuses.
+        let old_optimizer = self.optimizer.state();
+        self.optimizer.load_state(&params, &state.optimizer)?;
+        if let Some(position) = &state.data {
+            if let Err(e) = data.restore(position) {
+                self.optimizer.load_state(&self.params, &old_optimizer)?;
+                return Err(e);
+            }
+        }
+        self.params = params;
+        self.seed = state.seed;
+        self.carry = state.carry;
+        self.best = best;
+        self.since_best = since_best;
+        self.running_min = running_min;
+        Ok(())
+    }
+
+    /// Updates the early-stopping bookkeeping with an evaluation; `Some` when it says stop.
+    fn early_stop(&mut self, step: u64, metrics: &Metrics) -> Option<Stop> {
+        let rule = self.early_stopping?;
+        let value = match rule.monitor {
+            Monitor::Loss => metrics.loss,
+            Monitor::Accuracy => -metrics.accuracy,
+        };
+        match self.best {
+            Some((best, _)) if value > best - rule.min_delta => {
+                self.since_best += 1;
+                if self.since_best >= rule.patience {
+                    let (_, best_step) = self.best.expect("checked above");
+                    return Some(Stop::EarlyStopped { best_step });
+                }
+            }
+            _ => {
+                self.best = Some((value, step));
+                self.since_best = 0;
+            }
+        }
+        None
+    }
+}
+
+/// `model`'s output for `inputs` (with each example's `lengths`, if given) on an inference
+/// tape over `params`: no dropout, no gradient bookkeeping.
+///
+/// # Errors
+/// Any error of the model (shapes that do not fit, bad ids).
+pub fn predict<T: Scalar, M: Layer<T> + ?Sized>(
+    params: &ParamStore<T>,
+    model: &M,
+    inputs: &ArrayD<T>,
+    lengths: Option<&[usize]>,
+) -> Result<ArrayD<T>> {
+    let tape = Tape::inference(params);
+    let x = tape.constant(inputs.clone());
+    let mut context = Context::new();
+    if let Some(l) = lengths {
+        context = context.lengths(l);
+    }
+    let y = model.forward(&tape, x, &mut context)?;
+    Ok(tape.to_array(y))
+}
+
+/// A model run one step at a time with its recurrent state kept between calls: streaming
+/// inference and generation (Keras's `stateful=True` at inference).
+///
+/// ```
+/// use recurrent::layers::{Dense, Rnn, Sequential};
+/// use recurrent::train::Stepper;
+/// use recurrent::ParamStore;
+///
+/// let mut params = ParamStore::<f32>::new(0);
+/// let model = Sequential::new()
+///     .push(Rnn::lstm(&mut params, 2, 8)?)
+///     .push(Dense::new(&mut params, "dense", 8, 3)?);
+/// let mut stepper = Stepper::new(&params, &model);
+/// for _ in 0..4 {
+///     let y = stepper.step(&ndarray::ArrayD::ones(ndarray::IxDyn(&[1, 1, 2])))?; // one step
+///     assert_eq!(y.shape(), &[1, 1, 3]);
+/// }
+/// stepper.reset();
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+pub struct Stepper<'a, T: Scalar, M: ?Sized> {
+    params: &'a ParamStore<T>,
+    model: &'a M,
+    carry: Carry<T>,
+}
+
+impl<'a, T: Scalar, M: Layer<T> + ?Sized> Stepper<'a, T, M> {
+    /// A stepper starting from zero states.
+    pub fn new(params: &'a ParamStore<T>, model: &'a M) -> Self {
+        Stepper {
+            params,
+            model,
+            carry: Carry::new(),
+        }
+    }
+
+    /// Runs the model on `input` (usually one time step, `[batch, 1, ...]`), starting from the
+    /// states the previous call left, and returns its output.
+    pub fn step(&mut self, input: &ArrayD<T>) -> Result<ArrayD<T>> {
+        let tape = Tape::inference(self.params);
+        let x = tape.constant(input.clone());
+        let y = self
+            .model
+            .forward(&tape, x, &mut Context::new().carry(&mut self.carry))?;
+        Ok(tape.to_array(y))
+    }
+
+    /// Forgets the states: the next step starts from zeros.
+    pub fn reset(&mut self) {
+        self.carry.reset();
+    }
+
+    /// The states kept (by layer name).
+    pub fn carry(&self) -> &Carry<T> {
+        &self.carry
+    }
+
+    /// Replaces the kept states (for example with a trainer's carried ones).
+    pub fn set_carry(&mut self, carry: Carry<T>) {
+        self.carry = carry;
+    }
+}
+
+/// The accuracy of `output` logits: against `labels` for `[batch, classes]`, or against
+/// `[batch, time]` targets for `[batch, time, classes]` (valid positions only).
+fn class_accuracy<T: Scalar>(
+    output: &ArrayD<T>,
+    labels: &[usize],
+    sequence: Option<(&Array2<usize>, Option<&[usize]>)>,
+) -> Result<(f64, usize)> {
+    let classes = *output.shape().last().unwrap_or(&0);
+    let rows = output
+        .view()
+        .into_shape_with_order(IxDyn(&[output.len() / classes.max(1), classes]))
+        .map_err(|_| Error::shape("accuracy", "logits [..., classes]", output.shape()))?;
+    let rows = rows.into_dimensionality::<Ix2>().expect("rank 2");
+    let argmax = |r: usize| {
+        let row = rows.row(r);
+        let mut best = 0;
+        for (k, &v) in row.iter().enumerate() {
+            if v > row[best] {
+                best = k;
+            }
+        }
+        best
+    };
+    let (mut correct, mut count) = (0usize, 0usize);
+    match sequence {
+        None => {
+            for (r, &label) in labels.iter().enumerate() {
+                correct += usize::from(argmax(r) == label);
+            }
+            count = labels.len();
+        }
+        Some((targets, lengths)) => {
+            let time = targets.ncols();
+            for ((b, t), &target) in targets.indexed_iter() {
+                if lengths.is_some_and(|l| t >= l[b]) {
+                    continue;
+                }
+                correct += usize::from(argmax(b * time + t) == target);
+                count += 1;
+            }
+        }
+    }
+    Ok((correct as f64 / count.max(1) as f64, count))
+}
