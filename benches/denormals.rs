@@ -15,7 +15,7 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recurrent::cell::BasicLstmCell;
-use recurrent::{dynamic_rnn, ParamStore, Tape};
+use recurrent::{dynamic_rnn, ParamStore, RnnOptions, Tape};
 
 const UNITS: usize = 128;
 const INPUT: usize = 28;
@@ -24,7 +24,7 @@ fn step(params: &ParamStore<f32>, cell: &BasicLstmCell, x: &ArrayD<f32>) -> f64 
     let t0 = Instant::now();
     let tape = Tape::new(params);
     let xv = tape.constant(x.clone());
-    let (out, state) = dynamic_rnn(&tape, cell, xv, None, None, false).expect("forward");
+    let (out, state) = dynamic_rnn(&tape, cell, xv, RnnOptions::default()).expect("forward");
     let loss = tape.add(tape.sum(out), tape.sum(state.c)).expect("loss");
     std::hint::black_box(tape.backward(loss).expect("backward"));
     t0.elapsed().as_secs_f64() * 1e3

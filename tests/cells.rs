@@ -1381,7 +1381,17 @@ fn assert_static_equals_stepping<C: Cell>(
             }
             (outs, state)
         } else {
-            static_rnn(&tape, cell, &steps_in, None, lengths).unwrap()
+            static_rnn(
+                &tape,
+                cell,
+                &steps_in,
+                RnnOptions {
+                    initial_state: None,
+                    sequence_length: lengths,
+                    time_major: false,
+                },
+            )
+            .unwrap()
         };
         tape_lens[usize::from(by_hand)] = tape.len() - before;
         let all: Vec<Var> = outs.iter().copied().chain(state.flatten()).collect();
@@ -1445,10 +1455,17 @@ fn static_runners_take_the_sequence_path_and_equal_stepping() {
     let tape = Tape::new(&params);
     let xv = tape.watch(x);
     let steps_in = tape.unstack(xv, 1).unwrap();
-    let (outs, _, _) =
-        static_bidirectional_rnn(&tape, &lstm_cell, &bw, &steps_in, None, None, None).unwrap();
+    let (outs, _, _) = static_bidirectional_rnn(
+        &tape,
+        &lstm_cell,
+        &bw,
+        &steps_in,
+        BidirectionalOptions::default(),
+    )
+    .unwrap();
     let ((fw_out, bw_out), _) =
-        bidirectional_dynamic_rnn(&tape, &lstm_cell, &bw, xv, None, None, None, false).unwrap();
+        bidirectional_dynamic_rnn(&tape, &lstm_cell, &bw, xv, BidirectionalOptions::default())
+            .unwrap();
     for (t, &o) in outs.iter().enumerate() {
         let want = ndarray::concatenate(
             Axis(1),
@@ -1483,8 +1500,16 @@ fn fused_gru_gradients_and_the_tape_gru() {
             let shape = if time_major { [5, 3, 3] } else { [3, 5, 3] };
             let inputs = [random(&shape, 1.0, 5), random(&[3, 4], 1.0, 6)];
             gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
-                let (out, state) =
-                    dynamic_rnn(t, &cell, v[0], Some(v[1]), lengths.as_deref(), time_major)?;
+                let (out, state) = dynamic_rnn(
+                    t,
+                    &cell,
+                    v[0],
+                    RnnOptions {
+                        initial_state: Some(v[1]),
+                        sequence_length: lengths.as_deref(),
+                        time_major,
+                    },
+                )?;
                 let flat = t.reshape(out, &[15, 4])?;
                 t.concat(&[flat, state], 0)
             })
@@ -1504,9 +1529,7 @@ fn fused_gru_gradients_and_the_tape_gru() {
             &tape,
             &cell,
             xv,
-            Some(tape.constant(h0.clone())),
-            None,
-            false,
+            RnnOptions::default().initial_state(tape.constant(h0.clone())),
         )
         .unwrap();
         let mut h = tape.constant(h0.clone());
@@ -1566,8 +1589,8 @@ fn fused_kernels_keep_no_subnormal_state_or_gradient() {
     let tape = Tape::new(&params);
     let xv = tape.watch(ArrayD::from_elem(IxDyn(&[3, 20, 1]), 1.0f32));
     let xg = tape.watch(ArrayD::from_elem(IxDyn(&[3, 20, 1]), 1e-19f32));
-    let (lstm_out, state) = dynamic_rnn(&tape, &lstm_cell, xv, None, None, false).unwrap();
-    let (gru_out, h) = dynamic_rnn(&tape, &gru, xg, None, None, false).unwrap();
+    let (lstm_out, state) = dynamic_rnn(&tape, &lstm_cell, xv, RnnOptions::default()).unwrap();
+    let (gru_out, h) = dynamic_rnn(&tape, &gru, xg, RnnOptions::default()).unwrap();
     let loss = [lstm_out, state.c, state.h, gru_out, h]
         .into_iter()
         .map(|v| tape.sum(v))

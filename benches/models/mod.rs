@@ -188,14 +188,14 @@ impl Model {
                 dense.apply(tape, *outputs.last().expect("28 steps"))
             }
             (Net::Gru128 { cell, dense }, Runner::Dynamic) => {
-                let (outputs, _) = rnn::dynamic_rnn(tape, cell, x, None, None, false)?;
+                let (outputs, _) = rnn::dynamic_rnn(tape, cell, x, RnnOptions::default())?;
                 let last = rnn::last_relevant_output(tape, outputs, None)?;
-                dense.forward(tape, last)
+                dense.apply(tape, last)
             }
             (Net::Gru128 { cell, dense }, Runner::Static) => {
                 let steps = tape.unstack(x, 1)?;
-                let (outputs, _) = rnn::static_rnn(tape, cell, &steps, None, None)?;
-                dense.forward(tape, *outputs.last().expect("28 steps"))
+                let (outputs, _) = rnn::static_rnn(tape, cell, &steps, RnnOptions::default())?;
+                dense.apply(tape, *outputs.last().expect("28 steps"))
             }
             (Net::Bilstm256 { fw, bw, dense }, Runner::Dynamic) => {
                 let ((out_fw, out_bw), _) = rnn::bidirectional_dynamic_rnn(
