@@ -990,3 +990,45 @@ fn a_trainer_classifies_padded_sequences_from_the_data_set() {
     // (That the layers ignore the padding is tests/layers.rs's to show.)
     assert!(metrics.accuracy > 0.95, "accuracy {}", metrics.accuracy);
 }
+
+/// A trainer carrying state over an LmBatcher restarts it from zero at each epoch's first
+/// batch (TensorFlow's PTB model re-initialises the state every epoch): the states carried
+/// into epoch 2's first step are zero, so its loss equals a fresh run's first step on the same
+/// weights.
+#[test]
+fn the_carried_state_restarts_with_each_epoch_of_the_lm_batcher() {
+    let ids: Vec<usize> = (0..41).map(|i| (i * 3 + i / 4) % 6).collect();
+    let mut lm = LmBatcher::new(&ids, 2, 4).unwrap(); // rows of 20: epoch of 4 batches
+    assert_eq!(lm.epoch_size(), 4);
+    let served: Vec<bool> = (0..9)
+        .map(|_| {
+            TrainSource::<f32>::next_batch(&mut lm).unwrap();
+            TrainSource::<f32>::starts_new_streams(&lm)
+        })
+        .collect();
+    assert_eq!(
+        served,
+        [true, false, false, false, true, false, false, false, true]
+    );
+
+    let mut params = ParamStore::<f64>::new(3);
+    let model = Sequential::new()
+        .push(Embedding::new(&mut params, 6, 3).unwrap())
+        .push(Rnn::lstm(&mut params, 3, 5).unwrap())
+        .push(Dense::new(&mut params, "softmax", 5, 6).unwrap());
+    let mut trainer = Trainer::new(model, params, Adam::new(0.0).unwrap()).carry_state(true);
+    let mut lm = LmBatcher::new(&ids, 2, 4).unwrap();
+    // With a learning rate of 0 the weights stay put, so each epoch repeats the first's losses
+    // exactly if and only if the state restarts at its first batch.
+    trainer
+        .fit(&mut lm, &FitOptions::until_step(8), None, &mut ())
+        .unwrap();
+    let losses: Vec<u64> = trainer
+        .history()
+        .steps
+        .iter()
+        .map(|r| r.loss.to_bits())
+        .collect();
+    assert_eq!(losses[..4], losses[4..]);
+    assert_ne!(losses[0], losses[1]);
+}

@@ -82,6 +82,13 @@ pub trait TrainSource<T: Scalar>: Resumable {
     fn batches_per_epoch(&self) -> Option<usize> {
         None
     }
+
+    /// Whether the batch [`next_batch`](TrainSource::next_batch) just returned begins new
+    /// streams, so that recurrent states carried from the batch before must not continue into
+    /// it (a language-model batcher's first batch of an epoch). `false` by default.
+    fn starts_new_streams(&self) -> bool {
+        false
+    }
 }
 
 /// A [`TrainSource`] that serves the given batches in order, over and over: for data that fits

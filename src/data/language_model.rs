@@ -267,6 +267,12 @@ impl<T: Scalar> TrainSource<T> for LmBatcher {
     fn batches_per_epoch(&self) -> Option<usize> {
         Some(self.epoch_size)
     }
+
+    /// True after the first batch of an epoch ([`LmBatch::reset_state`]): its rows do not
+    /// continue the previous batch's.
+    fn starts_new_streams(&self) -> bool {
+        self.step_in_epoch == 1 || self.epoch_size == 1
+    }
 }
 
 impl Resumable for LmBatcher {
