@@ -1363,7 +1363,7 @@ fn assert_static_equals_stepping<C: Cell>(
         let steps_in = tape.unstack(xv, 1).unwrap();
         let before = tape.len();
         let (outs, state) = if by_hand {
-            let mut state = cell.zero_state(&tape, batch);
+            let mut state = cell.zero_state(&tape, batch).unwrap();
             let mut outs = vec![];
             let zero = tape.constant(ArrayD::zeros(IxDyn(&[batch, cell.output_size()])));
             for (t, &x) in steps_in.iter().enumerate() {
