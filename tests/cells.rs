@@ -2569,3 +2569,274 @@ fn lstm_gradients_when_only_early_steps_receive_one() {
     assert!(grads.wrt(xv).unwrap().iter().all(|&g| g == 0.0));
     assert!(grads.iter().all(|(_, g)| g.iter().all(|&v| v == 0.0)));
 }
+
+/// `static_rnn` against the runner written out: `cell.call` step by step, with lengths masking
+/// by hand. Values and every gradient (parameters, inputs) in f64, on a seeded training tape.
+fn assert_static_equals_stepping<C: Cell>(
+    params: &ParamStore<f64>,
+    cell: &C,
+    lengths: Option<&[usize]>,
+) -> usize {
+    let (batch, steps) = (3, 12);
+    let x = random(&[batch, steps, cell.input_size()], 1.0, 13);
+    let mut tape_lens = [0usize; 2];
+    let mut run = |by_hand: bool| {
+        let tape = Tape::new(params).with_seed(9);
+        let xv = tape.watch(x.clone());
+        let steps_in = tape.unstack(xv, 1).unwrap();
+        let before = tape.len();
+        let (outs, state) = if by_hand {
+            let mut state = cell.zero_state(&tape, batch).unwrap();
+            let mut outs = vec![];
+            let zero = tape.constant(ArrayD::zeros(IxDyn(&[batch, cell.output_size()])));
+            for (t, &x) in steps_in.iter().enumerate() {
+                let (out, new_state) = cell.call(&tape, x, &state).unwrap();
+                match lengths {
+                    Some(l) => {
+                        let alive = ArrayD::from_shape_fn(IxDyn(&[batch, 1]), |i| t < l[i[0]]);
+                        outs.push(tape.select(&alive, out, zero).unwrap());
+                        let kept: Vec<Var> = new_state
+                            .flatten()
+                            .iter()
+                            .zip(state.flatten())
+                            .map(|(&n, o)| tape.select(&alive, n, o).unwrap())
+                            .collect();
+                        state = state.rebuild(&kept);
+                    }
+                    None => {
+                        outs.push(out);
+                        state = new_state;
+                    }
+                }
+            }
+            (outs, state)
+        } else {
+            static_rnn(
+                &tape,
+                cell,
+                &steps_in,
+                RnnOptions {
+                    initial_state: None,
+                    sequence_length: lengths,
+                    time_major: false,
+                },
+            )
+            .unwrap()
+        };
+        tape_lens[usize::from(by_hand)] = tape.len() - before;
+        let all: Vec<Var> = outs.iter().copied().chain(state.flatten()).collect();
+        let loss = all
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| {
+                let direction = tape.constant(random(&tape.shape(v), 1.0, 70 + k as u64));
+                tape.sum(tape.mul(v, direction).unwrap())
+            })
+            .reduce(|a, b| tape.add(a, b).unwrap())
+            .unwrap();
+        let values: Vec<ArrayD<f64>> = all.iter().map(|&v| tape.to_array(v)).collect();
+        let grads = tape.backward(loss).unwrap();
+        let mut g: Vec<ArrayD<f64>> = grads.iter().map(|(_, g)| g.clone()).collect();
+        g.push(grads.wrt(xv).unwrap().clone());
+        (values, g)
+    };
+    let (sv, sg) = run(false);
+    let (hv, hg) = run(true);
+    assert_eq!((sv.len(), sg.len()), (hv.len(), hg.len()));
+    for (a, b) in sv.iter().zip(&hv) {
+        assert_close(a, b, 1e-12);
+    }
+    for (a, b) in sg.iter().zip(&hg) {
+        assert_close(a, b, 1e-11);
+    }
+    // How many ops the static runner recorded, against stepping's.
+    tape_lens[0]
+}
+
+#[test]
+fn static_runners_take_the_sequence_path_and_equal_stepping() {
+    let mut params = ParamStore::<f64>::new(4);
+    let lstm_cell = lstm(&mut params, "lstm", 3, 4, 31);
+    let stack = MultiCell::new(vec![
+        lstm(&mut params, "m/cell_0", 3, 4, 42),
+        lstm(&mut params, "m/cell_1", 4, 4, 43),
+    ])
+    .unwrap();
+    let gru = GruCell::new(&mut params, "gru", 3, 4).unwrap();
+    // Per-step masks: the sequence path would draw them in another order, so the runner steps.
+    let per_step_dropout = DropoutWrapper::new(lstm_cell.clone())
+        .with_output_keep_prob(0.6)
+        .unwrap();
+    let variational = per_step_dropout.clone().with_variational_recurrent(true);
+    for lengths in [None, Some(&[12usize, 0, 7][..])] {
+        // The zero state, a stack, one fused op per layer and an unstack: fewer ops than the
+        // twelve steps.
+        let ops = assert_static_equals_stepping(&params, &lstm_cell, lengths);
+        assert!(ops < 12, "the LSTM stepped: {ops} ops");
+        let ops = assert_static_equals_stepping(&params, &stack, lengths);
+        assert!(ops < 16, "the stack stepped (24 ops or more): {ops} ops");
+        assert_static_equals_stepping(&params, &gru, lengths);
+        assert_static_equals_stepping(&params, &per_step_dropout, lengths);
+        assert_static_equals_stepping(&params, &variational, lengths);
+    }
+    // The bidirectional static runner, on the sequence path, against its definition.
+    let bw = lstm(&mut params, "bw", 3, 4, 32);
+    let x = random(&[2, 4, 3], 1.0, 5);
+    let tape = Tape::new(&params);
+    let xv = tape.watch(x);
+    let steps_in = tape.unstack(xv, 1).unwrap();
+    let (outs, _, _) = static_bidirectional_rnn(
+        &tape,
+        &lstm_cell,
+        &bw,
+        &steps_in,
+        BidirectionalOptions::default(),
+    )
+    .unwrap();
+    let ((fw_out, bw_out), _) =
+        bidirectional_dynamic_rnn(&tape, &lstm_cell, &bw, xv, BidirectionalOptions::default())
+            .unwrap();
+    for (t, &o) in outs.iter().enumerate() {
+        let want = ndarray::concatenate(
+            Axis(1),
+            &[
+                tape.value(fw_out).index_axis(Axis(1), t),
+                tape.value(bw_out).index_axis(Axis(1), t),
+            ],
+        )
+        .unwrap();
+        assert_close(&tape.to_array(o), &want.into_dyn(), 1e-13);
+    }
+}
+
+/// The fused GRU sequence op (`dynamic_rnn`): gradients of the inputs, the initial state and
+/// the four parameters against finite differences, batch- and time-major, with and without
+/// lengths, over a batch split into shards on several threads; and its values against the
+/// tape-op GRU stepped by hand (`GruCell::call`).
+#[test]
+fn fused_gru_gradients_and_the_tape_gru() {
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = GruCell::from_weights(
+        &mut params,
+        "gru",
+        random(&[7, 8], 0.6, 1),
+        random(&[8], 0.5, 2),
+        random(&[7, 4], 0.6, 3),
+        random(&[4], 0.5, 4),
+    )
+    .unwrap();
+    for time_major in [false, true] {
+        for lengths in [None, Some(vec![5, 0, 3])] {
+            let shape = if time_major { [5, 3, 3] } else { [3, 5, 3] };
+            let inputs = [random(&shape, 1.0, 5), random(&[3, 4], 1.0, 6)];
+            gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
+                let (out, state) = dynamic_rnn(
+                    t,
+                    &cell,
+                    v[0],
+                    RnnOptions {
+                        initial_state: Some(v[1]),
+                        sequence_length: lengths.as_deref(),
+                        time_major,
+                    },
+                )?;
+                let flat = t.reshape(out, &[15, 4])?;
+                t.concat(&[flat, state], 0)
+            })
+            .unwrap()
+            .assert_ok();
+        }
+    }
+    // Against the tape ops, on a batch of 130 (three shards), one and two threads.
+    let (batch, steps) = (130, 6);
+    let x = random(&[batch, steps, 3], 1.0, 8);
+    let h0 = random(&[batch, 4], 1.0, 9);
+    for threads in [1, 2] {
+        recurrent::parallel::set_num_threads(threads);
+        let tape = Tape::new(&params);
+        let xv = tape.constant(x.clone());
+        let (out, last) = dynamic_rnn(
+            &tape,
+            &cell,
+            xv,
+            RnnOptions::default().initial_state(tape.constant(h0.clone())),
+        )
+        .unwrap();
+        let mut h = tape.constant(h0.clone());
+        for (t, step) in tape.unstack(xv, 1).unwrap().into_iter().enumerate() {
+            h = cell.call(&tape, step, &h).unwrap().0;
+            let fused = tape.value(out).index_axis(Axis(1), t).to_owned().into_dyn();
+            assert_close(&fused, &tape.to_array(h), 1e-13);
+        }
+        assert_close(&tape.to_array(last), &tape.to_array(h), 1e-13);
+    }
+    recurrent::parallel::set_num_threads(0);
+}
+
+/// Weights that drive an LSTM's state into the subnormal range, for `f32`: from input 1 the
+/// input gate is `sigmoid(-80) = 1.8e-35`, the candidate `tanh(1e-5)`, the forget gate about
+/// 1 and the output gate 0.5, so each step would add `1.8e-40` (subnormal) to `c` and keep `h`
+/// subnormal, which the kernels flush to zero instead (`benches/denormals.rs` times it).
+fn subnormal_lstm(params: &mut ParamStore<f32>, units: usize) -> BasicLstmCell {
+    let mut kernel = ndarray::Array2::<f32>::zeros((1 + units, 4 * units));
+    for k in 0..units {
+        kernel[[0, k]] = -80.0;
+        kernel[[0, units + k]] = 1e-5;
+        kernel[[0, 2 * units + k]] = 30.0;
+    }
+    BasicLstmCell::from_weights(
+        params,
+        "subnormal",
+        kernel.into_dyn(),
+        ArrayD::zeros(IxDyn(&[4 * units])),
+    )
+    .unwrap()
+}
+
+#[test]
+fn fused_kernels_keep_no_subnormal_state_or_gradient() {
+    let is_ok = |v: &f32| *v == 0.0 || v.abs() >= f32::MIN_POSITIVE || v.is_nan();
+    let mut params = ParamStore::<f32>::new(0);
+    let lstm_cell = subnormal_lstm(&mut params, 8);
+    // The GRU: update gate sigmoid(-30) (h' is almost the candidate), candidate
+    // tanh(1e-20 x) of inputs 1e-19: subnormal.
+    let units = 8;
+    let mut gate_bias = ndarray::Array1::<f32>::zeros(2 * units);
+    let mut candidate_kernel = ndarray::Array2::<f32>::zeros((1 + units, units));
+    for k in 0..units {
+        gate_bias[units + k] = -30.0;
+        candidate_kernel[[0, k]] = 1e-20;
+    }
+    let gru = GruCell::from_weights(
+        &mut params,
+        "subnormal_gru",
+        ArrayD::zeros(IxDyn(&[1 + units, 2 * units])),
+        gate_bias.into_dyn(),
+        candidate_kernel.into_dyn(),
+        ArrayD::zeros(IxDyn(&[units])),
+    )
+    .unwrap();
+    let tape = Tape::new(&params);
+    let xv = tape.watch(ArrayD::from_elem(IxDyn(&[3, 20, 1]), 1.0f32));
+    let xg = tape.watch(ArrayD::from_elem(IxDyn(&[3, 20, 1]), 1e-19f32));
+    let (lstm_out, state) = dynamic_rnn(&tape, &lstm_cell, xv, RnnOptions::default()).unwrap();
+    let (gru_out, h) = dynamic_rnn(&tape, &gru, xg, RnnOptions::default()).unwrap();
+    let loss = [lstm_out, state.c, state.h, gru_out, h]
+        .into_iter()
+        .map(|v| tape.sum(v))
+        .reduce(|a, b| tape.add(a, b).unwrap())
+        .unwrap();
+    for v in [lstm_out, state.c, state.h, gru_out, h] {
+        assert!(tape.value(v).iter().all(is_ok), "a subnormal value");
+    }
+    let grads = tape.backward(loss).unwrap();
+    for (_, g) in grads.iter() {
+        assert!(g.iter().all(is_ok), "a subnormal gradient");
+    }
+    // (The inputs' gradients, products of normal values, may be subnormal: they leave the
+    // kernel and feed nothing inside it.)
+    // Without the flush these would be subnormal: the products themselves are.
+    for product in [1.8e-35f32 * 1e-5f32, 1e-20f32 * 1e-19f32] {
+        assert!(product != 0.0 && product.abs() < f32::MIN_POSITIVE);
+    }
+}

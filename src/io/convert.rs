@@ -275,7 +275,7 @@ fn check_shape(op: &'static str, what: &str, got: &[usize], want: &[usize]) -> R
 
 /// `n = gates * units` with `units > 0`, else a shape error.
 fn units_of(op: &'static str, what: &str, n: usize, gates: usize) -> Result<usize> {
-    if n == 0 || n % gates != 0 {
+    if n == 0 || !n.is_multiple_of(gates) {
         return Err(Error::shape(
             op,
             format!("{what} with {gates} * units rows/columns, units > 0"),

@@ -195,6 +195,11 @@ pub fn static_rnn<T: Scalar, C: Cell>(
         .map(|l| check_lengths(l, batch, inputs.len()))
         .transpose()?;
     let mut state = self::initial_state(tape, cell, initial_state, batch)?;
+    if let Some(result) =
+        super::static_fast::sequence(tape, cell, inputs, &state, lengths.as_deref())
+    {
+        return result;
+    }
     let mut outputs = Vec::with_capacity(inputs.len());
     // One zero output for every step that needs it, made once outside the time loop.
     let zero = lengths

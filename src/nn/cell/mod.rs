@@ -272,7 +272,7 @@ pub(crate) fn check_kernel_and_bias(
     bias: &[usize],
     gates: usize,
 ) -> Result<(usize, usize)> {
-    if bias.len() != 1 || bias[0] == 0 || bias[0] % gates != 0 {
+    if bias.len() != 1 || bias[0] == 0 || !bias[0].is_multiple_of(gates) {
         let expected = match gates {
             1 => "a bias of shape [num_units]".to_string(),
             g => format!("a bias of shape [{g} * num_units]"),
