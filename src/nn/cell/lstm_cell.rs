@@ -42,7 +42,7 @@ impl<T: Scalar> LstmCellWeights<T> {
     pub fn sizes(&self) -> Result<(usize, usize, Option<usize>)> {
         const OP: &str = "LstmCell weights";
         let n = self.bias.len();
-        if n == 0 || n % 4 != 0 {
+        if n == 0 || !n.is_multiple_of(4) {
             return Err(Error::shape(
                 OP,
                 "a bias of shape [4 * num_units]",
