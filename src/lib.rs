@@ -122,8 +122,9 @@ pub use layers::{
 pub use ndarray;
 pub use params::{ParamId, ParamStore, Scope};
 pub use rnn::{
-    bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
-    static_rnn, BidirectionalOptions, RnnOptions,
+    bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, stack_bidirectional_dynamic_rnn,
+    stack_bidirectional_rnn, static_bidirectional_rnn, static_rnn, BidirectionalOptions,
+    RnnOptions, StackedBidirectionalOptions,
 };
 pub use scalar::Scalar;
 pub use tape::{Grads, Mode, Tape, Var};
