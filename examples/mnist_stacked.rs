@@ -18,11 +18,14 @@ mod common;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use common::{AnyResult, TrainArgs};
-use recurrent::cell::{BasicLstmCell, DropoutWrapper, MultiCell};
+use recurrent::cell::{
+    BasicLstmCell, BoxedCell, Cell, DropoutWrapper, GruCell, LayerNormLstmConfig, LstmCellConfig,
+    MultiCell,
+};
 use recurrent::layers::{Context, Dense, Layer, Rnn};
-use recurrent::{ParamId, ParamStore, Tape, Var};
+use recurrent::{ParamId, ParamStore, Scope, Tape, Var};
 
 /// Train three stacked LSTMs with dropout on MNIST, one image row per time step.
 #[derive(Parser, Debug)]
@@ -35,13 +38,52 @@ struct Cli {
     /// Probability of keeping each output of each layer while training.
     #[arg(long, default_value_t = 0.5)]
     output_keep_prob: f64,
+    /// The cell of every layer.
+    #[arg(long, value_enum, default_value_t = CellKind::BasicLstm)]
+    cell: CellKind,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum CellKind {
+    /// `BasicLstmCell` (`tf.nn.rnn_cell.BasicLSTMCell`).
+    BasicLstm,
+    /// `LstmCell` with peepholes (`tf.nn.rnn_cell.LSTMCell(use_peepholes=True)`).
+    LstmPeephole,
+    /// `LayerNormBasicLstmCell` (`tf.contrib.rnn.LayerNormBasicLSTMCell`).
+    LayerNormLstm,
+    /// `GruCell` (`tf.nn.rnn_cell.GRUCell`).
+    Gru,
+}
+
+impl CellKind {
+    /// A cell of this kind in `scope` (under TensorFlow's cell name), boxed.
+    fn build(
+        self,
+        params: &mut ParamStore<f32>,
+        scope: &Scope,
+        h: usize,
+    ) -> recurrent::Result<BoxedCell> {
+        Ok(match self {
+            CellKind::BasicLstm => {
+                BasicLstmCell::new(params, scope.sub("basic_lstm_cell"), h, h)?.boxed()
+            }
+            CellKind::LstmPeephole => LstmCellConfig::new(h)
+                .with_peepholes(true)
+                .init(params, scope.sub("lstm_cell"), h)?
+                .boxed(),
+            CellKind::LayerNormLstm => LayerNormLstmConfig::new(h)
+                .init(params, scope.sub("layer_norm_basic_lstm_cell"), h)?
+                .boxed(),
+            CellKind::Gru => GruCell::new(params, scope.sub("gru_cell"), h, h)?.boxed(),
+        })
+    }
 }
 
 /// Projection at every step, the stack, the top layer's final `h` (its state, which output
 /// dropout does not touch), dense.
 struct StackedClassifier {
     projection: Dense,
-    rnn: Rnn<MultiCell<DropoutWrapper<BasicLstmCell>>>,
+    rnn: Rnn<MultiCell<DropoutWrapper<BoxedCell>>>,
     dense: Dense,
 }
 
@@ -54,17 +96,16 @@ impl Layer<f32> for StackedClassifier {
     ) -> recurrent::Result<Var> {
         let x = self.projection.forward(tape, x, cx)?; // [batch, 28, hidden]: dense at each step
         let (_outputs, states) = self.rnn.run(tape, x, cx)?;
-        self.dense
-            .apply(tape, states.last().expect("at least one layer").h)
+        let top = states.last().expect("at least one layer").vars(); // [c, h], or a GRU's [h]
+        self.dense.apply(tape, *top.last().expect("a state tensor"))
     }
     fn param_ids(&self) -> Vec<ParamId> {
-        let dense = |d: &Dense| Layer::<f32>::param_ids(d);
-        [
-            dense(&self.projection),
+        let parts = [
+            self.projection.param_ids(),
             self.rnn.param_ids(),
-            dense(&self.dense),
-        ]
-        .concat()
+            self.dense.param_ids(),
+        ];
+        parts.concat()
     }
     fn name(&self) -> &str {
         "stacked_classifier"
@@ -86,18 +127,22 @@ fn train(cli: Cli) -> AnyResult<()> {
     let rnn = Rnn::build(&mut params, |params, scope| {
         let cells = (0..cli.layers)
             .map(|k| {
-                let scope = scope.sub(format!("multi_rnn_cell/cell_{k}/basic_lstm_cell"));
-                let lstm = BasicLstmCell::new(params, scope, h, h)?;
-                DropoutWrapper::new(lstm).with_output_keep_prob(cli.output_keep_prob)
+                let cell =
+                    cli.cell
+                        .build(params, &scope.sub(format!("multi_rnn_cell/cell_{k}")), h)?;
+                DropoutWrapper::new(cell).with_output_keep_prob(cli.output_keep_prob)
             })
             .collect::<recurrent::Result<Vec<_>>>()?;
         MultiCell::new(cells)
     })?;
     let dense = Dense::new(&mut params, "dense", h, 10)?;
+    let cell = cli.cell.to_possible_value().expect("no skipped variants");
     let lines = [format!(
         "model: 28 steps x 28 pixels -> dense 28 -> {h} per step -> {} x DropoutWrapper(\
-         BasicLstmCell({h}), output_keep_prob {}) (MultiCell, dynamic_rnn) -> top h -> dense -> 10",
-        cli.layers, cli.output_keep_prob
+         {}({h}), output_keep_prob {}) (MultiCell, dynamic_rnn) -> top h -> dense -> 10",
+        cli.layers,
+        cell.get_name(),
+        cli.output_keep_prob
     )];
     common::run(
         "mnist_stacked",
