@@ -114,8 +114,8 @@ pub use cell::{
 };
 pub use error::{Error, Result};
 pub use layers::{
-    Bidirectional, Carry, Context, Dense, Dropout, Embedding, Layer, Merge, Returns, Rnn,
-    Sequential,
+    Activation, Bidirectional, Carry, Context, Dense, Dropout, Embedding, Layer, Merge, Returns,
+    Rnn, Sequential,
 };
 /// The array crate every tensor of this crate is made of, re-exported so that its version always
 /// matches.

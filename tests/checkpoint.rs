@@ -630,4 +630,10 @@ fn load_matching_refuses_what_does_not_fit_and_changes_nothing() {
     .unwrap();
     assert_eq!(report.loaded.len(), 2);
     assert!(report.missing.is_empty());
+    // A tensor the model has but `only` leaves out is skipped, not unexpected.
+    let mut same = encoder_and_head(3, "dense", 3);
+    let report =
+        load_matching_from_bytes(&mut same, &bytes, &LoadOptions::strict().only("rnn/")).unwrap();
+    assert_eq!(report.skipped, ["dense/bias", "dense/kernel"]);
+    assert!(report.unexpected.is_empty());
 }

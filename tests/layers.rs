@@ -438,3 +438,13 @@ fn the_prelude_leaves_the_standard_result_alone() {
         ["1", "2"].iter().map(|s| s.parse()).collect();
     assert_eq!(parsed.unwrap(), [1, 2]);
 }
+
+#[test]
+fn an_f32_embedding_refuses_ids_it_cannot_hold_exactly() {
+    let mut params = ParamStore::<f32>::new(0);
+    let err = Embedding::new(&mut params, (1 << 24) + 2, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("F32"), "{err}");
+    assert!(params.is_empty());
+}

@@ -137,8 +137,9 @@ fn resuming_continues_the_run_bit_for_bit() {
     assert_ne!(bits(first.params()), bits(whole.params()));
     drop((first, data));
 
-    // A fresh process would build the model again from its seed and a new data source.
-    let mut resumed = trainer(3);
+    // A fresh process would build the model again and a new data source; another seed shows
+    // that the run's seed (the dropout masks') comes back from the file.
+    let mut resumed = trainer(999);
     let mut data = SignData::new(999);
     resumed.resume(&path, &mut data).unwrap();
     assert_eq!(resumed.step(), n);
@@ -495,4 +496,89 @@ fn bad_batches_and_options_are_errors() {
         .is_err());
     assert!(trainer(0).clip_by_global_norm(0.0).is_err());
     assert!(trainer(0).stop_on_divergence(1.0).is_err());
+}
+
+#[test]
+fn evaluation_of_nothing_and_a_nan_metric_are_errors_not_silent() {
+    let t = trainer(0);
+    assert!(matches!(
+        t.evaluate(std::iter::empty()),
+        Err(Error::InvalidArgument(_))
+    ));
+    // Early stopping on accuracy with regression targets: accuracy is undefined, so fit says
+    // so instead of treating NaN as an improvement forever.
+    let mut params = ParamStore::<f64>::new(0);
+    let model = Sequential::new().push(Dense::new(&mut params, "dense", 2, 1).unwrap());
+    let batch = Minibatch {
+        inputs: random(&[4, 2], 1.0, 1),
+        lengths: None,
+        targets: Targets::Values(random(&[4, 1], 1.0, 2)),
+    };
+    let mut data = recurrent::data::FixedBatches::new(vec![batch.clone()]).unwrap();
+    let mut t =
+        Trainer::new(model, params, Adam::new(0.01).unwrap()).early_stopping(EarlyStopping {
+            monitor: Monitor::Accuracy,
+            patience: 1,
+            min_delta: 0.0,
+        });
+    let mut validation = || vec![batch.clone()];
+    let err = t
+        .fit(
+            &mut data,
+            &FitOptions::until_step(5).eval_every(1),
+            Some(&mut validation),
+            &mut (),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::NonFinite(_)), "{err}");
+}
+
+/// Sequence regression with lengths: padded steps do not count in the loss.
+#[test]
+fn sequence_regression_ignores_the_padding() {
+    let mut params = ParamStore::<f64>::new(5);
+    let model = Sequential::new()
+        .push(Rnn::gru(&mut params, 1, 3).unwrap())
+        .push(Dense::new(&mut params, "dense", 3, 1).unwrap());
+    let t = Trainer::new(model, params, Adam::new(0.01).unwrap());
+    let inputs = random(&[2, 4, 1], 1.0, 3);
+    let targets = random(&[2, 4, 1], 1.0, 4);
+    let lengths = vec![4, 2];
+    let batch = |targets: ArrayD<f64>| Minibatch {
+        inputs: inputs.clone(),
+        lengths: Some(lengths.clone()),
+        targets: Targets::Values(targets),
+    };
+    let metrics = t.evaluate([Ok(batch(targets.clone()))]).unwrap();
+    assert_eq!(metrics.count, 6);
+    // Other values where example 1 is padding: the same loss.
+    let mut padded = targets.clone();
+    padded[[1, 2, 0]] = 100.0;
+    padded[[1, 3, 0]] = -100.0;
+    assert_eq!(t.evaluate([Ok(batch(padded))]).unwrap().loss, metrics.loss);
+    // And it is the mean over the 6 valid steps.
+    let y = recurrent::train::predict(t.params(), t.model(), &inputs, Some(&lengths)).unwrap();
+    let mut sum = 0.0;
+    for (b, &len) in lengths.iter().enumerate() {
+        for s in 0..len {
+            sum += (y[[b, s, 0]] - targets[[b, s, 0]]).powi(2);
+        }
+    }
+    assert!((metrics.loss - sum / 6.0).abs() < 1e-12);
+}
+
+#[test]
+fn a_bidirectional_layer_refuses_a_carried_state() {
+    let mut params = ParamStore::<f64>::new(0);
+    let model =
+        Sequential::new().push(recurrent::layers::Bidirectional::lstm(&mut params, 2, 3).unwrap());
+    let mut stepper = Stepper::new(&params, &model);
+    let err = stepper
+        .step(&random(&[1, 1, 2], 1.0, 0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Bidirectional") && err.contains("carried"),
+        "{err}"
+    );
 }

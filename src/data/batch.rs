@@ -7,6 +7,9 @@ use crate::{Error, Result, Scalar};
 
 /// One batch of examples as a model sees it: inputs, each example's length (for sequences of
 /// different lengths), and what the model should predict.
+///
+/// Batch-major: the first axis of the inputs (and of sequence targets) is the example. A
+/// time-major model transposes inside its first layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Minibatch<T> {
     /// The model's input: `[batch, time, features]` for sequences of vectors, `[batch, time]`
@@ -30,7 +33,9 @@ pub enum Targets<T> {
     /// classes]`; the loss is `sequence_loss`, weighted by the batch's lengths when it has them
     /// (padding does not count).
     Sequence(Array2<usize>),
-    /// Values of the model's output shape; the loss is the mean squared error.
+    /// Values of the model's output shape; the loss is the mean squared error (over each
+    /// example's valid steps when the output is a sequence `[batch, time, ...]` and the batch
+    /// has lengths).
     Values(ArrayD<T>),
 }
 

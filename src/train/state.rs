@@ -260,6 +260,11 @@ fn load_impl<T: Scalar>(
         carried.set(&layer, parts.into_values().collect());
     }
     let data = match meta(DATA_KEY)?.as_str() {
+        "false" if order.is_some() => {
+            return Err(bad(format!(
+                "a tensor {ORDER_TENSOR:?} but no data position"
+            )))
+        }
         "false" => None,
         "true" => {
             let counters = meta(COUNTERS_KEY)?;
@@ -279,7 +284,7 @@ fn load_impl<T: Scalar>(
                 .map_err(|_| bad(format!("metadata {RNG_POS_KEY:?} is not a whole number")))?;
             Some(DataPosition {
                 counters,
-                order: order.unwrap_or_default(),
+                order: order.ok_or_else(|| bad(format!("no tensor {ORDER_TENSOR:?}")))?,
                 rng: RngPosition {
                     seed,
                     stream: number(RNG_STREAM_KEY)?,

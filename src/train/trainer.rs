@@ -17,6 +17,10 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     seed.wrapping_mul(1 << 32).wrapping_add(step)
 }
 
+/// How many steps the divergence guard averages the training loss over: single batches vary
+/// too much to compare one with the best so far.
+pub const DIVERGENCE_WINDOW: usize = 10;
+
 /// Loss and accuracy over some batches.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Metrics {
@@ -202,7 +206,9 @@ pub struct Trainer<T: Scalar, M> {
     /// The best validation figure so far, its step, and evaluations since it.
     best: Option<(f64, u64)>,
     since_best: usize,
-    /// The smallest training loss so far (the divergence guard's reference).
+    /// The last [`DIVERGENCE_WINDOW`] training losses and the smallest of their means so far
+    /// (the divergence guard's reference).
+    recent_losses: Vec<f64>,
     running_min: f64,
     history: History,
 }
@@ -232,6 +238,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             divergence_factor: None,
             best: None,
             since_best: 0,
+            recent_losses: Vec::new(),
             running_min: f64::INFINITY,
             history: History::default(),
         }
@@ -277,8 +284,10 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         self
     }
 
-    /// Stops [`Trainer::fit`] with [`Error::Diverged`] when a step's loss exceeds `factor` times
-    /// the smallest loss so far (`factor > 1`).
+    /// Stops [`Trainer::fit`] with [`Error::Diverged`] when the mean training loss of the last
+    /// [`DIVERGENCE_WINDOW`] steps (of all steps, before there are that many) exceeds `factor`
+    /// times the smallest such mean so far (`factor > 1`), so that one easy batch does not set
+    /// the bar.
     pub fn stop_on_divergence(mut self, factor: f64) -> Result<Self> {
         if !(factor.is_finite() && factor > 1.0) {
             return Err(Error::invalid(format!(
@@ -358,7 +367,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
                     let metrics = self.evaluate(make().into_iter().map(Ok))?;
                     self.history.validation.push((step, metrics));
                     observer.on_evaluation(step, &metrics);
-                    stop = self.early_stop(step, &metrics);
+                    stop = self.early_stop(step, &metrics)?;
                 }
             }
             if let Some(path) = &options.checkpoint {
@@ -394,11 +403,20 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             check_finite_loss(value, step)?;
             (value.to_f64_lossless(), accuracy, tape.backward(loss)?)
         };
+        let mut recent = self.recent_losses.clone();
+        recent.push(loss);
+        if recent.len() > DIVERGENCE_WINDOW {
+            recent.remove(0);
+        }
+        // The mean of the last losses (of all of them while fewer than the window): early in a
+        // run the losses are the largest of the run, so a short mean is a safe reference.
+        let mean = recent.iter().sum::<f64>() / recent.len() as f64;
         if let Some(factor) = self.divergence_factor {
-            if loss > factor * self.running_min {
+            if mean > factor * self.running_min {
                 return Err(Error::Diverged(format!(
-                    "loss {loss} at step {step} exceeds {factor} times the smallest loss so \
-                     far ({})",
+                    "at step {step} the mean loss of the last {} steps ({mean}) exceeds {factor} \
+                     times the smallest such mean so far ({})",
+                    recent.len(),
                     self.running_min
                 )));
             }
@@ -415,7 +433,8 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         self.optimizer.apply(&mut self.params, &grads)?;
         // Only after a successful update: a failed step leaves the run as it was.
         self.carry = carry;
-        self.running_min = self.running_min.min(loss);
+        self.running_min = self.running_min.min(mean);
+        self.recent_losses = recent;
         let report = StepReport {
             step,
             loss,
@@ -461,7 +480,25 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
                 Ok((loss, accuracy.0))
             }
             Targets::Values(values) => {
-                let loss = tape.mean_squared_error(output, tape.constant(values.clone()))?;
+                let target = tape.constant(values.clone());
+                let shape = tape.shape(output);
+                let loss = match lengths {
+                    // A sequence output: padded steps do not count (mean over valid steps).
+                    Some(l) if shape.len() >= 3 => {
+                        let mut mask_shape = vec![shape[0], shape[1]];
+                        mask_shape.resize(shape.len(), 1);
+                        let mask = tape.reshape(tape.sequence_mask(l, shape[1])?, &mask_shape)?;
+                        if tape.shape(target) != shape {
+                            return Err(Error::shape(
+                                "mean_squared_error",
+                                format!("targets of the output's shape {shape:?}"),
+                                &tape.shape(target),
+                            ));
+                        }
+                        tape.masked_mean(tape.square(tape.sub(output, target)?), mask)?
+                    }
+                    _ => tape.mean_squared_error(output, target)?,
+                };
                 Ok((loss, f64::NAN))
             }
         }
@@ -482,16 +519,22 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             let tape = Tape::inference(&self.params);
             let (loss, accuracy) =
                 self.forward_loss(&tape, &batch, self.carry_state.then_some(&mut carry))?;
-            let n = match &batch.targets {
-                Targets::Sequence(t) => match &batch.lengths {
-                    Some(l) => l.iter().map(|&l| l.min(t.ncols())).sum(),
-                    None => t.len(),
-                },
+            let n = match (&batch.targets, &batch.lengths) {
+                (Targets::Sequence(t), Some(l)) => l.iter().map(|&l| l.min(t.ncols())).sum(),
+                (Targets::Sequence(t), None) => t.len(),
+                (Targets::Values(v), Some(l)) if v.ndim() >= 3 => {
+                    l.iter().map(|&l| l.min(v.shape()[1])).sum()
+                }
                 _ => batch.len(),
             };
             loss_sum += tape.scalar(loss).to_f64_lossless() * n as f64;
             correct += accuracy * n as f64;
             count += n;
+        }
+        if count == 0 {
+            return Err(Error::invalid(
+                "Trainer::evaluate: no examples to evaluate (no batches, or no valid positions)",
+            ));
         }
         Ok(Metrics {
             loss: loss_sum / count as f64,
@@ -515,6 +558,12 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         }
         extra.insert("since_best".to_string(), self.since_best.to_string());
         extra.insert("running_min".to_string(), format!("{:?}", self.running_min));
+        let recent: Vec<String> = self
+            .recent_losses
+            .iter()
+            .map(|l| format!("{l:?}"))
+            .collect();
+        extra.insert("recent_losses".to_string(), recent.join(","));
         TrainingState {
             optimizer: self.optimizer.state(),
             data: Some(data.position()),
@@ -535,27 +584,40 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
     pub fn resume<D: TrainSource<T> + ?Sized>(&mut self, path: &Path, data: &mut D) -> Result<()> {
         let mut params = self.params.clone();
         let state = load_training_state(&mut params, path)?;
-        let parse = |key: &str| state.extra.get(key).map(|v| v.parse::<f64>());
-        let corrupt = |key: &str| {
+        let corrupt = |key: &str, value: &str| {
             Error::Checkpoint(format!(
-                "{}: the entry {key:?} is not a number",
+                "{}: the entry {key:?} is {value:?}, not what the trainer wrote",
                 path.display()
             ))
         };
-        let best = match (parse("best_metric"), parse("best_step")) {
-            (Some(Ok(best)), Some(Ok(step))) => Some((best, step as u64)),
+        let extra = |key: &str| state.extra.get(key).map(String::as_str);
+        let float = |key: &str, value: &str| -> Result<f64> {
+            match value.parse::<f64>() {
+                Ok(v) if !v.is_nan() => Ok(v),
+                _ => Err(corrupt(key, value)),
+            }
+        };
+        let whole = |key: &str, value: &str| value.parse::<u64>().map_err(|_| corrupt(key, value));
+        let best = match (extra("best_metric"), extra("best_step")) {
+            (Some(b), Some(s)) => Some((float("best_metric", b)?, whole("best_step", s)?)),
             (None, None) => None,
-            _ => return Err(corrupt("best_metric")),
+            (Some(_), None) => return Err(corrupt("best_step", "")),
+            (None, Some(s)) => return Err(corrupt("best_metric", s)),
         };
-        let since_best = match parse("since_best") {
-            Some(Ok(n)) => n as usize,
+        let since_best = match extra("since_best") {
+            Some(v) => whole("since_best", v)? as usize,
             None => 0,
-            Some(Err(_)) => return Err(corrupt("since_best")),
         };
-        let running_min = match parse("running_min") {
-            Some(Ok(m)) => m,
+        let running_min = match extra("running_min") {
+            Some(v) => float("running_min", v)?,
             None => f64::INFINITY,
-            Some(Err(_)) => return Err(corrupt("running_min")),
+        };
+        let recent_losses = match extra("recent_losses") {
+            Some("") | None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(|l| float("recent_losses", l))
+                .collect::<Result<Vec<_>>>()?,
         };
         // The optimizer and the data check their parts before changing; roll the optimizer
         // back if the data refuses.
@@ -573,22 +635,37 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         self.best = best;
         self.since_best = since_best;
         self.running_min = running_min;
+        self.recent_losses = recent_losses;
         Ok(())
     }
 
     /// Updates the early-stopping bookkeeping with an evaluation; `Some` when it says stop.
-    fn early_stop(&mut self, step: u64, metrics: &Metrics) -> Option<Stop> {
-        let rule = self.early_stopping?;
+    fn early_stop(&mut self, step: u64, metrics: &Metrics) -> Result<Option<Stop>> {
+        let Some(rule) = self.early_stopping else {
+            return Ok(None);
+        };
         let value = match rule.monitor {
             Monitor::Loss => metrics.loss,
             Monitor::Accuracy => -metrics.accuracy,
         };
+        if !value.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "early stopping watches the validation {:?}, which is {} at step {step} \
+                 (accuracy is undefined for regression targets)",
+                rule.monitor,
+                if rule.monitor == Monitor::Loss {
+                    metrics.loss
+                } else {
+                    metrics.accuracy
+                }
+            )));
+        }
         match self.best {
             Some((best, _)) if value > best - rule.min_delta => {
                 self.since_best += 1;
                 if self.since_best >= rule.patience {
                     let (_, best_step) = self.best.expect("checked above");
-                    return Some(Stop::EarlyStopped { best_step });
+                    return Ok(Some(Stop::EarlyStopped { best_step }));
                 }
             }
             _ => {
@@ -596,7 +673,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
                 self.since_best = 0;
             }
         }
-        None
+        Ok(None)
     }
 }
 

@@ -66,6 +66,15 @@ impl Embedding {
                 "Embedding sizes must be positive, got vocab {vocab}, dim {dim}"
             )));
         }
+        // Ids travel as whole numbers of the element type: every id must be exact in it
+        // (f32 holds whole numbers exactly up to 2^24).
+        let last = (vocab - 1) as f64;
+        if T::from_f64_lossy(last).to_f64_lossless() != last {
+            return Err(Error::invalid(format!(
+                "Embedding: a vocabulary of {vocab} has ids that {} cannot hold exactly",
+                T::DTYPE
+            )));
+        }
         let scope = params.unique_scope("embedding");
         let table = params.create(&scope.join("embeddings"), &[vocab, dim], init)?;
         Ok(Embedding {

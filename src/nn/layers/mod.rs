@@ -1,5 +1,5 @@
 //! Layers as values: the [`Layer`] trait, [`Sequential`], and the layers a sequence model is
-//! built from ([`Dense`], [`Embedding`], [`Dropout`], [`Rnn`], [`Bidirectional`]).
+//! built from ([`Dense`], [`Activation`], [`Embedding`], [`Dropout`], [`Rnn`], [`Bidirectional`]).
 //!
 //! A layer holds only parameter handles and its configuration, like a cell, so one model value
 //! serves training, evaluation and several threads. [`Layer`] is object safe: a model can be a
@@ -31,6 +31,7 @@
 //! # Ok::<(), recurrent::Error>(())
 //! ```
 
+mod activation;
 mod dense;
 mod dropout;
 mod embedding;
@@ -40,6 +41,7 @@ use std::collections::BTreeMap;
 
 use ndarray::ArrayD;
 
+pub use activation::Activation;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;

@@ -64,7 +64,8 @@ pub struct Rnn<C> {
 
 impl<C: Cell> Rnn<C> {
     /// A layer named `name` (the scope its cell's parameters live in) over `cell`, returning
-    /// [`Returns::Sequences`], batch-major.
+    /// [`Returns::Sequences`], batch-major. The name is the key of the layer's carried state,
+    /// so give each recurrent layer of a model its own ([`Rnn::build`] does).
     pub fn new(name: impl Into<String>, cell: C) -> Self {
         Rnn {
             name: name.into(),
@@ -417,6 +418,13 @@ impl<T: Scalar, F: Cell, B: Cell> Layer<T> for Bidirectional<F, B> {
                 format!("an input [batch, time, {}]", self.fw.input_size()),
                 &shape,
             ));
+        }
+        if context.carried().is_some() {
+            return Err(Error::invalid(format!(
+                "Bidirectional {:?}: a carried state cannot continue a sequence read in both \
+                 directions (use a unidirectional Rnn for stateful runs)",
+                self.name
+            )));
         }
         let lengths = context.sequence_length();
         let options = BidirectionalOptions {
