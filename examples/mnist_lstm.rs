@@ -8,6 +8,10 @@
 //! cargo run --release --example mnist_lstm    # or: -- --data-dir DIR_WITH_THE_MNIST_FILES
 //! ```
 //!
+//! Re-measured 2026-12-01 on an AMD EPYC Zen 5 (2 cores, shared): defaults 98.20% (97.89% on the
+//! first 1280), 14 s wall time, median 5.8 ms per step; `--steps 120` and `--steps 60
+//! --checkpoint F` then `--resume F --steps 120` both end at loss 0.387795, 85.03%.
+//!
 //! Measured with seed 42 (the default) on the project's 2-core machine, 2026-11-22; the output
 //! layer starts from the tutorial's `tf.random_normal` weights and biases:
 //! - defaults (2000 steps, static): test accuracy 98.20% (97.89% on the first 1280 test

@@ -10,6 +10,10 @@
 //! cargo run --release --example mnist_stacked    # or: -- --data-dir DIR_WITH_THE_MNIST_FILES
 //! ```
 //!
+//! Re-measured 2026-12-01 on an AMD EPYC Zen 5 (2 cores, shared): 98.65% (97.66% on the first
+//! 1280), 148 s wall time, median 60.4 ms per step, peak RSS 228 MB. `--cell` picks the cell
+//! of every layer (`basic-lstm`, `lstm-peephole`, `layer-norm-lstm`, `gru`).
+//!
 //! Measured with the defaults (2000 steps, seed 42) on the project's 2-core machine, 2026-11-22:
 //! test accuracy 98.68% on all 10000 test images (97.73% on the first 1280), 152 s wall time,
 //! median 72.1 ms per training step, 1772 examples/s, peak RSS 211 MB.
