@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use recurrent::data::{apt_get_command, CharVocab, WordLanguages, DICT_DIR, WORDS_PER_LANGUAGE};
+use recurrent::data::{CharVocab, WordLanguages, DICT_DIR, WORDS_PER_LANGUAGE};
 use recurrent::layers::{Bidirectional, Dense, Embedding, Returns, Rnn, Sequential};
 use recurrent::optim::Adam;
 use recurrent::train::{FitOptions, Trainer};
@@ -42,7 +42,8 @@ use text::{AnyResult, LossUnit, Progress};
 /// confusion matrix.
 #[derive(Parser, Debug)]
 struct Cli {
-    /// The folder of the Debian word lists.
+    /// The folder of the Debian word lists (if they are missing: sudo apt-get install wamerican
+    /// wngerman wfrench wspanish witalian wdutch wportuguese wswedish).
     #[arg(long, default_value = DICT_DIR)]
     dict_dir: PathBuf,
     /// Words drawn from each language's list (90% train, 10% test).
@@ -108,20 +109,8 @@ fn build_model(
 
 fn run(cli: Cli) -> AnyResult<()> {
     let start = Instant::now();
-    let data = WordLanguages::load(&cli.dict_dir, cli.words_per_language, cli.seed).map_err(
-        |e| -> Box<dyn std::error::Error> {
-            if matches!(&e, recurrent::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound) {
-                // The library's message already names the package; say it once more plainly.
-                format!(
-                    "{e}\n(the example needs all eight lists: {})",
-                    apt_get_command()
-                )
-                .into()
-            } else {
-                e.into()
-            }
-        },
-    )?;
+    // A missing list is an error naming its package and the apt-get command for all eight.
+    let data = WordLanguages::load(&cli.dict_dir, cli.words_per_language, cli.seed)?;
     let vocab = CharVocab::from_chars(data.train.words.iter().flat_map(|w| w.chars()));
     let classes = data.languages.len();
     let mut train = data.train.to_dataset(&vocab, cli.batch_size, cli.seed)?;
