@@ -153,7 +153,7 @@ fn dense_layer_values_and_errors() {
     let bad = tape.constant(array![[1.0, 1.0, 1.0]].into_dyn());
     assert!(matches!(
         dense.apply(&tape, bad),
-        Err(Error::Shape { op: "matmul", .. })
+        Err(Error::Shape { op: "Dense", .. })
     ));
     assert!(Dense::new(&mut params, "zero", 0, 3).is_err());
     // Ids of another store are refused here, not a panic at the first forward.

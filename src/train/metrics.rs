@@ -4,20 +4,16 @@ use ndarray::{ArrayBase, Data, Dimension, Ix2};
 
 use crate::{Error, Result, Scalar};
 
-/// The index of the largest value of each row (`tf.argmax(x, 1)`); ties go to the first.
+/// The index of the largest value of each row (`tf.argmax(x, 1)`); ties go to the first, and
+/// so does the first NaN ([`tensor::argmax`](crate::tensor::argmax), of which this is the
+/// matrix case). An empty row gives 0.
 pub fn argmax_rows<T: Scalar, S: Data<Elem = T>>(x: &ArrayBase<S, Ix2>) -> Vec<usize> {
-    x.rows()
-        .into_iter()
-        .map(|row| {
-            let mut best = 0;
-            for (i, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = i;
-                }
-            }
-            best
-        })
-        .collect()
+    if x.ncols() == 0 {
+        return vec![0; x.nrows()];
+    }
+    crate::tensor::argmax(x)
+        .map(|a| a.into_iter().collect())
+        .unwrap_or_else(|_| vec![0; x.nrows()])
 }
 
 /// The fraction of rows of `logits` `[batch, classes]` whose largest entry is at the label.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ndarray::{Array2, ArrayD, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD};
 
 use super::state::{load_training_state, save_training_state, TrainingState};
 use crate::data::{Minibatch, Targets, TrainSource};
@@ -685,43 +685,46 @@ impl<'a, T: Scalar, M: Layer<T> + ?Sized> Stepper<'a, T, M> {
 }
 
 /// The accuracy of `output` logits: against `labels` for `[batch, classes]`, or against
-/// `[batch, time]` targets for `[batch, time, classes]` (valid positions only).
+/// `[batch, time]` targets for `[batch, time, classes]` (valid positions only). Predictions are
+/// [`tensor::argmax`](crate::tensor::argmax) (ties to the first class, as `tf.argmax`).
 fn class_accuracy<T: Scalar>(
     output: &ArrayD<T>,
     labels: &[usize],
     sequence: Option<(&Array2<usize>, Option<&[usize]>)>,
 ) -> Result<(f64, usize)> {
-    let classes = *output.shape().last().unwrap_or(&0);
-    let rows = output
-        .view()
-        .into_shape_with_order(IxDyn(&[output.len() / classes.max(1), classes]))
-        .map_err(|_| Error::shape("accuracy", "logits [..., classes]", output.shape()))?;
-    let rows = rows.into_dimensionality::<Ix2>().expect("rank 2");
-    let argmax = |r: usize| {
-        let row = rows.row(r);
-        let mut best = 0;
-        for (k, &v) in row.iter().enumerate() {
-            if v > row[best] {
-                best = k;
-            }
-        }
-        best
-    };
+    let predicted = crate::tensor::argmax(output)?;
     let (mut correct, mut count) = (0usize, 0usize);
     match sequence {
         None => {
-            for (r, &label) in labels.iter().enumerate() {
-                correct += usize::from(argmax(r) == label);
+            if predicted.len() != labels.len() {
+                return Err(Error::shape(
+                    "accuracy",
+                    format!("logits [{}, classes]", labels.len()),
+                    output.shape(),
+                ));
+            }
+            for (&p, &label) in predicted.iter().zip(labels) {
+                correct += usize::from(p == label);
             }
             count = labels.len();
         }
         Some((targets, lengths)) => {
-            let time = targets.ncols();
-            for ((b, t), &target) in targets.indexed_iter() {
+            if predicted.shape() != targets.shape() {
+                return Err(Error::shape(
+                    "accuracy",
+                    format!("logits [{}, {}, classes]", targets.nrows(), targets.ncols()),
+                    output.shape(),
+                ));
+            }
+            for ((&p, &target), (b, t)) in predicted
+                .iter()
+                .zip(targets.iter())
+                .zip(ndarray::indices(targets.dim()))
+            {
                 if lengths.is_some_and(|l| t >= l[b]) {
                     continue;
                 }
-                correct += usize::from(argmax(b * time + t) == target);
+                correct += usize::from(p == target);
                 count += 1;
             }
         }
