@@ -181,18 +181,8 @@ fn run(cli: Cli) -> AnyResult<()> {
         let labels = batch.labels.clone();
         let mb = batch.into_minibatch::<f32>();
         let logits = trainer.predict(&mb.inputs, mb.lengths.as_deref())?;
-        for (row, &truth) in logits.outer_iter().zip(&labels) {
-            let guess = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (k, &v)| {
-                    if v > best.1 {
-                        (k, v)
-                    } else {
-                        best
-                    }
-                })
-                .0;
+        let predicted = recurrent::tensor::argmax(&logits)?; // [batch], ties to the first
+        for (&guess, &truth) in predicted.iter().zip(&labels) {
             confusion[truth][guess] += 1;
         }
     }
