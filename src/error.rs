@@ -54,4 +54,23 @@ impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
     }
+
+    /// The same error with `context` (where it happened: a layer, a direction) added to its
+    /// message, keeping its variant: a [`Error::Shape`] gets it after the expected shape, the
+    /// others before their message.
+    pub(crate) fn within(self, context: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Shape { op, expected, got } => Error::Shape {
+                op,
+                expected: format!("{expected} ({context})"),
+                got,
+            },
+            Error::InvalidArgument(m) => Error::InvalidArgument(format!("{context}: {m}")),
+            Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), format!("{context}: {e}"))),
+            Error::Format(m) => Error::Format(format!("{context}: {m}")),
+            Error::Checkpoint(m) => Error::Checkpoint(format!("{context}: {m}")),
+            Error::NonFinite(m) => Error::NonFinite(format!("{context}: {m}")),
+            Error::Diverged(m) => Error::Diverged(format!("{context}: {m}")),
+        }
+    }
 }

@@ -84,6 +84,32 @@ pub(crate) fn element_count(op: &'static str, shape: &[usize]) -> Result<usize> 
     }
 }
 
+/// An empty vector with room for the `element_count(shape)` elements of an array of `shape`:
+/// the count is checked (no overflow) and the memory reserved fallibly, so an absurd size is an
+/// [`Error::Shape`] naming `op`, not a capacity panic or an allocation abort.
+pub(crate) fn try_vec<A>(op: &'static str, shape: &[usize]) -> Result<Vec<A>> {
+    let n = element_count(op, shape)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        let bytes = (n as u128) * (std::mem::size_of::<A>() as u128);
+        Error::shape(
+            op,
+            format!(
+                "a shape that fits in memory ({n} elements, {bytes} bytes could not be allocated)"
+            ),
+            shape,
+        )
+    })?;
+    Ok(v)
+}
+
+/// An array of `shape` with every element `value`, allocated as [`try_vec`] does.
+pub(crate) fn try_full<A: Clone>(op: &'static str, shape: &[usize], value: A) -> Result<ArrayD<A>> {
+    let mut v = try_vec(op, shape)?;
+    v.resize(element_count(op, shape)?, value);
+    from_row_major(op, shape, v)
+}
+
 fn check_axis(op: &'static str, axis: usize, ndim: usize, what: &str) -> Result<()> {
     if axis < ndim {
         Ok(())
@@ -378,9 +404,13 @@ impl<const N: usize> From<&[usize; N]> for NumOrSizes {
 /// TensorFlow: `tf.split(x, num_or_size_splits, axis)`. TensorFlow's `-1` size ("the rest") is
 /// not supported.
 ///
+/// An empty axis splits into `num` empty parts, as in TensorFlow, up to [`MAX_EMPTY_SPLIT`]
+/// of them (on a non-empty axis `num` cannot exceed the axis length).
+///
 /// # Errors
-/// [`Error::InvalidArgument`] if `axis >= x.ndim()`, `num == 0` or `sizes` is empty;
-/// [`Error::Shape`] if `num` does not divide `d_axis` or the sizes do not add up to it.
+/// [`Error::InvalidArgument`] if `axis >= x.ndim()`, `num == 0`, `sizes` is empty, or an empty
+/// axis is split into more than [`MAX_EMPTY_SPLIT`] parts; [`Error::Shape`] if `num` does not
+/// divide `d_axis` or the sizes do not add up to it.
 ///
 /// # Example
 /// ```
@@ -420,14 +450,14 @@ pub fn split<A: Clone, S: Data<Elem = A>, D: Dimension>(
                     x.shape(),
                 ));
             }
-            // n empty parts of an empty axis are allowed (as in TensorFlow), but not more than
-            // memory holds: an error, not an allocation panic.
-            let mut sizes = Vec::new();
-            sizes.try_reserve_exact(n).map_err(|_| {
-                Error::invalid(format!("split: cannot make {n} parts of dimension {axis}"))
-            })?;
-            sizes.resize(n, dim / n);
-            sizes
+            // n empty parts of an empty axis are allowed (as in TensorFlow), but each costs an
+            // array header (about 100 bytes) of memory: bounded, an error rather than an abort.
+            if dim == 0 && n > MAX_EMPTY_SPLIT {
+                return Err(Error::invalid(format!(
+                    "split: cannot make {n} parts of the empty dimension {axis} (at most {MAX_EMPTY_SPLIT})"
+                )));
+            }
+            vec![dim / n; n]
         }
         NumOrSizes::Sizes(sizes) => {
             if sizes.is_empty() {
@@ -455,6 +485,9 @@ pub fn split<A: Clone, S: Data<Elem = A>, D: Dimension>(
         })
         .collect())
 }
+
+/// The most parts [`split`] makes of an empty axis (2^16: their headers then take a few MB).
+pub const MAX_EMPTY_SPLIT: usize = 1 << 16;
 
 /// Reverses, for each batch element `b`, the first `lengths[b]` entries along `seq_axis`;
 /// entries past the length are left unchanged.
@@ -565,8 +598,9 @@ pub fn one_hot<T: Scalar>(labels: &[usize], depth: usize) -> Result<Array2<T>> {
             "one_hot: labels[{i}] = {label} is not below depth {depth}"
         )));
     }
-    element_count("one_hot", &[labels.len(), depth])?;
-    let mut out = Array2::zeros((labels.len(), depth));
+    let mut out = try_full("one_hot", &[labels.len(), depth], T::zero())?
+        .into_dimensionality::<ndarray::Ix2>()
+        .expect("rank 2");
     for (mut row, &label) in out.rows_mut().into_iter().zip(labels) {
         row[label] = T::one();
     }

@@ -335,7 +335,7 @@ fn assert_static_equals_dynamic<C: Cell>(
         let tape = Tape::new(params).with_seed(0);
         let xv = tape.watch(x.clone());
         let init = with_initial.then(|| {
-            let zero = cell.zero_state(&tape, batch);
+            let zero = cell.zero_state(&tape, batch).unwrap();
             let vars: Vec<Var> = zero
                 .flatten()
                 .iter()
@@ -744,7 +744,10 @@ fn multicell_equals_chaining_cells_by_hand() {
     let xv = tape.constant(x);
     let (out, states) = dynamic_rnn(&tape, &stack, xv, RnnOptions::default()).unwrap();
     let steps = tape.unstack(xv, 1).unwrap();
-    let (mut sa, mut sb) = (a.zero_state(&tape, 2), b.zero_state(&tape, 2));
+    let (mut sa, mut sb) = (
+        a.zero_state(&tape, 2).unwrap(),
+        b.zero_state(&tape, 2).unwrap(),
+    );
     let mut last = None;
     for &x_t in &steps {
         let (ha, na) = a.call(&tape, x_t, &sa).unwrap();
@@ -839,7 +842,7 @@ fn dropout_scales_kept_values_and_spares_lstm_memory() {
         .unwrap();
     let tape = Tape::new(&params).with_seed(4);
     let x = tape.constant(random(&[8, 4], 1.0, 14));
-    let zero = cell.zero_state(&tape, 8);
+    let zero = cell.zero_state(&tape, 8).unwrap();
     let (plain_out, plain_state) = cell.call(&tape, x, &zero).unwrap();
     let (out, state) = wrapped.call(&tape, x, &zero).unwrap();
     // Output dropout and state dropout on h: each keeps about half, scaled by 1 / 0.5, with
@@ -908,7 +911,7 @@ fn dropout_wrapper_gradients_with_fixed_masks() {
 fn contract<C: Cell>(params: &ParamStore<f64>, cell: &C) {
     for batch in [1, 3] {
         let tape = Tape::new(params);
-        let zero = cell.zero_state(&tape, batch);
+        let zero = cell.zero_state(&tape, batch).unwrap();
         let flat = zero.flatten();
         assert_eq!(flat.len(), cell.state_size().len());
         for (v, w) in flat.iter().zip(cell.state_size()) {
@@ -927,7 +930,7 @@ fn contract<C: Cell>(params: &ParamStore<f64>, cell: &C) {
             cell.call(&tape, bad, &zero),
             Err(Error::Shape { .. })
         ));
-        let other = cell.zero_state(&tape, batch + 1);
+        let other = cell.zero_state(&tape, batch + 1).unwrap();
         assert!(matches!(
             cell.call(&tape, x, &other),
             Err(Error::Shape { .. })
@@ -1007,7 +1010,7 @@ fn runners_reject_bad_input() {
         ),
         Err(Error::InvalidArgument(_))
     ));
-    let wrong_batch = cell.zero_state(&tape, 3);
+    let wrong_batch = cell.zero_state(&tape, 3).unwrap();
     assert!(matches!(
         dynamic_rnn(
             &tape,
@@ -1061,7 +1064,7 @@ fn runners_reject_bad_input() {
         assert!(dkernel.iter().all(|&g| g == 0.0));
     }
     // No time steps: dynamic_rnn refuses, and so does the cell's sequence path called directly.
-    let zero = cell.zero_state(&tape, 2);
+    let zero = cell.zero_state(&tape, 2).unwrap();
     for (shape, time_major) in [([2, 0, 3], false), ([0, 2, 3], true)] {
         let empty = tape.constant(ArrayD::zeros(IxDyn(&shape)));
         assert!(dynamic_rnn(
@@ -1150,8 +1153,12 @@ impl Cell for UserCell {
     fn state_size(&self) -> Vec<usize> {
         vec![self.units]
     }
-    fn zero_state<T: recurrent::Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Var {
-        tape.constant(ArrayD::zeros(IxDyn(&[batch, self.units])))
+    fn zero_state<T: recurrent::Scalar>(
+        &self,
+        tape: &Tape<'_, T>,
+        batch: usize,
+    ) -> recurrent::Result<Var> {
+        Ok(tape.constant(ArrayD::zeros(IxDyn(&[batch, self.units]))))
     }
     fn call<T: recurrent::Scalar>(
         &self,

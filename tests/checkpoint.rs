@@ -14,13 +14,14 @@ use recurrent::checkpoint::{self, FORMAT};
 use recurrent::init::Initializer;
 use recurrent::{Error, ParamStore, Scalar};
 
-/// Values whose bits must survive a round trip exactly.
+/// Values whose bits must survive a round trip exactly (parameters are finite: NaN and
+/// infinities are refused, see `non_finite_values_are_refused_by_every_loader`).
 const SPECIAL: [f64; 8] = [
     0.0,
     -0.0,
-    f64::INFINITY,
-    f64::NEG_INFINITY,
-    f64::NAN,
+    f32::MAX as f64, // the largest value both types hold
+    -1e-45,          // subnormal in f32
+    f32::MIN_POSITIVE as f64,
     1e-310, // subnormal in f64, zero in f32
     f64::MIN_POSITIVE,
     -123.456,
@@ -122,17 +123,31 @@ fn round_trip_f64_is_bit_exact() {
 }
 
 #[test]
-fn nan_payloads_survive() {
-    let payload = f32::from_bits(0x7fc0_1234);
-    let mut p = ParamStore::<f32>::new(0);
-    p.create_from("x", ArrayD::from_elem(IxDyn(&[1]), payload))
-        .unwrap();
-    let back =
-        checkpoint::load_new_from_bytes::<f32>(&checkpoint::save_to_bytes(&p).unwrap(), 0).unwrap();
-    assert_eq!(
-        back.value(back.id("x").unwrap())[[0]].to_bits(),
-        0x7fc0_1234
-    );
+fn non_finite_values_are_refused_by_every_loader() {
+    for (bad, shown) in [
+        (f32::from_bits(0x7fc0_1234), "NaN"),
+        (f32::INFINITY, "inf"),
+        (f32::NEG_INFINITY, "-inf"),
+    ] {
+        // A store can only hold a non-finite value through value_mut; save writes what is there.
+        let mut p = ParamStore::<f32>::new(0);
+        let x = p.create("layer/x", &[3], Initializer::Zeros).unwrap();
+        p.value_mut(x)[[2]] = bad;
+        let bytes = checkpoint::save_to_bytes(&p).unwrap();
+        let want = format!("tensor \"layer/x\" holds {shown} at element 2");
+        let err = checkpoint::load_new_from_bytes::<f32>(&bytes, 0).unwrap_err();
+        assert!(matches!(err, Error::Checkpoint(_)), "{err:?}");
+        assert!(err.to_string().contains(&want), "{err}");
+        let mut target = ParamStore::<f32>::new(0);
+        target.create("layer/x", &[3], Initializer::Zeros).unwrap();
+        for err in [
+            checkpoint::load_from_bytes(&mut target, &bytes).unwrap_err(),
+            checkpoint::load_from_bytes_converting(&mut target, &bytes).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains(&want), "{err}");
+        }
+        assert!(target.all_finite());
+    }
 }
 
 #[test]

@@ -155,10 +155,13 @@ fn huge_dimensions_are_an_error_without_allocating() {
     // The product overflows usize.
     let max = u32::MAX;
     assert_format_err(parse_idx(&idx_bytes(0x08, &[max; 4], &[0; 16])), "memory");
-    // The product fits but the payload is not there: an error, and no 16-exabyte allocation.
+    // The product fits but exceeds the default payload limit: refused before reading.
     let bytes = idx_bytes(0x08, &[max, max], &[1, 2, 3]);
-    assert_format_err(parse_idx(&bytes), "found 3");
-    assert_format_err(parse_idx(&gzip(&bytes)), "found 3");
+    assert_format_err(parse_idx(&bytes), "more than the limit of 1073741824");
+    // Without the limit, the payload is not there: an error, and no 16-exabyte allocation.
+    let unlimited = |b: &[u8]| recurrent::data::parse_idx_with_limit(b, usize::MAX);
+    assert_format_err(unlimited(&bytes), "found 3");
+    assert_format_err(unlimited(&gzip(&bytes)), "found 3");
 }
 
 #[test]

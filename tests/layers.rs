@@ -423,7 +423,7 @@ fn boxed_cells_equal_the_cells_they_wrap() {
         (2, 3, vec![3, 3])
     );
     // A state of another kind of cell is an error, not a wrong computation.
-    let gru_state = gru.zero_state(&tape, 2);
+    let gru_state = gru.zero_state(&tape, 2).unwrap();
     let step = tape.constant(ArrayD::zeros(IxDyn(&[2, 2])));
     assert!(boxed.call(&tape, step, &gru_state).is_err());
 }

@@ -151,10 +151,10 @@ fn dense_layer_values_and_errors() {
         .unwrap();
     assert_close(&tape.to_array(y), &array![[5.5, 7.0, 8.5]].into_dyn(), 0.0);
     let bad = tape.constant(array![[1.0, 1.0, 1.0]].into_dyn());
-    assert!(matches!(
-        dense.apply(&tape, bad),
-        Err(Error::Shape { op: "Dense", .. })
-    ));
+    // The layer and its scope are named, not the matmul inside it.
+    let err = dense.apply(&tape, bad).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "Dense", .. }), "{err:?}");
+    assert!(err.to_string().contains("\"dense\""), "{err}");
     assert!(Dense::new(&mut params, "zero", 0, 3).is_err());
     // Ids of another store are refused here, not a panic at the first forward.
     let empty = ParamStore::<f64>::new(0);

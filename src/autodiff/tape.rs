@@ -20,7 +20,7 @@
 //! ```
 
 use std::cell::{Ref, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ndarray::{ArrayD, IxDyn};
@@ -506,10 +506,14 @@ impl<T: Scalar> std::ops::Deref for ValueRef<'_, T> {
 }
 
 /// The gradients one [`Tape::backward`] call produced.
+///
+/// Kept in parameter-id (creation) order, so that every reduction over them ([`Grads::global_norm`],
+/// clipping, [`Grads::accumulate`], the optimizers' updates) adds in one fixed order: the same
+/// gradients give the same bits in every process.
 #[derive(Debug, Clone)]
 pub struct Grads<T: Scalar> {
-    params: HashMap<ParamId, ArrayD<T>>,
-    watched: HashMap<u32, ArrayD<T>>,
+    params: BTreeMap<ParamId, ArrayD<T>>,
+    watched: BTreeMap<u32, ArrayD<T>>,
     /// The tape whose backward made these gradients (0: none, for [`Grads::new`]).
     tape: u32,
 }
@@ -524,8 +528,8 @@ impl<T: Scalar> Grads<T> {
     /// No gradients.
     pub fn new() -> Self {
         Grads {
-            params: HashMap::new(),
-            watched: HashMap::new(),
+            params: BTreeMap::new(),
+            watched: BTreeMap::new(),
             tape: 0,
         }
     }
@@ -554,14 +558,12 @@ impl<T: Scalar> Grads<T> {
         self.watched.get(&v.node)
     }
 
-    /// Parameter gradients in parameter-creation order.
+    /// Parameter gradients in parameter-creation (id) order.
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &ArrayD<T>)> {
-        let mut ids: Vec<_> = self.params.keys().copied().collect();
-        ids.sort();
-        ids.into_iter().map(move |id| (id, &self.params[&id]))
+        self.params.iter().map(|(id, g)| (*id, g))
     }
 
-    /// Parameter gradients, mutably, in no particular order.
+    /// Parameter gradients, mutably, in parameter-creation (id) order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut ArrayD<T>)> {
         self.params.iter_mut().map(|(id, g)| (*id, g))
     }
@@ -612,7 +614,9 @@ impl<T: Scalar> Grads<T> {
     }
 
     /// The L2 norm of all parameter gradients together (`tf.global_norm`), accumulated in `f64`
-    /// so that large `f32` gradients do not overflow the sum of squares.
+    /// so that large `f32` gradients do not overflow the sum of squares. The squares are added in
+    /// one fixed order (parameters by id, elements in logical order), so the result is the same
+    /// in every process.
     pub fn global_norm(&self) -> f64 {
         self.params
             .values()

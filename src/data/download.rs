@@ -325,12 +325,18 @@ fn sha256_hex<R: Read>(mut r: R) -> io::Result<String> {
 /// # Errors
 /// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is a corrupt gzip stream.
 pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut reader = BufReader::new(File::open(path)?);
-    let gzipped = is_gzip(reader.fill_buf()?);
+    let io_error = |e: io::Error| {
+        Error::Io(io::Error::new(
+            e.kind(),
+            format!("cannot hash {}: {e}", path.display()),
+        ))
+    };
+    let mut reader = BufReader::new(File::open(path).map_err(io_error)?);
+    let gzipped = is_gzip(reader.fill_buf().map_err(io_error)?);
     if gzipped {
         sha256_hex(MultiGzDecoder::new(reader))
             .map_err(|e| Error::Format(format!("{}: corrupt gzip stream: {e}", path.display())))
     } else {
-        Ok(sha256_hex(reader)?)
+        sha256_hex(reader).map_err(io_error)
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! Files may be gzip-compressed; the reader recognises gzip by its magic bytes `1f 8b`, whatever
 //! the file is called. Every malformed input is an [`Error::Format`] (never a panic), and the reader
-//! allocates no more than the bytes actually present, whatever the header claims.
+//! allocates no more than the bytes actually present, whatever the header claims, and never more
+//! than a limit ([`DEFAULT_MAX_IDX_BYTES`], 1 GiB, unless given with [`parse_idx_with_limit`]).
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -31,6 +32,12 @@ pub const IDX_UBYTE: u8 = 0x08;
 
 /// The most dimensions an IDX file may declare here (MNIST uses 1 for labels and 3 for images).
 pub const MAX_IDX_DIMS: usize = 4;
+
+/// The default limit on an IDX file's payload (after decompression): 1 GiB, about 22 times
+/// MNIST's largest file (47 MB of training images). A header declaring more is an error before
+/// anything is read, so a small gzip file that inflates to gigabytes ("gzip bomb") costs neither
+/// the memory nor the time; [`parse_idx_with_limit`] and [`read_idx_with_limit`] change it.
+pub const DEFAULT_MAX_IDX_BYTES: usize = 1 << 30;
 
 /// The two magic bytes that start every gzip stream.
 pub(crate) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -113,13 +120,22 @@ fn type_name(code: u8) -> Option<&'static str> {
 /// [`Error::Io`] if the file cannot be read, [`Error::Format`] if its contents are not a valid
 /// unsigned-byte IDX array (see [`parse_idx`]); the message names the file.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    read_idx_with_limit(path, DEFAULT_MAX_IDX_BYTES)
+}
+
+/// [`read_idx`] with a limit of `max_payload_bytes` on the payload instead of
+/// [`DEFAULT_MAX_IDX_BYTES`] (see [`parse_idx_with_limit`]).
+///
+/// # Errors
+/// As [`read_idx`].
+pub fn read_idx_with_limit(path: &Path, max_payload_bytes: usize) -> Result<IdxArray> {
     let bytes = fs::read(path).map_err(|e| {
         Error::Io(io::Error::new(
             e.kind(),
             format!("cannot read {}: {e}", path.display()),
         ))
     })?;
-    parse_idx(&bytes).map_err(|e| match e {
+    parse_idx_with_limit(&bytes, max_payload_bytes).map_err(|e| match e {
         Error::Format(msg) => Error::Format(format!("{}: {msg}", path.display())),
         other => other,
     })
@@ -131,13 +147,40 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// [`Error::Format`] if the magic number's first two bytes are not zero, the element type is not
 /// unsigned byte (`0x08`), there are 0 or more than [`MAX_IDX_DIMS`] dimensions, their product
 /// overflows, the payload is shorter (truncated) or longer (trailing bytes) than the dimensions
-/// say, or the gzip stream is corrupt.
+/// say, the payload exceeds [`DEFAULT_MAX_IDX_BYTES`], or the gzip stream is corrupt.
 pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray> {
+    parse_idx_with_limit(bytes, DEFAULT_MAX_IDX_BYTES)
+}
+
+/// [`parse_idx`] with a limit of `max_payload_bytes` on the payload (the product of the
+/// dimensions, after decompression).
+///
+/// The limit is checked against the header before the payload is read, and the payload is then
+/// read incrementally into a buffer that grows with the bytes actually decoded and never beyond
+/// the declared size; trailing bytes are counted up to `max_payload_bytes` more, not kept.
+///
+/// # Errors
+/// As [`parse_idx`], with the limit named when the header declares more.
+pub fn parse_idx_with_limit(bytes: &[u8], max_payload_bytes: usize) -> Result<IdxArray> {
     if is_gzip(bytes) {
-        read_idx_stream(MultiGzDecoder::new(bytes))
+        read_idx_stream(MultiGzDecoder::new(bytes), max_payload_bytes)
     } else {
-        read_idx_stream(bytes)
+        read_idx_stream(bytes, max_payload_bytes)
     }
+}
+
+/// Reads into `buf` until it is full or the stream ends; the number of bytes read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Maps a read error inside the stream to a format error (the bytes are in memory, so any failure
@@ -152,7 +195,7 @@ fn corrupt(what: &str, e: io::Error) -> Error {
     }
 }
 
-fn read_idx_stream<R: Read>(mut r: R) -> Result<IdxArray> {
+fn read_idx_stream<R: Read>(mut r: R, max_payload_bytes: usize) -> Result<IdxArray> {
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)
         .map_err(|e| corrupt("magic number", e))?;
@@ -191,28 +234,46 @@ fn read_idx_stream<R: Read>(mut r: R) -> Result<IdxArray> {
             "IDX dimensions {dims:?} describe more elements than fit in memory"
         ))
     })?;
-    // Read at most one byte more than needed: the vector grows with the bytes actually present,
-    // so a lying header cannot make us allocate, and one extra byte reveals trailing data.
-    let limit = u64::try_from(expected)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    let mut data = Vec::new();
-    r.by_ref()
-        .take(limit)
-        .read_to_end(&mut data)
-        .map_err(|e| corrupt("payload", e))?;
-    if data.len() < expected {
+    if expected > max_payload_bytes {
         return Err(Error::Format(format!(
-            "truncated IDX data: dimensions {dims:?} need {expected} payload bytes, found {}",
-            data.len()
+            "IDX dimensions {dims:?} declare {expected} payload bytes, more than the limit of \
+             {max_payload_bytes} (see parse_idx_with_limit)"
         )));
     }
-    if data.len() > expected {
-        // Count the rest, to name it, without keeping it.
-        let rest = io::copy(&mut r, &mut io::sink()).map_err(|e| corrupt("trailing data", e))?;
+    // The buffer grows (doubling, from 64 KiB) with the bytes actually present, and never past
+    // the declared size: a lying header or a gzip bomb cannot make a large allocation.
+    let mut data: Vec<u8> = Vec::new();
+    while data.len() < expected {
+        let start = data.len();
+        let chunk = (expected - start).min(start.max(1 << 16));
+        data.try_reserve_exact(chunk).map_err(|_| {
+            Error::Format(format!(
+                "IDX dimensions {dims:?}: cannot allocate {expected} payload bytes"
+            ))
+        })?;
+        data.resize(start + chunk, 0);
+        let got = read_full(&mut r, &mut data[start..]).map_err(|e| corrupt("payload", e))?;
+        if got < chunk {
+            return Err(Error::Format(format!(
+                "truncated IDX data: dimensions {dims:?} need {expected} payload bytes, found {}",
+                start + got
+            )));
+        }
+    }
+    let mut one = [0u8; 1];
+    if read_full(&mut r, &mut one).map_err(|e| corrupt("trailing data", e))? > 0 {
+        // Count the rest, to name it, without keeping it, and only so far.
+        let cap = max_payload_bytes as u64;
+        let rest = io::copy(&mut r.by_ref().take(cap), &mut io::sink())
+            .map_err(|e| corrupt("trailing data", e))?
+            + 1;
+        let count = if rest > cap {
+            format!("more than {cap}")
+        } else {
+            rest.to_string()
+        };
         return Err(Error::Format(format!(
-            "IDX data has {} trailing bytes after the {expected} payload bytes of dimensions {dims:?}",
-            rest + (data.len() - expected) as u64
+            "IDX data has {count} trailing bytes after the {expected} payload bytes of dimensions {dims:?}"
         )));
     }
     Ok(IdxArray { dims, data })
@@ -246,15 +307,22 @@ fn write_idx_to<W: Write>(w: &mut W, array: &IdxArray) -> io::Result<()> {
 /// [`IdxArray::new`]); [`Error::Io`] if the file cannot be written.
 pub fn write_idx(path: &Path, array: &IdxArray, gzip: bool) -> Result<()> {
     array.validate()?;
-    let file = io::BufWriter::new(fs::File::create(path)?);
-    if gzip {
-        let mut enc = GzEncoder::new(file, Compression::default());
-        write_idx_to(&mut enc, array)?;
-        enc.finish()?.flush()?;
-    } else {
-        let mut file = file;
-        write_idx_to(&mut file, array)?;
-        file.flush()?;
-    }
-    Ok(())
+    let write = || -> io::Result<()> {
+        let file = io::BufWriter::new(fs::File::create(path)?);
+        if gzip {
+            let mut enc = GzEncoder::new(file, Compression::default());
+            write_idx_to(&mut enc, array)?;
+            enc.finish()?.flush()
+        } else {
+            let mut file = file;
+            write_idx_to(&mut file, array)?;
+            file.flush()
+        }
+    };
+    write().map_err(|e| {
+        Error::Io(io::Error::new(
+            e.kind(),
+            format!("cannot write {}: {e}", path.display()),
+        ))
+    })
 }

@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use ndarray::{Array2, Array3, ArrayView1, Axis};
+use ndarray::{Array2, Array3, ArrayD, ArrayView1, Axis, IxDyn};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -217,27 +217,46 @@ impl DataSet {
     /// continues across as many epochs as needed (TensorFlow would return a short batch there).
     ///
     /// # Panics
-    /// If the set is empty and `batch_size > 0`.
+    /// Where [`try_next_batch`](DataSet::try_next_batch) returns an error: if the set is empty
+    /// and `batch_size > 0`, or if the batch cannot be allocated.
     pub fn next_batch<T: Scalar>(&mut self, batch_size: usize) -> Batch<T> {
-        let indices = self.next_indices(batch_size);
-        self.gather(&indices)
+        self.try_next_batch(batch_size)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`next_batch`](DataSet::next_batch), with its failures as errors.
+    ///
+    /// # Errors
+    /// As [`next_indices`](DataSet::next_indices), and [`Error::Shape`] if the `[batch_size,
+    /// 784]` images cannot be allocated (checked before the state advances).
+    pub fn try_next_batch<T: Scalar>(&mut self, batch_size: usize) -> Result<Batch<T>> {
+        // The image buffer first, so that a batch too large to hold leaves the state as it was.
+        let images = crate::tensor::try_full(
+            "DataSet::next_batch",
+            &[batch_size, IMAGE_PIXELS],
+            T::zero(),
+        )?;
+        let indices = self.next_indices(batch_size)?;
+        Ok(self.gather_into(&indices, images))
     }
 
     /// The example indices (into [`images`](DataSet::images)) of the next batch, advancing the
     /// state as [`next_batch`](DataSet::next_batch) does.
     ///
-    /// # Panics
-    /// If the set is empty and `batch_size > 0`.
-    pub fn next_indices(&mut self, batch_size: usize) -> Vec<usize> {
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the set is empty and `batch_size > 0`; [`Error::Shape`] if
+    /// `batch_size` indices cannot be allocated. The state is then unchanged.
+    pub fn next_indices(&mut self, batch_size: usize) -> Result<Vec<usize>> {
         let n = self.num_examples();
-        assert!(
-            n > 0 || batch_size == 0,
-            "next_batch({batch_size}) on an empty data set"
-        );
+        if n == 0 && batch_size > 0 {
+            return Err(Error::invalid(format!(
+                "DataSet::next_batch({batch_size}) on an empty data set"
+            )));
+        }
+        let mut indices = crate::tensor::try_vec("DataSet::next_indices", &[batch_size])?;
         if self.epochs_completed == 0 && self.index_in_epoch == 0 {
             self.order.shuffle(&mut self.rng);
         }
-        let mut indices = Vec::with_capacity(batch_size);
         let mut remaining = batch_size;
         loop {
             let take = remaining.min(n - self.index_in_epoch);
@@ -246,7 +265,7 @@ impl DataSet {
             self.index_in_epoch += take;
             remaining -= take;
             if remaining == 0 {
-                return indices;
+                return Ok(indices);
             }
             // The batch needs examples past the end: finish the epoch and start a new one.
             self.epochs_completed += 1;
@@ -289,11 +308,21 @@ impl DataSet {
 
     /// The examples `indices` as a batch of floats in `[0, 1]`.
     fn gather<T: Scalar>(&self, indices: &[usize]) -> Batch<T> {
+        self.gather_into(
+            indices,
+            ArrayD::zeros(IxDyn(&[indices.len(), IMAGE_PIXELS])),
+        )
+    }
+
+    /// [`gather`](DataSet::gather) into a zeroed `[indices.len(), 784]` buffer.
+    fn gather_into<T: Scalar>(&self, indices: &[usize], images: ArrayD<T>) -> Batch<T> {
         // Every byte maps to one of 256 floats: look them up instead of dividing per pixel.
         let lut: Vec<T> = (0..=255u8)
             .map(|b| T::from_f64_lossy(f64::from(b) / 255.0))
             .collect();
-        let mut images = Array2::<T>::zeros((indices.len(), IMAGE_PIXELS));
+        let mut images = images
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("[n, 784]");
         for (mut row, &i) in images.axis_iter_mut(Axis(0)).zip(indices) {
             let src: ArrayView1<u8> = self.images.row(i);
             row.zip_mut_with(&src, |x, &b| *x = lut[usize::from(b)]);

@@ -59,7 +59,10 @@ pub mod vocab;
 pub mod wordlists;
 
 pub use batch::{FixedBatches, Minibatch, Targets, TrainSource};
-pub use idx::{encode_idx, parse_idx, read_idx, write_idx, IdxArray};
+pub use idx::{
+    encode_idx, parse_idx, parse_idx_with_limit, read_idx, read_idx_with_limit, write_idx,
+    IdxArray, DEFAULT_MAX_IDX_BYTES,
+};
 pub use language_model::{LmBatch, LmBatcher};
 pub use mnist::{
     ensure_files_from, ensure_mnist, ensure_mnist_from, file_sha256, resolve_data_dir, Batch,

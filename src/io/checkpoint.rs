@@ -13,9 +13,9 @@
 //!   [`load_new`] can restore it; left out if a name contains a newline). Loading never requires
 //!   them: files written by other tools load as long as names, shapes and dtypes fit.
 //!
-//! The tensor data is fully determined by the store, but the order of the metadata entries in the
-//! JSON header follows a hash map's iteration order, so two saves of one store may differ in
-//! those header bytes.
+//! The file is fully determined by the store: the header lists the metadata keys and the tensors
+//! sorted by name, and the data follows in that order, so identical weights (same names, shapes,
+//! dtype and bits) give identical files.
 //!
 //! # Loading
 //! [`load`] fills a store the code has already built (the model defines the parameters, the
@@ -25,6 +25,10 @@
 //! parameter name, and the store is left exactly as it was. A file that is not valid safetensors
 //! (truncated, corrupt header, offsets that do not fit) is an [`Error::Format`] naming the file.
 //!
+//! Parameters are finite: a NaN or an infinity in the data, or an `F64` value too large for an
+//! `f32` store when converting, is an [`Error::Checkpoint`] naming the tensor and the element
+//! (`save` writes whatever the store holds, so a diverged model can still be saved).
+//!
 //! A dtype mismatch (an `F64` checkpoint into an `f32` model) is an error by default;
 //! [`load_converting`] accepts `F32` and `F64` tensors in either kind of store and rounds to
 //! the nearest representable value. [`load_new`] builds a fresh store from a file alone.
@@ -32,9 +36,17 @@
 //! subset, a prefix, renamed parameters, reporting what was missing and left over.
 //!
 //! # Saving
-//! [`save`] is atomic: it writes a temporary file `.{name}.tmp-{pid}-{n}` next to the target,
-//! flushes it to disk, and renames it over the target. If anything fails the temporary file is
-//! removed and an existing target is left untouched.
+//! [`save`] is atomic: it writes a temporary file `.{name}.recurrent-tmp-{pid}-{n}` next to the
+//! target, flushes it to disk, and renames it over the target. If anything fails the temporary
+//! file is removed and an existing target is left untouched. In detail:
+//! - **Permissions** of an existing target are kept (a `0600` file stays `0600`); they are set on
+//!   the temporary file before any data is written to it. Owner and group are those of the
+//!   saving process, as for any new file. A new target gets the default mode (umask applies).
+//! - **Symbolic links** are followed: saving to a link replaces the file it points to (in that
+//!   file's folder) and the link stays a link; a dangling link creates the file it names.
+//! - **Leftovers of a crash** (a process killed between writing and renaming) are removed by the
+//!   next save to the same target: temporary files of that name whose process no longer runs
+//!   (checked through `/proc`; on systems without it, when older than a day).
 //!
 //! # Example
 //! ```
@@ -64,15 +76,14 @@
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{ArrayD, IxDyn};
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::{Error, ParamId, ParamStore, Result, Scalar};
 
@@ -100,19 +111,83 @@ pub fn save_to_bytes<T: Scalar>(params: &ParamStore<T>) -> Result<Vec<u8>> {
         })
         .collect();
 
-    let mut metadata = HashMap::new();
-    metadata.insert(FORMAT_KEY.to_string(), FORMAT.to_string());
-    metadata.insert(
-        VERSION_KEY.to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    );
+    let mut metadata = vec![
+        (FORMAT_KEY, FORMAT.to_string()),
+        (VERSION_KEY, env!("CARGO_PKG_VERSION").to_string()),
+    ];
     if tensors.iter().all(|(name, _)| !name.contains('\n')) {
         let order: Vec<&str> = tensors.iter().map(|(name, _)| *name).collect();
-        metadata.insert(ORDER_KEY.to_string(), order.join("\n"));
+        metadata.push((ORDER_KEY, order.join("\n")));
     }
+    Ok(serialize(tensors, metadata))
+}
 
-    safetensors::serialize(tensors.iter().map(|(n, t)| (*n, t)), Some(metadata))
-        .map_err(|e| Error::Checkpoint(format!("cannot serialise the parameters: {e}")))
+/// The safetensors bytes of `tensors` (unique names) with `metadata`, in one canonical form:
+/// metadata keys sorted by name, tensors by dtype (widest first) and name (byte order), in the
+/// header and the data alike, the header padded with spaces to a multiple of 8 bytes. The same store therefore
+/// always gives the same bytes.
+pub(crate) fn serialize<N: AsRef<str>, K: AsRef<str>>(
+    mut tensors: Vec<(N, Encoded)>,
+    mut metadata: Vec<(K, String)>,
+) -> Vec<u8> {
+    // Wider dtypes first (as the safetensors crate does, so 8-byte data stays 8-byte aligned),
+    // then by name.
+    tensors
+        .sort_by(|a, b| (b.1.dtype.cmp(&a.1.dtype)).then_with(|| a.0.as_ref().cmp(b.0.as_ref())));
+    metadata.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    let mut header = String::from("{\"__metadata__\":{");
+    for (k, (key, value)) in metadata.iter().enumerate() {
+        if k > 0 {
+            header.push(',');
+        }
+        json_string(&mut header, key.as_ref());
+        header.push(':');
+        json_string(&mut header, value);
+    }
+    header.push('}');
+    let mut offset = 0usize;
+    for (name, t) in &tensors {
+        header.push(',');
+        json_string(&mut header, name.as_ref());
+        let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
+        header.push_str(&format!(
+            ":{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+            t.dtype,
+            shape.join(","),
+            offset,
+            offset + t.data.len()
+        ));
+        offset += t.data.len();
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for (_, t) in &tensors {
+        out.extend_from_slice(&t.data);
+    }
+    out
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259: quotes, backslashes and control characters
+/// escaped).
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Saves every parameter of `params` to the safetensors file `path`, atomically.
@@ -183,29 +258,11 @@ pub fn load_new<T: Scalar>(path: &Path, seed: u64) -> Result<ParamStore<T>> {
     load_new_impl(&bytes, &source_of(path), seed)
 }
 
-/// A tensor ready for `safetensors::serialize`.
+/// A tensor ready for [`serialize`].
 pub(crate) struct Encoded {
     pub(crate) dtype: Dtype,
     pub(crate) shape: Vec<usize>,
     pub(crate) data: Vec<u8>,
-}
-
-impl View for &Encoded {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
 }
 
 /// One tensor of a parsed checkpoint, its data borrowed from the input.
@@ -267,7 +324,9 @@ fn cast_vec<S: Scalar, T: Scalar>(values: Vec<S>) -> Vec<T> {
 }
 
 /// Decodes an `F32` or `F64` tensor into an array of `T`, checking the byte length against the
-/// shape. Never panics on inconsistent input.
+/// shape (an [`Error::Format`]) and that every value is finite in `T` (an [`Error::Checkpoint`]:
+/// a NaN or infinity in the file, or an `F64` value too large for `f32`). Never panics on
+/// inconsistent input.
 pub(crate) fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<ArrayD<T>> {
     let corrupt = |what: &str| {
         Error::Format(format!(
@@ -306,8 +365,31 @@ pub(crate) fn decode<T: Scalar>(entry: &Entry<'_>, source: &str) -> Result<Array
             .collect();
         cast_vec(v)
     };
-    ArrayD::from_shape_vec(IxDyn(&entry.shape), values)
-        .map_err(|e| corrupt(&format!("cannot be shaped ({e})")))
+    let array = ArrayD::from_shape_vec(IxDyn(&entry.shape), values)
+        .map_err(|e| corrupt(&format!("cannot be shaped ({e})")))?;
+    if let Some(k) = array.iter().position(|x| !x.is_finite()) {
+        // What the file holds at that element, to tell a NaN from an overflowing conversion.
+        let stored = if width == 4 {
+            let c = &entry.data[4 * k..4 * k + 4];
+            f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        } else {
+            let c = &entry.data[8 * k..8 * k + 8];
+            f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+        };
+        let what = if stored.is_finite() {
+            format!(
+                "holds {stored:e} at element {k} (row-major), which overflows {}",
+                T::DTYPE
+            )
+        } else {
+            format!("holds {stored} at element {k} (row-major); parameters must be finite")
+        };
+        return Err(Error::Checkpoint(format!(
+            "{source}: tensor {:?} {what}",
+            entry.name
+        )));
+    }
+    Ok(array)
 }
 
 /// Parses and validates safetensors bytes (header, offsets, sizes) without copying the data.
@@ -392,6 +474,7 @@ fn load_impl<T: Scalar>(
         }
         match decode::<T>(entry, source) {
             Ok(value) => updates.push((id, value)),
+            Err(Error::Checkpoint(msg)) => problems.push(msg),
             Err(e) => problems.push(e.to_string()),
         }
     }
@@ -490,36 +573,125 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| io_context(e, format!("cannot read checkpoint {}", path.display())))
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
+/// The marker in the names of [`save`]'s temporary files: `.{file}.recurrent-tmp-{pid}-{n}`.
+const TMP_MARKER: &str = ".recurrent-tmp-";
+
+/// How many symbolic links [`save`] follows before giving up (Linux's own limit is 40).
+const MAX_SYMLINKS: usize = 40;
+
+/// `path` with symbolic links followed to the file they name (which may not exist yet), so that
+/// saving through a link replaces the linked file and keeps the link.
+fn resolve_symlinks(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = fs::read_link(&current).map_err(|e| {
+                    io_context(
+                        e,
+                        format!("cannot follow the symbolic link {}", current.display()),
+                    )
+                })?;
+                current = match current.parent() {
+                    Some(parent) if target.is_relative() => parent.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(Error::Io(io::Error::other(format!(
+        "cannot save checkpoint {}: more than {MAX_SYMLINKS} levels of symbolic links",
+        path.display()
+    ))))
+}
+
+/// Whether a temporary file of [`save`] was left by a process that is gone: on systems with
+/// `/proc`, when no process has its pid; elsewhere, when it is older than a day.
+fn is_stale(pid: u32, modified: Option<std::time::SystemTime>) -> bool {
+    if pid == std::process::id() {
+        // This process's other saves may be writing right now.
+        return false;
+    }
+    let proc = Path::new("/proc");
+    if proc.join("self").exists() {
+        return !proc.join(pid.to_string()).exists();
+    }
+    modified
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600))
+}
+
+/// Removes the temporary files that earlier saves to `file_name` in `dir` left behind when their
+/// process died (best effort: a file that cannot be removed stays).
+fn remove_stale_temps(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}{TMP_MARKER}");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if meta.is_file() && is_stale(pid, meta.modified().ok()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary sibling file and a rename (see [`save`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-    let file_name = path.file_name().ok_or_else(|| {
+    let target = resolve_symlinks(path)?;
+    let file_name = target.file_name().ok_or_else(|| {
         Error::Checkpoint(format!(
             "cannot save to {}: the path does not name a file",
             path.display()
         ))
     })?;
-    let dir = match path.parent() {
+    let file_name = file_name.to_string_lossy().into_owned();
+    let dir = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    remove_stale_temps(dir, &file_name);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
+        ".{file_name}{TMP_MARKER}{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let context = || format!("cannot save checkpoint {}", path.display());
+    // The permissions of the file being replaced, given to the new one before any data is in it.
+    let keep = fs::metadata(&target)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.permissions());
 
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| io_context(e, context()))?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if let Some(perms) = &keep {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // The umask may clear bits here; set_permissions below restores them exactly.
+        options.mode(perms.mode() & 0o777);
+    }
+    let mut file = options.open(&tmp).map_err(|e| io_context(e, context()))?;
+    let written = match &keep {
+        Some(perms) => file.set_permissions(perms.clone()),
+        None => Ok(()),
+    }
+    .and_then(|()| file.write_all(bytes))
+    .and_then(|()| file.sync_all());
     drop(file);
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, &target)) {
         // Best effort: the original error is the one worth reporting.
         let _ = fs::remove_file(&tmp);
         return Err(io_context(e, context()));

@@ -5,8 +5,9 @@
 //! the sum of the shards'). Each shard's matrix products are single-threaded, so threads never
 //! compete. The default is the machine's available parallelism.
 //!
-//! The threads are a persistent pool (`rayon`), built at the first parallel op and rebuilt when
-//! [`set_num_threads`] changes the count: a statically unrolled LSTM runs one op per time step,
+//! The count is bounded by [`max_threads`] (4 per available core). The threads are a persistent
+//! pool (`rayon`), built at the first parallel op and rebuilt only when [`set_num_threads`]
+//! changes the count (a build the system refuses is not retried for the same count): a statically unrolled LSTM runs one op per time step,
 //! and starting an OS thread for each cost about 40 µs here, 56 times per training step of
 //! `mnist_lstm`: 11% of it.
 //!
@@ -14,7 +15,7 @@
 //! on the thread count, and their partial sums are added in shard order: results are
 //! bit-identical whatever the number of threads.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
@@ -22,23 +23,56 @@ use rayon::ThreadPool;
 
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// The pool and its thread count.
-static POOL: Mutex<Option<(usize, Arc<ThreadPool>)>> = Mutex::new(None);
+/// The pool and its thread count; `None` in place of the pool when building it failed for that
+/// count (it is not tried again until the count changes).
+static POOL: Mutex<Option<(usize, Option<Arc<ThreadPool>>)>> = Mutex::new(None);
 
 /// The largest shard: big enough that a shard's per-step products (`[64, units] x [units, 4
 /// units]`) run at full speed, small enough that a batch of 128 keeps two cores busy.
 pub const MAX_ROWS_PER_SHARD: usize = 64;
 
-/// The number of threads kernels may use (at least 1): the last [`set_num_threads`], else the
-/// environment variable `RECURRENT_NUM_THREADS`, else the machine's available parallelism.
+/// How many threads per available core the kernels may use at most: a larger request (a typo
+/// such as `RECURRENT_NUM_THREADS=100000`) is reduced to this bound with a warning on stderr.
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// The machine's available parallelism (at least 1).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most threads the kernels use: [`MAX_THREADS_PER_CORE`] times the available cores.
+pub fn max_threads() -> usize {
+    cores().saturating_mul(MAX_THREADS_PER_CORE)
+}
+
+/// `n` reduced to [`max_threads`], with a warning on stderr (once per process) when it is.
+fn bounded(n: usize, source: &str) -> usize {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let max = max_threads();
+    if n > max {
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "recurrent: {source} asks for {n} threads; using {max} ({MAX_THREADS_PER_CORE} per available core)"
+            );
+        }
+        max
+    } else {
+        n
+    }
+}
+
+/// The number of threads kernels may use, between 1 and [`max_threads`]: the last
+/// [`set_num_threads`], else the environment variable `RECURRENT_NUM_THREADS`, else the machine's
+/// available parallelism. A larger request is reduced to [`max_threads`] with a warning on
+/// stderr; an unparsable or zero `RECURRENT_NUM_THREADS` is ignored.
 pub fn num_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
         0 => {
             let n = std::env::var("RECURRENT_NUM_THREADS")
                 .ok()
-                .and_then(|v| v.parse::<usize>().ok())
+                .and_then(|v| v.trim().parse::<usize>().ok())
                 .filter(|&n| n > 0)
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                .map_or_else(cores, |n| bounded(n, "RECURRENT_NUM_THREADS"));
             NUM_THREADS.store(n, Ordering::Relaxed);
             n
         }
@@ -46,10 +80,16 @@ pub fn num_threads() -> usize {
     }
 }
 
-/// Sets the number of threads kernels may use; 0 restores the default (all available cores).
+/// Sets the number of threads kernels may use; 0 restores the default (all available cores, or
+/// `RECURRENT_NUM_THREADS`). More than [`max_threads`] is reduced to it, with a warning on stderr.
 ///
 /// Results do not depend on it, bit for bit (see the module documentation).
 pub fn set_num_threads(n: usize) {
+    let n = if n == 0 {
+        0
+    } else {
+        bounded(n, "set_num_threads")
+    };
     NUM_THREADS.store(n, Ordering::Relaxed);
 }
 
@@ -61,23 +101,31 @@ pub(crate) fn shard_rows(rows: usize) -> usize {
 }
 
 /// The pool of `threads` threads: the current one, or a new one if the count changed. `None` if
-/// the operating system refuses the threads (the caller then runs the shards itself).
+/// the operating system refuses the threads (the caller then runs the shards itself); that
+/// outcome is kept too, so a refused count is not retried at every op.
 fn pool(threads: usize) -> Option<Arc<ThreadPool>> {
     // A panic while the lock was held cannot leave the Option half-written.
     let mut slot = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((n, pool)) = slot.as_ref() {
         if *n == threads {
-            return Some(Arc::clone(pool));
+            return pool.clone();
         }
     }
-    let pool = rayon::ThreadPoolBuilder::new()
+    let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("recurrent-{i}"))
         .build()
-        .ok()
-        .map(Arc::new)?;
-    *slot = Some((threads, Arc::clone(&pool)));
-    Some(pool)
+    {
+        Ok(pool) => Some(Arc::new(pool)),
+        Err(e) => {
+            eprintln!(
+                "recurrent: cannot start {threads} threads ({e}); running on the calling thread"
+            );
+            None
+        }
+    };
+    *slot = Some((threads, pool.clone()));
+    pool
 }
 
 /// Runs `work` on every shard, spread over the pool's [`num_threads`] threads, and returns the

@@ -59,39 +59,55 @@ pub enum Initializer {
 
 impl Initializer {
     /// Draws an array of shape `shape`.
+    ///
+    /// # Errors
+    /// - [`Error::Shape`] if the shape's size overflows or cannot be allocated (checked before
+    ///   anything is drawn), or does not suit the initializer (`Orthogonal` needs rank 2 or more);
+    /// - [`Error::InvalidArgument`] if a parameter of the initializer is NaN or infinite (a
+    ///   `Constant(NaN)`, a NaN `gain`), or if a drawn value is not finite in `T` (a
+    ///   `Constant(1e39)` in `f32`).
     pub fn sample<T: Scalar>(&self, shape: &[usize], rng: &mut impl Rng) -> Result<ArrayD<T>> {
-        let n: usize = shape.iter().product();
-        let from_f64 = |v: Vec<f64>| {
-            ArrayD::from_shape_vec(IxDyn(shape), v.into_iter().map(T::from_f64_lossy).collect())
-                .expect("length equals the shape's product")
+        const OP: &str = "Initializer::sample";
+        let n = crate::tensor::element_count(OP, shape)?;
+        let draw = |rng: &mut dyn FnMut() -> f64| -> Result<ArrayD<T>> {
+            let mut v = crate::tensor::try_vec::<T>(OP, shape)?;
+            v.extend((0..n).map(|_| T::from_f64_lossy(rng())));
+            Ok(ArrayD::from_shape_vec(IxDyn(shape), v).expect("length equals the shape's product"))
         };
         let (fan_in, fan_out) = fans(shape);
-        Ok(match *self {
-            Initializer::Zeros => ArrayD::zeros(IxDyn(shape)),
-            Initializer::Constant(v) => ArrayD::from_elem(IxDyn(shape), T::from_f64_lossy(v)),
+        let value = match *self {
+            Initializer::Zeros => crate::tensor::try_full(OP, shape, T::zero())?,
+            Initializer::Constant(v) => {
+                finite("Initializer::Constant", "value", v)?;
+                crate::tensor::try_full(OP, shape, T::from_f64_lossy(v))?
+            }
             Initializer::RandomNormal { mean, stddev } => {
                 let d = normal(mean, stddev)?;
-                from_f64((0..n).map(|_| d.sample(rng)).collect())
+                draw(&mut || d.sample(rng))?
             }
             Initializer::TruncatedNormal { mean, stddev } => {
-                from_f64(truncated_normal(n, mean, stddev, rng)?)
+                check_truncated(mean, stddev)?;
+                let d = normal(0.0, 1.0)?;
+                draw(&mut || truncated_draw(&d, mean, stddev, rng))?
             }
             Initializer::RandomUniform { min, max } => {
                 let d = uniform(min, max)?;
-                from_f64((0..n).map(|_| d.sample(rng)).collect())
+                draw(&mut || d.sample(rng))?
             }
             Initializer::GlorotUniform => {
                 let limit = (6.0 / (fan_in + fan_out).max(1.0)).sqrt();
                 let d = uniform(-limit, limit)?;
-                from_f64((0..n).map(|_| d.sample(rng)).collect())
+                draw(&mut || d.sample(rng))?
             }
             Initializer::GlorotNormal => {
                 // 0.879_625_661_034_239_8 is the standard deviation of a unit normal truncated
                 // to [-2, 2]; dividing by it gives the truncated draw the intended variance.
                 let stddev = (2.0 / (fan_in + fan_out).max(1.0)).sqrt() / 0.879_625_661_034_239_8;
-                from_f64(truncated_normal(n, 0.0, stddev, rng)?)
+                let d = normal(0.0, 1.0)?;
+                draw(&mut || truncated_draw(&d, 0.0, stddev, rng))?
             }
             Initializer::Orthogonal { gain } => {
+                finite("Initializer::Orthogonal", "gain", gain)?;
                 if shape.len() < 2 {
                     return Err(Error::shape(
                         "Initializer::Orthogonal",
@@ -99,12 +115,33 @@ impl Initializer {
                         shape,
                     ));
                 }
+                // The matrix is built in f64 first: that memory too must exist.
+                drop(crate::tensor::try_vec::<f64>(OP, shape)?);
                 let cols = shape[shape.len() - 1];
                 let rows = n / cols.max(1);
                 let q = orthogonal(rows, cols, rng);
-                from_f64(q.iter().map(|v| v * gain).collect())
+                let mut values = q.iter().map(|v| v * gain);
+                draw(&mut || values.next().unwrap_or(0.0))?
             }
-        })
+        };
+        if value.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "{self:?} drew a value that is not finite in {} for shape {shape:?}",
+                std::any::type_name::<T>()
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// `Ok` if `x` is finite, else an [`Error::InvalidArgument`] naming `op` and `what`.
+fn finite(op: &str, what: &str, x: f64) -> Result<()> {
+    if x.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{op}: {what} must be finite, got {x}"
+        )))
     }
 }
 
@@ -113,10 +150,11 @@ fn fans(shape: &[usize]) -> (f64, f64) {
         0 => (1.0, 1.0),
         1 => (shape[0] as f64, shape[0] as f64),
         k => {
-            let receptive: usize = shape[..k - 2].iter().product();
+            // In f64: the products of absurd shapes must not overflow before the size check.
+            let receptive: f64 = shape[..k - 2].iter().map(|&d| d as f64).product();
             (
-                (shape[k - 2] * receptive) as f64,
-                (shape[k - 1] * receptive) as f64,
+                shape[k - 2] as f64 * receptive,
+                shape[k - 1] as f64 * receptive,
             )
         }
     }
@@ -135,18 +173,31 @@ fn uniform(min: f64, max: f64) -> Result<Uniform<f64>> {
     Uniform::new(min, max).map_err(|e| Error::invalid(format!("uniform[{min}, {max}): {e}")))
 }
 
-fn truncated_normal(n: usize, mean: f64, stddev: f64, rng: &mut impl Rng) -> Result<Vec<f64>> {
-    let d = normal(0.0, 1.0)?;
-    if stddev < 0.0 || !stddev.is_finite() {
-        return Err(Error::invalid(format!("truncated normal stddev {stddev}")));
+fn check_truncated(mean: f64, stddev: f64) -> Result<()> {
+    if stddev < 0.0 || !stddev.is_finite() || !mean.is_finite() {
+        return Err(Error::invalid(format!(
+            "truncated normal initializer needs a finite mean and stddev >= 0, got ({mean}, {stddev})"
+        )));
     }
+    Ok(())
+}
+
+/// One draw of a normal with `mean` and `stddev`, redrawn until within two standard deviations.
+fn truncated_draw(d: &Normal<f64>, mean: f64, stddev: f64, rng: &mut impl Rng) -> f64 {
+    loop {
+        let z: f64 = d.sample(rng);
+        if z.abs() <= 2.0 {
+            break mean + stddev * z;
+        }
+    }
+}
+
+#[cfg(test)]
+fn truncated_normal(n: usize, mean: f64, stddev: f64, rng: &mut impl Rng) -> Result<Vec<f64>> {
+    check_truncated(mean, stddev)?;
+    let d = normal(0.0, 1.0)?;
     Ok((0..n)
-        .map(|_| loop {
-            let z: f64 = d.sample(rng);
-            if z.abs() <= 2.0 {
-                break mean + stddev * z;
-            }
-        })
+        .map(|_| truncated_draw(&d, mean, stddev, rng))
         .collect())
 }
 

@@ -64,16 +64,34 @@ impl<T: Scalar> ParamStore<T> {
     /// Creates the parameter `name` of shape `shape`, filled by `init`.
     ///
     /// Errors if the name is taken (share a parameter explicitly with [`ParamStore::id`]), empty,
-    /// or if the shape has a zero dimension or does not suit the initializer.
+    /// if the shape has a zero dimension, is too large to allocate (its size is checked before
+    /// any memory is taken) or does not suit the initializer, or if the initializer gives a NaN
+    /// or an infinity (see [`Initializer::sample`]).
     pub fn create(&mut self, name: &str, shape: &[usize], init: Initializer) -> Result<ParamId> {
         // The name first, so that a refused name draws nothing from the generator.
         self.check_name(name)?;
-        let value = init.sample::<T>(shape, &mut self.rng)?;
+        // The initializer's error, with the parameter (and so the layer) named.
+        let value = init
+            .sample::<T>(shape, &mut self.rng)
+            .map_err(|e| match e {
+                Error::Shape { op, expected, got } => Error::Shape {
+                    op,
+                    expected: format!("{expected} for parameter {name:?}"),
+                    got,
+                },
+                Error::InvalidArgument(msg) => {
+                    Error::InvalidArgument(format!("parameter {name:?}: {msg}"))
+                }
+                other => other,
+            })?;
         check_value(name, &value)?;
         Ok(self.insert(name, value))
     }
 
     /// Adds the parameter `name` with the given value (for weights trained elsewhere).
+    ///
+    /// Errors like [`ParamStore::create`]; a value holding a NaN or an infinity is an
+    /// [`Error::NonFinite`] naming the parameter.
     pub fn create_from(&mut self, name: &str, value: ArrayD<T>) -> Result<ParamId> {
         self.check_name(name)?;
         check_value(name, &value)?;
@@ -185,6 +203,11 @@ impl<T: Scalar> ParamStore<T> {
     }
 
     /// Replaces a parameter's value with one of the same shape.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an id of another store, [`Error::Shape`] for another shape,
+    /// [`Error::NonFinite`] (naming the parameter and the first bad element) for a value holding a
+    /// NaN or an infinity; the parameter is then unchanged.
     pub fn set(&mut self, id: ParamId, value: ArrayD<T>) -> Result<()> {
         let slot = self
             .values
@@ -197,6 +220,7 @@ impl<T: Scalar> ParamStore<T> {
                 got: format!("{:?}", value.shape()),
             });
         }
+        check_finite("ParamStore::set", &self.names[id.0], &value)?;
         *slot = value.as_standard_layout().into_owned();
         Ok(())
     }
@@ -256,8 +280,8 @@ impl<T: Scalar> ParamStore<T> {
     }
 }
 
-/// A new parameter's value must have at least one element.
-fn check_value<T>(name: &str, value: &ArrayD<T>) -> Result<()> {
+/// A new parameter's value must have at least one element, all finite.
+fn check_value<T: Scalar>(name: &str, value: &ArrayD<T>) -> Result<()> {
     if value.is_empty() {
         return Err(Error::shape(
             "ParamStore::create",
@@ -265,7 +289,19 @@ fn check_value<T>(name: &str, value: &ArrayD<T>) -> Result<()> {
             value.shape(),
         ));
     }
-    Ok(())
+    check_finite("ParamStore::create", name, value)
+}
+
+/// `Ok` if every element is finite, else an [`Error::NonFinite`] naming `op`, the parameter and
+/// the first bad element (in row-major order).
+pub(crate) fn check_finite<T: Scalar>(op: &str, name: &str, value: &ArrayD<T>) -> Result<()> {
+    match value.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(k) => Err(Error::NonFinite(format!(
+            "{op}: the value of {name:?} holds {} at element {k} (row-major); parameters must be finite",
+            value.iter().nth(k).expect("found above")
+        ))),
+    }
 }
 
 /// Builds TensorFlow-style parameter paths: `Scope::new("rnn").sub("basic_lstm_cell").join("kernel")`

@@ -150,7 +150,7 @@ fn initial_state<T: Scalar, C: Cell>(
             )?;
             Ok(state)
         }
-        None => Ok(cell.zero_state(tape, batch)),
+        None => cell.zero_state(tape, batch),
     }
 }
 
@@ -313,7 +313,8 @@ pub fn bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
         sequence_length,
         time_major,
     };
-    let (out_fw, state_fw) = dynamic_rnn(tape, cell_fw, inputs, fw_options)?;
+    let (out_fw, state_fw) = dynamic_rnn(tape, cell_fw, inputs, fw_options)
+        .map_err(|e| e.within("the forward cell of bidirectional_dynamic_rnn"))?;
     let shape = tape.shape(inputs);
     let (time_axis, batch_axis) = if time_major { (0, 1) } else { (1, 0) };
     let full;
@@ -334,7 +335,8 @@ pub fn bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
             sequence_length,
             time_major,
         },
-    )?;
+    )
+    .map_err(|e| e.within("the backward cell of bidirectional_dynamic_rnn"))?;
     let out_bw = tape.reverse_sequence(out_bw, lengths, time_axis, batch_axis)?;
     Ok(((out_fw, out_bw), (state_fw, state_bw)))
 }
@@ -365,14 +367,16 @@ pub fn static_bidirectional_rnn<T: Scalar, F: Cell, B: Cell>(
         sequence_length,
         time_major: false,
     };
-    let (out_fw, state_fw) = static_rnn(tape, cell_fw, inputs, fw_options)?;
+    let (out_fw, state_fw) = static_rnn(tape, cell_fw, inputs, fw_options)
+        .map_err(|e| e.within("the forward cell of static_bidirectional_rnn"))?;
     let reversed = reverse_steps(tape, inputs, sequence_length)?;
     let bw_options = RnnOptions {
         initial_state: initial_state_bw,
         sequence_length,
         time_major: false,
     };
-    let (out_bw, state_bw) = static_rnn(tape, cell_bw, &reversed, bw_options)?;
+    let (out_bw, state_bw) = static_rnn(tape, cell_bw, &reversed, bw_options)
+        .map_err(|e| e.within("the backward cell of static_bidirectional_rnn"))?;
     let out_bw = reverse_steps(tape, &out_bw, sequence_length)?;
     let outputs = out_fw
         .iter()

@@ -19,7 +19,7 @@
 //! Loading checks everything before it changes anything: a missing or misshapen parameter or
 //! slot, an unknown tensor, or unreadable metadata is an error and the store is untouched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use ndarray::ArrayD;
@@ -27,7 +27,7 @@ use safetensors::tensor::Dtype;
 
 use crate::data::{DataPosition, RngPosition};
 use crate::io::checkpoint::{
-    decode, dtype_of, encode, parse, read, source_of, write_atomic, Encoded, Entry,
+    decode, dtype_of, encode, parse, read, serialize, source_of, write_atomic, Encoded, Entry,
 };
 use crate::layers::Carry;
 use crate::optim::OptimizerState;
@@ -100,8 +100,9 @@ pub fn save_training_state_to_bytes<T: Scalar>(
             tensors.push((format!("{CARRY_PREFIX}{layer}:{k}"), floats(value)));
         }
     }
-    let mut metadata = HashMap::new();
-    let mut meta = |k: &str, v: String| metadata.insert(k.to_string(), v);
+    // Written in sorted order by `serialize`: the same state gives the same bytes.
+    let mut metadata: Vec<(String, String)> = Vec::new();
+    let mut meta = |k: &str, v: String| metadata.push((k.to_string(), v));
     meta(FORMAT_KEY, TRAINING_STATE_FORMAT.to_string());
     meta(VERSION_KEY, env!("CARGO_PKG_VERSION").to_string());
     meta(STEP_KEY, state.optimizer.step.to_string());
@@ -127,8 +128,7 @@ pub fn save_training_state_to_bytes<T: Scalar>(
     for (k, v) in &state.extra {
         meta(&format!("{EXTRA_PREFIX}{k}"), v.clone());
     }
-    safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-        .map_err(|e| Error::Checkpoint(format!("cannot serialise the training state: {e}")))
+    Ok(serialize(tensors, metadata))
 }
 
 /// Saves the parameters and the training state to `path`, atomically (as

@@ -68,18 +68,20 @@ impl<T: Scalar> Tape<'_, T> {
         // 2^-32, and the generator fills the draws in bulk (drawing one f64 per element cost a
         // tenth of a stacked-LSTM training step).
         let threshold = (keep_prob * 4_294_967_296.0) as u64;
-        let mut bits = vec![0u32; crate::tensor::element_count("dropout_mask", shape)?];
+        // Both buffers are reserved fallibly before anything is drawn: an absurd shape is an
+        // error, and the generator is not advanced.
+        let n = crate::tensor::element_count("dropout_mask", shape)?;
+        let mut bits = crate::tensor::try_vec::<u32>("dropout_mask", shape)?;
+        let mut mask = crate::tensor::try_vec::<T>("dropout_mask", shape)?;
+        bits.resize(n, 0);
         self.rng().fill(&mut bits[..]);
-        let mask = bits
-            .into_iter()
-            .map(|b| {
-                if u64::from(b) < threshold {
-                    scale
-                } else {
-                    T::zero()
-                }
-            })
-            .collect();
+        mask.extend(bits.into_iter().map(|b| {
+            if u64::from(b) < threshold {
+                scale
+            } else {
+                T::zero()
+            }
+        }));
         Ok(ArrayD::from_shape_vec(IxDyn(shape), mask).expect("length is the shape's product"))
     }
 

@@ -3,7 +3,7 @@
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::check;
-use crate::{Result, Scalar, Tape, Var};
+use crate::{Error, Result, Scalar, Tape, Var};
 
 impl<T: Scalar> Tape<'_, T> {
     /// The sum of all elements, a scalar of shape `[]` (`tf.reduce_sum`).
@@ -60,7 +60,15 @@ impl<T: Scalar> Tape<'_, T> {
     /// Averages over `axis`, removing it, or keeping it with size 1 when `keep_dims`; NaN where
     /// `axis` is empty, as in TensorFlow.
     pub fn mean_axis(&self, x: Var, axis: usize, keep_dims: bool) -> Result<Var> {
-        let s = self.sum_axis(x, axis, keep_dims)?;
+        let s = self.sum_axis(x, axis, keep_dims).map_err(|e| match e {
+            // The sum is an implementation detail: the error is the mean's.
+            Error::Shape { expected, got, .. } => Error::Shape {
+                op: "mean_axis",
+                expected,
+                got,
+            },
+            other => other,
+        })?;
         let n = self.value(x).shape()[axis];
         Ok(self.scale(
             s,

@@ -2,10 +2,10 @@
 
 use ndarray::ArrayD;
 
-use super::{check_input, check_state, create_fused, fused_sizes, zeros, Cell};
+use super::{check_input, check_state, create_fused, fused_sizes, kernel_shape, zeros, Cell};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
-use crate::{Error, Result, Scalar, Tape, Var};
+use crate::{Result, Scalar, Tape, Var};
 
 /// TensorFlow 1.x's `BasicRNNCell`: the plain (Elman) recurrent cell.
 ///
@@ -27,7 +27,7 @@ use crate::{Error, Result, Scalar, Tape, Var};
 /// let cell = BasicRnnCell::new(&mut params, "rnn/basic_rnn_cell", 28, 64).unwrap();
 /// let tape = Tape::new(&params);
 /// let x = tape.constant(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 28])));
-/// let (h, state) = cell.call(&tape, x, &cell.zero_state(&tape, 4)).unwrap();
+/// let (h, state) = cell.call(&tape, x, &cell.zero_state(&tape, 4).unwrap()).unwrap();
 /// assert_eq!(tape.shape(h), vec![4, 64]);
 /// assert_eq!(h, state);
 /// ```
@@ -49,17 +49,9 @@ impl BasicRnnCell {
         input_size: usize,
         num_units: usize,
     ) -> Result<Self> {
-        if input_size == 0 || num_units == 0 {
-            return Err(Error::invalid(format!(
-                "BasicRnnCell sizes must be positive, got input {input_size}, units {num_units}"
-            )));
-        }
+        let shape = kernel_shape("BasicRnnCell::new", input_size, num_units, 1)?;
         let scope = scope.into();
-        let kernel = params.create(
-            &scope.join("kernel"),
-            &[input_size + num_units, num_units],
-            Initializer::GlorotUniform,
-        )?;
+        let kernel = params.create(&scope.join("kernel"), &shape, Initializer::GlorotUniform)?;
         let bias = params.create(&scope.join("bias"), &[num_units], Initializer::Zeros)?;
         Self::from_params(params, kernel, bias)
     }
@@ -68,7 +60,7 @@ impl BasicRnnCell {
     /// `kernel` `[input_size + num_units, num_units]`, `bias` `[num_units]`.
     ///
     /// # Errors
-    /// [`Error::Shape`] for shapes that do not fit, [`Error::InvalidArgument`] for a taken name;
+    /// [`Error::Shape`](crate::Error::Shape) for shapes that do not fit, [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a taken name;
     /// either way the store is left as it was.
     pub fn from_weights<T: Scalar>(
         params: &mut ParamStore<T>,
@@ -122,8 +114,8 @@ impl Cell for BasicRnnCell {
         vec![self.num_units]
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Var {
-        zeros(tape, batch, self.num_units)
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<Var> {
+        zeros("BasicRnnCell::zero_state", tape, batch, self.num_units)
     }
 
     fn call<T: Scalar>(&self, tape: &Tape<'_, T>, input: Var, state: &Var) -> Result<(Var, Var)> {

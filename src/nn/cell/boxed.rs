@@ -136,8 +136,8 @@ trait ErasedCell {
     fn state_size(&self) -> Vec<usize>;
     fn param_ids(&self) -> Vec<ParamId>;
     fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
-    fn zero_state_f32(&self, tape: &Tape<'_, f32>, batch: usize) -> DynState;
-    fn zero_state_f64(&self, tape: &Tape<'_, f64>, batch: usize) -> DynState;
+    fn zero_state_f32(&self, tape: &Tape<'_, f32>, batch: usize) -> Result<DynState>;
+    fn zero_state_f64(&self, tape: &Tape<'_, f64>, batch: usize) -> Result<DynState>;
     fn call_f32(&self, tape: &Tape<'_, f32>, x: Var, s: &DynState) -> Result<(Var, DynState)>;
     fn call_f64(&self, tape: &Tape<'_, f64>, x: Var, s: &DynState) -> Result<(Var, DynState)>;
     fn sequence_f32(&self, tape: &Tape<'_, f32>, run: SequenceArgs<'_>) -> SequenceResult;
@@ -206,11 +206,11 @@ where
     fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BoxedCell({})", std::any::type_name::<C>())
     }
-    fn zero_state_f32(&self, tape: &Tape<'_, f32>, batch: usize) -> DynState {
-        DynState::of(self.0.zero_state(tape, batch))
+    fn zero_state_f32(&self, tape: &Tape<'_, f32>, batch: usize) -> Result<DynState> {
+        self.0.zero_state(tape, batch).map(DynState::of)
     }
-    fn zero_state_f64(&self, tape: &Tape<'_, f64>, batch: usize) -> DynState {
-        DynState::of(self.0.zero_state(tape, batch))
+    fn zero_state_f64(&self, tape: &Tape<'_, f64>, batch: usize) -> Result<DynState> {
+        self.0.zero_state(tape, batch).map(DynState::of)
     }
     fn call_f32(&self, tape: &Tape<'_, f32>, x: Var, s: &DynState) -> Result<(Var, DynState)> {
         self.call_any(tape, x, s)
@@ -255,7 +255,7 @@ impl Cell for BoxedCell {
         self.inner.state_size()
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> DynState {
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<DynState> {
         match tape_of(tape) {
             TapeOf::F32(t) => self.inner.zero_state_f32(t, batch),
             TapeOf::F64(t) => self.inner.zero_state_f64(t, batch),

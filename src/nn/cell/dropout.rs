@@ -6,7 +6,7 @@ use ndarray::Axis;
 
 use super::{Cell, RnnState};
 use crate::ops::nn::check_keep_prob;
-use crate::{ParamId, Result, Scalar, Tape, Var};
+use crate::{Error, ParamId, Result, Scalar, Tape, Var};
 
 static NEXT_WRAPPER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -156,13 +156,25 @@ impl<C> DropoutWrapper<C> {
         slot: usize,
         time_major: bool,
     ) -> Result<Var> {
+        let shape = tape.shape(x);
+        if shape.len() != 3 {
+            let order = if time_major {
+                "[time, batch, features]"
+            } else {
+                "[batch, time, features]"
+            };
+            return Err(Error::shape(
+                "DropoutWrapper::dynamic_sequence",
+                format!("a sequence of shape {order}"),
+                &shape,
+            ));
+        }
         if keep_prob == 1.0 || !tape.is_training() {
             return Ok(x);
         }
         if !self.variational {
             return tape.dropout(x, keep_prob);
         }
-        let shape = tape.shape(x);
         let (time_axis, batch_axis) = if time_major { (0, 1) } else { (1, 0) };
         let mask =
             tape.fixed_dropout_mask(self.id, slot, &[shape[batch_axis], shape[2]], keep_prob)?;
@@ -185,7 +197,7 @@ impl<C: Cell> Cell for DropoutWrapper<C> {
         self.cell.state_size()
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> C::State {
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<C::State> {
         self.cell.zero_state(tape, batch)
     }
 

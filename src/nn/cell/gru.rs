@@ -2,7 +2,9 @@
 
 use ndarray::ArrayD;
 
-use super::{check_input, check_kernel_and_bias, check_state, create_all, zeros, Cell};
+use super::{
+    check_input, check_kernel_and_bias, check_state, create_all, kernel_shape, zeros, Cell,
+};
 use crate::init::Initializer;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
@@ -36,7 +38,7 @@ use crate::{Error, Result, Scalar, Tape, Var};
 /// let cell = GruCell::new(&mut params, "rnn/gru_cell", 28, 64).unwrap();
 /// let tape = Tape::new(&params);
 /// let x = tape.constant(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 28])));
-/// let (h, state) = cell.call(&tape, x, &cell.zero_state(&tape, 4)).unwrap();
+/// let (h, state) = cell.call(&tape, x, &cell.zero_state(&tape, 4).unwrap()).unwrap();
 /// assert_eq!(tape.shape(h), vec![4, 64]);
 /// assert_eq!(h, state);
 /// ```
@@ -69,21 +71,16 @@ impl GruCell {
         input_size: usize,
         num_units: usize,
     ) -> Result<Self> {
-        if input_size == 0 || num_units == 0 {
-            return Err(Error::invalid(format!(
-                "GruCell sizes must be positive, got input {input_size}, units {num_units}"
-            )));
-        }
+        let [rows, gate_cols] = kernel_shape("GruCell::new", input_size, num_units, 2)?;
         let scope = scope.into();
-        let rows = input_size + num_units;
         let gate_kernel = params.create(
             &scope.join(GRU_PARAMS[0]),
-            &[rows, 2 * num_units],
+            &[rows, gate_cols],
             Initializer::GlorotUniform,
         )?;
         let gate_bias = params.create(
             &scope.join(GRU_PARAMS[1]),
-            &[2 * num_units],
+            &[gate_cols],
             Initializer::Constant(1.0),
         )?;
         let candidate_kernel = params.create(
@@ -193,8 +190,8 @@ impl Cell for GruCell {
         vec![self.num_units]
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Var {
-        zeros(tape, batch, self.num_units)
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<Var> {
+        zeros("GruCell::zero_state", tape, batch, self.num_units)
     }
 
     fn call<T: Scalar>(&self, tape: &Tape<'_, T>, input: Var, state: &Var) -> Result<(Var, Var)> {

@@ -2,7 +2,9 @@
 
 use ndarray::{Array3, ArrayD, Axis, CowArray, Ix2, Ix3};
 
-use super::{check_input, check_state, create_fused, fused_sizes, zeros, Cell, RnnState};
+use super::{
+    check_input, check_state, create_fused, fused_sizes, kernel_shape, zeros, Cell, RnnState,
+};
 use crate::init::Initializer;
 use crate::kernels::lstm as lstm_kernel;
 use crate::params::{ParamId, ParamStore, Scope};
@@ -63,7 +65,7 @@ impl RnnState for LstmState {
 /// let cell = BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", 28, 128).unwrap();
 /// let tape = Tape::new(&params);
 /// let x = tape.constant(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 28])));
-/// let state = cell.zero_state(&tape, 4);
+/// let state = cell.zero_state(&tape, 4).unwrap();
 /// let (h, state) = cell.call(&tape, x, &state).unwrap();
 /// assert_eq!(tape.shape(h), vec![4, 128]);
 /// assert_eq!(h, state.h);
@@ -89,18 +91,10 @@ impl BasicLstmCell {
         input_size: usize,
         num_units: usize,
     ) -> Result<Self> {
-        if input_size == 0 || num_units == 0 {
-            return Err(Error::invalid(format!(
-                "BasicLstmCell sizes must be positive, got input {input_size}, units {num_units}"
-            )));
-        }
+        let shape = kernel_shape("BasicLstmCell::new", input_size, num_units, 4)?;
         let scope = scope.into();
-        let kernel = params.create(
-            &scope.join("kernel"),
-            &[input_size + num_units, 4 * num_units],
-            Initializer::GlorotUniform,
-        )?;
-        let bias = params.create(&scope.join("bias"), &[4 * num_units], Initializer::Zeros)?;
+        let kernel = params.create(&scope.join("kernel"), &shape, Initializer::GlorotUniform)?;
+        let bias = params.create(&scope.join("bias"), &[shape[1]], Initializer::Zeros)?;
         Self::from_params(params, kernel, bias)
     }
 
@@ -352,11 +346,12 @@ impl Cell for BasicLstmCell {
         vec![self.num_units, self.num_units]
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> LstmState {
-        LstmState {
-            c: zeros(tape, batch, self.num_units),
-            h: zeros(tape, batch, self.num_units),
-        }
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<LstmState> {
+        const OP: &str = "BasicLstmCell::zero_state";
+        Ok(LstmState {
+            c: zeros(OP, tape, batch, self.num_units)?,
+            h: zeros(OP, tape, batch, self.num_units)?,
+        })
     }
 
     fn call<T: Scalar>(

@@ -17,8 +17,8 @@
 //!     fn input_size(&self) -> usize { self.input }
 //!     fn output_size(&self) -> usize { self.units }
 //!     fn state_size(&self) -> Vec<usize> { vec![self.units] }
-//!     fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Var {
-//!         tape.constant(ndarray::ArrayD::zeros(ndarray::IxDyn(&[batch, self.units])))
+//!     fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<Var> {
+//!         Ok(tape.constant(ndarray::ArrayD::zeros(ndarray::IxDyn(&[batch, self.units]))))
 //!     }
 //!     fn call<T: Scalar>(&self, tape: &Tape<'_, T>, x: Var, h: &Var) -> Result<(Var, Var)> {
 //!         let h = tape.tanh(tape.add(tape.matmul(x, tape.param(self.w))?, *h)?);
@@ -52,7 +52,7 @@ pub use gru::GruCell;
 pub use lstm::{BasicLstmCell, LstmState};
 pub use multi::MultiCell;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 use crate::params::{ParamStore, Scope};
 use crate::{Error, ParamId, Result, Scalar, Tape, Var};
@@ -123,7 +123,12 @@ pub trait Cell {
     fn state_size(&self) -> Vec<usize>;
 
     /// The all-zero state for a batch (`cell.zero_state(batch_size, dtype)`).
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Self::State;
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the cell if `batch` times a state width overflows or cannot be
+    /// allocated. (A batch size is the caller's data, so no bound fixed when the cell is built
+    /// could rule this out.)
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<Self::State>;
 
     /// One step: `input` `[batch, input_size]` and the previous state to the output
     /// `[batch, output_size]` and the new state.
@@ -211,9 +216,42 @@ pub(crate) fn check_state<T: Scalar>(
     Ok(())
 }
 
-/// A `[batch, width]` zero constant.
-pub(crate) fn zeros<T: Scalar>(tape: &Tape<'_, T>, batch: usize, width: usize) -> Var {
-    tape.constant(ArrayD::zeros(IxDyn(&[batch, width])))
+/// A `[batch, width]` zero constant; an [`Error::Shape`] naming `op` if it cannot be allocated.
+pub(crate) fn zeros<T: Scalar>(
+    op: &'static str,
+    tape: &Tape<'_, T>,
+    batch: usize,
+    width: usize,
+) -> Result<Var> {
+    Ok(tape.constant(crate::tensor::try_full(op, &[batch, width], T::zero())?))
+}
+
+/// The shape `[input_size + num_units, gates * num_units]` of a fused kernel, checked: both
+/// sizes positive and neither product nor sum overflowing (an [`Error::InvalidArgument`] naming
+/// `op` and the arguments, not a wrapped size). The memory is checked when the parameter is
+/// created ([`ParamStore::create`]).
+pub(crate) fn kernel_shape(
+    op: &'static str,
+    input_size: usize,
+    num_units: usize,
+    gates: usize,
+) -> Result<[usize; 2]> {
+    if input_size == 0 || num_units == 0 {
+        return Err(Error::invalid(format!(
+            "{op}: sizes must be positive, got input_size {input_size}, num_units {num_units}"
+        )));
+    }
+    let rows = input_size.checked_add(num_units).ok_or_else(|| {
+        Error::invalid(format!(
+            "{op}: input_size {input_size} + num_units {num_units} (the kernel's rows) overflows usize"
+        ))
+    })?;
+    let cols = num_units.checked_mul(gates).ok_or_else(|| {
+        Error::invalid(format!(
+            "{op}: {gates} * num_units {num_units} (the kernel's columns) overflows usize"
+        ))
+    })?;
+    Ok([rows, cols])
 }
 
 /// Checks a fused kernel `[input_size + num_units, gates * num_units]` and its bias

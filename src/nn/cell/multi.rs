@@ -113,7 +113,7 @@ impl<C: Cell> Cell for MultiCell<C> {
         self.cells.iter().flat_map(Cell::state_size).collect()
     }
 
-    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Self::State {
+    fn zero_state<T: Scalar>(&self, tape: &Tape<'_, T>, batch: usize) -> Result<Self::State> {
         self.cells
             .iter()
             .map(|c| c.zero_state(tape, batch))

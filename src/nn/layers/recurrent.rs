@@ -179,7 +179,7 @@ fn carried_state<T: Scalar, C: Cell>(
         });
     }
     let vars: Vec<Var> = saved.iter().map(|a| tape.constant(a.clone())).collect();
-    Ok(cell.zero_state(tape, batch).rebuild(&vars))
+    Ok(cell.zero_state(tape, batch)?.rebuild(&vars))
 }
 
 impl Rnn<BasicLstmCell> {

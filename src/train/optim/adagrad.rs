@@ -2,7 +2,7 @@
 
 use ndarray::Zip;
 
-use super::{check_grads, check_learning_rate, check_positive, Optimizer, Slots};
+use super::{check_grads, check_learning_rate, check_positive, overflow, Optimizer, Slots};
 use crate::{Grads, ParamStore, Result, Scalar};
 
 /// Adagrad (`tf.train.AdagradOptimizer`; Duchi, Hazan & Singer, 2011).
@@ -29,7 +29,7 @@ impl<T: Scalar> Adagrad<T> {
     /// Adagrad with learning rate `lr` (finite, `>= 0`) and `initial_accumulator_value = 0.1`.
     pub fn new(lr: f64) -> Result<Self> {
         Ok(Adagrad {
-            lr: check_learning_rate("Adagrad", lr)?,
+            lr: check_learning_rate::<T>("Adagrad", lr)?,
             initial_accumulator_value: 0.1,
             step: 0,
             slots: Slots::new(&["accumulator"]),
@@ -40,7 +40,7 @@ impl<T: Scalar> Adagrad<T> {
     /// no accumulator yet.
     pub fn with_initial_accumulator_value(mut self, value: f64) -> Result<Self> {
         self.initial_accumulator_value =
-            check_positive("Adagrad", "initial_accumulator_value", value)?;
+            check_positive::<T>("Adagrad", "initial_accumulator_value", value)?;
         Ok(self)
     }
 
@@ -56,18 +56,38 @@ impl<T: Scalar> Optimizer<T> for Adagrad<T> {
         check_grads(OP, params, grads, self.step + 1)?;
         self.slots.check(OP, params, grads)?;
         let lr = T::from_f64_lossy(self.lr);
+        let step = |w: &mut T, g: T, a: &mut T| {
+            *a += g * g;
+            *w -= lr * g / a.sqrt();
+        };
+        let created = self
+            .slots
+            .ensure(params, grads, &[self.initial_accumulator_value]);
         for (id, g) in grads.iter() {
-            let var = params.value_mut(id);
-            let [accum] =
-                self.slots
-                    .get_or_init(id, var.shape(), &[self.initial_accumulator_value])
-            else {
+            let [accum] = self.slots.arrays(id) else {
                 unreachable!("one slot")
             };
-            Zip::from(var).and(g).and(accum).for_each(|w, &g, a| {
-                *a += g * g;
-                *w -= lr * g / a.sqrt();
-            });
+            let finite = Zip::from(params.value(id))
+                .and(g)
+                .and(accum)
+                .all(|&w, &g, &a| {
+                    let (mut w, mut a) = (w, a);
+                    step(&mut w, g, &mut a);
+                    w.is_finite() && a.is_finite()
+                });
+            if !finite {
+                self.slots.remove(&created);
+                return Err(overflow(params, id, self.step + 1));
+            }
+        }
+        for (id, g) in grads.iter() {
+            let [accum] = self.slots.arrays_mut(id) else {
+                unreachable!("one slot")
+            };
+            Zip::from(params.value_mut(id))
+                .and(g)
+                .and(accum)
+                .for_each(|w, &g, a| step(w, g, a));
         }
         self.step += 1;
         Ok(())

@@ -3,8 +3,8 @@
 use ndarray::{ArrayD, Zip};
 
 use super::{
-    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
-    OptimizerState, Slots,
+    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, overflow,
+    Optimizer, OptimizerState, Slots,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -62,7 +62,7 @@ impl<T: Scalar> Adam<T> {
     /// Adam with learning rate `lr` (finite, `>= 0`) and TensorFlow's other defaults.
     pub fn new(lr: f64) -> Result<Self> {
         Ok(Adam {
-            lr: check_learning_rate("Adam", lr)?,
+            lr: check_learning_rate::<T>("Adam", lr)?,
             ..Self::default()
         })
     }
@@ -81,7 +81,7 @@ impl<T: Scalar> Adam<T> {
 
     /// Sets `ε` (finite, `> 0`).
     pub fn with_epsilon(mut self, epsilon: f64) -> Result<Self> {
-        self.epsilon = check_positive("Adam", "epsilon", epsilon)?;
+        self.epsilon = check_positive::<T>("Adam", "epsilon", epsilon)?;
         Ok(self)
     }
 
@@ -122,22 +122,45 @@ impl<T: Scalar> Adam<T> {
         let eps = T::from_f64_lossy(self.epsilon);
         let wd = T::from_f64_lossy(weight_decay);
         let decay = weight_decay != 0.0;
+        let step = |w: &mut T, g: T, m: &mut T, v: &mut T| {
+            *m = b1 * *m + one_b1 * g;
+            *v = b2 * *v + one_b2 * g * g;
+            let adam = lr_t * *m / (v.sqrt() + eps);
+            if decay {
+                // Decoupled weight decay uses the value before the Adam update.
+                *w = *w - wd * *w - adam;
+            } else {
+                *w -= adam;
+            }
+        };
+        let created = self.slots.ensure(params, grads, &[0.0, 0.0]);
         for (id, g) in grads.iter() {
-            let var = params.value_mut(id);
-            let [m, v] = self.slots.get_or_init(id, var.shape(), &[0.0, 0.0]) else {
+            let [m, v] = self.slots.arrays(id) else {
                 unreachable!("two slots")
             };
-            Zip::from(var).and(g).and(m).and(v).for_each(|w, &g, m, v| {
-                *m = b1 * *m + one_b1 * g;
-                *v = b2 * *v + one_b2 * g * g;
-                let adam = lr_t * *m / (v.sqrt() + eps);
-                if decay {
-                    // Decoupled weight decay uses the value before the Adam update.
-                    *w = *w - wd * *w - adam;
-                } else {
-                    *w -= adam;
-                }
-            });
+            let finite = Zip::from(params.value(id))
+                .and(g)
+                .and(m)
+                .and(v)
+                .all(|&w, &g, &m, &v| {
+                    let (mut w, mut m, mut v) = (w, m, v);
+                    step(&mut w, g, &mut m, &mut v);
+                    w.is_finite() && m.is_finite() && v.is_finite()
+                });
+            if !finite {
+                self.slots.remove(&created);
+                return Err(overflow(params, id, self.step + 1));
+            }
+        }
+        for (id, g) in grads.iter() {
+            let [m, v] = self.slots.arrays_mut(id) else {
+                unreachable!("two slots")
+            };
+            Zip::from(params.value_mut(id))
+                .and(g)
+                .and(m)
+                .and(v)
+                .for_each(|w, &g, m, v| step(w, g, m, v));
         }
         self.step += 1;
         Ok(())
@@ -186,10 +209,10 @@ impl<T: Scalar> AdamW<T> {
     pub fn new(lr: f64, weight_decay: f64) -> Result<Self> {
         Ok(AdamW {
             adam: Adam {
-                lr: check_learning_rate("AdamW", lr)?,
+                lr: check_learning_rate::<T>("AdamW", lr)?,
                 ..Adam::default()
             },
-            weight_decay: check_non_negative("AdamW", "weight_decay", weight_decay)?,
+            weight_decay: check_non_negative::<T>("AdamW", "weight_decay", weight_decay)?,
         })
     }
 
@@ -207,7 +230,7 @@ impl<T: Scalar> AdamW<T> {
 
     /// Sets `ε` (finite, `> 0`).
     pub fn with_epsilon(mut self, epsilon: f64) -> Result<Self> {
-        self.adam.epsilon = check_positive("AdamW", "epsilon", epsilon)?;
+        self.adam.epsilon = check_positive::<T>("AdamW", "epsilon", epsilon)?;
         Ok(self)
     }
 
@@ -222,7 +245,7 @@ impl<T: Scalar> AdamW<T> {
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `weight_decay` is negative or
     /// not finite; the factor is then unchanged.
     pub fn set_weight_decay(&mut self, weight_decay: f64) -> Result<()> {
-        self.weight_decay = check_non_negative("AdamW", "weight_decay", weight_decay)?;
+        self.weight_decay = check_non_negative::<T>("AdamW", "weight_decay", weight_decay)?;
         Ok(())
     }
 
@@ -253,7 +276,7 @@ impl<T: Scalar> Optimizer<T> for AdamW<T> {
     }
 
     fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
-        self.adam.lr = check_learning_rate("AdamW", lr)?;
+        self.adam.lr = check_learning_rate::<T>("AdamW", lr)?;
         Ok(())
     }
 

@@ -23,7 +23,10 @@
 //! # Rules shared by every optimizer
 //! - Hyper-parameters are checked when the optimizer is built: a learning rate that is negative or
 //!   not finite, a decay rate outside `[0, 1)`, an epsilon that is not positive, ... is an
-//!   [`Error::InvalidArgument`].
+//!   [`Error::InvalidArgument`]. They are checked in the element type `T` they are applied in as
+//!   well: a learning rate of `1e39` is finite in `f64` but infinite in `f32`, and an epsilon of
+//!   `1e-50` rounds to 0 in `f32`; both are errors for an `f32` optimizer. ([`GradientDescent`]
+//!   is not generic over `T`: its rate is checked in `T` at each `apply`, before anything changes.)
 //! - [`Optimizer::apply`] first checks every gradient, then updates: a gradient for a parameter the
 //!   store does not hold is an [`Error::InvalidArgument`], a gradient
 //!   whose shape differs from its parameter's an [`Error::Shape`], a gradient holding a NaN or an
@@ -32,6 +35,12 @@
 //!   have been); on error nothing (parameters, slots, step count) changes, so training stops at
 //!   the step that diverged instead of writing NaN weights. [`check_finite_loss`] does the same
 //!   for the loss.
+//! - The step is computed twice, element by element with the same code: a first pass only checks
+//!   that every new value (parameter and slots) is finite, the second writes. An update that
+//!   overflows (a learning rate too large for its gradients, an accumulator reaching infinity)
+//!   is an [`Error::NonFinite`] `"update of {name} at step {step}"`, and, as for a non-finite
+//!   gradient, nothing changes, for any parameter. (The check costs one more pass of the
+//!   update arithmetic and no memory.)
 //! - Parameters without a gradient in `grads` are left untouched, and so are their slots.
 //! - Each successful `apply` is one step: [`Optimizer::step_count`] goes up by one (TensorFlow's
 //!   `global_step`, and the `t` of Adam's bias correction).
@@ -88,7 +97,7 @@ macro_rules! state_accessors {
         }
 
         fn set_learning_rate(&mut self, lr: f64) -> $crate::Result<()> {
-            self.lr = $crate::optim::check_learning_rate($name, lr)?;
+            self.lr = $crate::optim::check_learning_rate::<T>($name, lr)?;
             Ok(())
         }
 
@@ -120,7 +129,7 @@ macro_rules! state_accessors {
             params: &$crate::ParamStore<T>,
             state: &$crate::optim::OptimizerState<T>,
         ) -> $crate::Result<()> {
-            let lr = $crate::optim::check_learning_rate($name, state.learning_rate)?;
+            let lr = $crate::optim::check_learning_rate::<T>($name, state.learning_rate)?;
             let slots = self.slots.import($name, params, &state.slots)?;
             self.slots = slots;
             self.lr = lr;
@@ -137,7 +146,7 @@ mod rmsprop;
 mod schedule;
 mod sgd;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -166,7 +175,10 @@ pub trait Optimizer<T: Scalar> {
     ///   optimizer holds state for a parameter of another shape (it was used with another store);
     /// - [`Error::Shape`] if a gradient's shape is not its parameter's;
     /// - [`Error::NonFinite`] if a gradient holds a NaN or an infinity: the message names the
-    ///   parameter and the step (`step_count() + 1`) as `"gradient of {name} at step {step}"`.
+    ///   parameter and the step (`step_count() + 1`) as `"gradient of {name} at step {step}"`;
+    /// - [`Error::NonFinite`] `"update of {name} at step {step}"` if the update would make a
+    ///   parameter or one of its slots non-finite (checked for all before any is written);
+    /// - [`Error::InvalidArgument`] if a hyper-parameter is not finite in `T`.
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()>;
 
     /// The current learning rate.
@@ -233,9 +245,30 @@ pub struct OptimizerState<T> {
 // Validation of hyper-parameters
 // ---------------------------------------------------------------------------------------------
 
-/// A learning rate: finite and `>= 0`.
-pub(crate) fn check_learning_rate(op: &str, lr: f64) -> Result<f64> {
+/// The name of `T` as a user writes it (`f32`, `f64`), for messages.
+fn type_name<T: Scalar>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// `x` rounded to `T`, the type the optimizer applies it in; an error if the rounding makes a
+/// finite `f64` infinite (a learning rate of `1e39` in `f32`).
+fn in_type<T: Scalar>(op: &str, what: &str, x: f64) -> Result<T> {
+    let t = T::from_f64_lossy(x);
+    if t.is_finite() {
+        Ok(t)
+    } else {
+        Err(Error::invalid(format!(
+            "{op}: {what} {x} is not finite in {}, the type it is applied in",
+            type_name::<T>()
+        )))
+    }
+}
+
+/// A learning rate: finite and `>= 0`, in `f64` and in `T`.
+pub(crate) fn check_learning_rate<T: Scalar>(op: &str, lr: f64) -> Result<f64> {
     if lr.is_finite() && lr >= 0.0 {
+        in_type::<T>(op, "learning rate", lr)?;
         Ok(lr)
     } else {
         Err(Error::invalid(format!(
@@ -244,7 +277,8 @@ pub(crate) fn check_learning_rate(op: &str, lr: f64) -> Result<f64> {
     }
 }
 
-/// A decay rate in `[0, 1)`.
+/// A decay rate in `[0, 1)` (representable in any `T`; `1 - x` may round to 0 in `f32`, which
+/// only makes a moving average constant).
 pub(crate) fn check_unit(op: &str, what: &str, x: f64) -> Result<f64> {
     if (0.0..1.0).contains(&x) {
         Ok(x)
@@ -255,20 +289,28 @@ pub(crate) fn check_unit(op: &str, what: &str, x: f64) -> Result<f64> {
     }
 }
 
-/// A finite value `> 0`.
-pub(crate) fn check_positive(op: &str, what: &str, x: f64) -> Result<f64> {
-    if x.is_finite() && x > 0.0 {
+/// A finite value `> 0`, in `f64` and in `T` (where it must not round to 0: an epsilon of
+/// `1e-50` is 0 in `f32`).
+pub(crate) fn check_positive<T: Scalar>(op: &str, what: &str, x: f64) -> Result<f64> {
+    if !(x.is_finite() && x > 0.0) {
+        return Err(Error::invalid(format!(
+            "{op}: {what} must be finite and > 0, got {x}"
+        )));
+    }
+    if in_type::<T>(op, what, x)? > T::zero() {
         Ok(x)
     } else {
         Err(Error::invalid(format!(
-            "{op}: {what} must be finite and > 0, got {x}"
+            "{op}: {what} {x} rounds to 0 in {}, the type it is applied in",
+            type_name::<T>()
         )))
     }
 }
 
-/// A finite value `>= 0`.
-pub(crate) fn check_non_negative(op: &str, what: &str, x: f64) -> Result<f64> {
+/// A finite value `>= 0`, in `f64` and in `T`.
+pub(crate) fn check_non_negative<T: Scalar>(op: &str, what: &str, x: f64) -> Result<f64> {
     if x.is_finite() && x >= 0.0 {
+        in_type::<T>(op, what, x)?;
         Ok(x)
     } else {
         Err(Error::invalid(format!(
@@ -340,11 +382,13 @@ pub fn check_finite_loss<T: Scalar>(loss: T, step: u64) -> Result<()> {
     }
 }
 
-/// Per-parameter state arrays, named as TensorFlow names its slots, each of its parameter's shape.
+/// Per-parameter state arrays, named as TensorFlow names its slots, each of its parameter's shape:
+/// for every parameter updated so far, one array per name, in the order of `names`, kept by
+/// parameter id (so they can be listed in a fixed order).
 #[derive(Debug, Clone)]
 pub(crate) struct Slots<T: Scalar> {
     names: &'static [&'static str],
-    map: HashMap<ParamId, Vec<ArrayD<T>>>,
+    map: BTreeMap<ParamId, Vec<ArrayD<T>>>,
 }
 
 impl<T: Scalar> Slots<T> {
@@ -352,7 +396,7 @@ impl<T: Scalar> Slots<T> {
     pub(crate) fn new(names: &'static [&'static str]) -> Self {
         Slots {
             names,
-            map: HashMap::new(),
+            map: BTreeMap::new(),
         }
     }
 
@@ -384,19 +428,43 @@ impl<T: Scalar> Slots<T> {
         Ok(())
     }
 
-    /// The state of `id`, created with every element of slot `k` equal to `init[k]` if absent.
-    pub(crate) fn get_or_init(
+    /// Creates the state of every parameter in `grads` that has none yet (slot `k` filled with
+    /// `init[k]`), returning the ids created, so that a refused step can remove them again.
+    pub(crate) fn ensure(
         &mut self,
-        id: ParamId,
-        shape: &[usize],
+        params: &ParamStore<T>,
+        grads: &Grads<T>,
         init: &[f64],
-    ) -> &mut [ArrayD<T>] {
+    ) -> Vec<ParamId> {
         debug_assert_eq!(init.len(), self.names.len());
-        self.map.entry(id).or_insert_with(|| {
-            init.iter()
-                .map(|&x| ArrayD::from_elem(IxDyn(shape), T::from_f64_lossy(x)))
-                .collect()
-        })
+        let mut created = Vec::new();
+        for (id, _) in grads.iter() {
+            self.map.entry(id).or_insert_with(|| {
+                created.push(id);
+                let shape = params.value(id).shape();
+                init.iter()
+                    .map(|&x| ArrayD::from_elem(IxDyn(shape), T::from_f64_lossy(x)))
+                    .collect()
+            });
+        }
+        created
+    }
+
+    /// Removes the states of `ids` (made by [`Slots::ensure`] for a step that was refused).
+    pub(crate) fn remove(&mut self, ids: &[ParamId]) {
+        for id in ids {
+            self.map.remove(id);
+        }
+    }
+
+    /// The state of `id` (after [`Slots::ensure`]).
+    pub(crate) fn arrays(&self, id: ParamId) -> &[ArrayD<T>] {
+        &self.map[&id]
+    }
+
+    /// The state of `id`, mutably (after [`Slots::ensure`]).
+    pub(crate) fn arrays_mut(&mut self, id: ParamId) -> &mut [ArrayD<T>] {
+        self.map.get_mut(&id).expect("ensured before the step")
     }
 
     /// Every slot as `(id, name, value)`, by id and then by name ([`OptimizerState`]'s order).
@@ -425,7 +493,7 @@ impl<T: Scalar> Slots<T> {
         entries: &[(ParamId, String, ArrayD<T>)],
         known: &[&str],
     ) -> Result<Slots<T>> {
-        let mut parts: HashMap<ParamId, Vec<Option<ArrayD<T>>>> = HashMap::new();
+        let mut parts: BTreeMap<ParamId, Vec<Option<ArrayD<T>>>> = BTreeMap::new();
         for (id, name, value) in entries {
             if !known.contains(&name.as_str()) {
                 return Err(Error::Checkpoint(format!(
@@ -456,7 +524,7 @@ impl<T: Scalar> Slots<T> {
                 .or_insert_with(|| vec![None; self.names.len()]);
             slots[k] = Some(value.clone());
         }
-        let mut map = HashMap::new();
+        let mut map = BTreeMap::new();
         for (id, slots) in parts {
             let complete: Option<Vec<ArrayD<T>>> = slots.into_iter().collect();
             let Some(complete) = complete else {
@@ -489,4 +557,14 @@ impl<T: Scalar> Slots<T> {
         let k = self.names.iter().position(|n| *n == name)?;
         self.map.get(&id).map(|s| &s[k])
     }
+}
+
+/// The error of an update that would make parameter `id` or one of its slots non-finite at
+/// `step`. Every optimizer computes its step in two passes over the same element function: the
+/// first only checks that every new value (parameter and slots) is finite, the second writes;
+/// so an update that overflows (a learning rate too large for the gradients, an accumulator
+/// reaching infinity) leaves parameters, slots and step count as they were, like a non-finite
+/// gradient, at the cost of computing the step twice (and no extra memory).
+pub(crate) fn overflow<T: Scalar>(params: &ParamStore<T>, id: ParamId, step: u64) -> Error {
+    Error::NonFinite(format!("update of {} at step {step}", params.name(id)))
 }

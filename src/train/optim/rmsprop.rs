@@ -3,8 +3,8 @@
 use ndarray::{ArrayD, Zip};
 
 use super::{
-    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, Optimizer,
-    OptimizerState, Slots,
+    check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, overflow,
+    Optimizer, OptimizerState, Slots,
 };
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
@@ -55,7 +55,7 @@ impl<T: Scalar> RmsProp<T> {
     /// RMSProp with learning rate `lr` (finite, `>= 0`) and TensorFlow's other defaults.
     pub fn new(lr: f64) -> Result<Self> {
         Ok(RmsProp {
-            lr: check_learning_rate("RmsProp", lr)?,
+            lr: check_learning_rate::<T>("RmsProp", lr)?,
             decay: 0.9,
             momentum: 0.0,
             epsilon: 1e-10,
@@ -74,13 +74,13 @@ impl<T: Scalar> RmsProp<T> {
 
     /// Sets the momentum (finite, `>= 0`).
     pub fn with_momentum(mut self, momentum: f64) -> Result<Self> {
-        self.momentum = check_non_negative("RmsProp", "momentum", momentum)?;
+        self.momentum = check_non_negative::<T>("RmsProp", "momentum", momentum)?;
         Ok(self)
     }
 
     /// Sets `ε` (finite, `> 0`).
     pub fn with_epsilon(mut self, epsilon: f64) -> Result<Self> {
-        self.epsilon = check_positive("RmsProp", "epsilon", epsilon)?;
+        self.epsilon = check_positive::<T>("RmsProp", "epsilon", epsilon)?;
         Ok(self)
     }
 
@@ -122,36 +122,78 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
         let one_rho = T::from_f64_lossy(1.0 - self.decay);
         let mu = T::from_f64_lossy(self.momentum);
         let eps = T::from_f64_lossy(self.epsilon);
+        let centered_step = |w: &mut T, g: T, ms: &mut T, mom: &mut T, mg: &mut T| {
+            *ms = rho * *ms + one_rho * g * g;
+            *mg = rho * *mg + one_rho * g;
+            *mom = mu * *mom + lr * g / (*ms - *mg * *mg + eps).sqrt();
+            *w -= *mom;
+        };
+        let plain_step = |w: &mut T, g: T, ms: &mut T, mom: &mut T| {
+            *ms = rho * *ms + one_rho * g * g;
+            *mom = mu * *mom + lr * g / (*ms + eps).sqrt();
+            *w -= *mom;
+        };
+        let created = self.slots.ensure(params, grads, &[1.0, 0.0]);
+        let created_mg = if self.centered {
+            self.mg.ensure(params, grads, &[0.0])
+        } else {
+            Vec::new()
+        };
         for (id, g) in grads.iter() {
-            let var = params.value_mut(id);
-            let [ms, mom] = self.slots.get_or_init(id, var.shape(), &[1.0, 0.0]) else {
+            let [ms, mom] = self.slots.arrays(id) else {
                 unreachable!("two slots")
             };
-            if self.centered {
-                let [mg] = self.mg.get_or_init(id, var.shape(), &[0.0]) else {
+            let finite = if self.centered {
+                let [mg] = self.mg.arrays(id) else {
                     unreachable!("one slot")
                 };
-                Zip::from(var)
+                Zip::from(params.value(id))
                     .and(g)
                     .and(ms)
                     .and(mom)
                     .and(mg)
-                    .for_each(|w, &g, ms, mom, mg| {
-                        *ms = rho * *ms + one_rho * g * g;
-                        *mg = rho * *mg + one_rho * g;
-                        *mom = mu * *mom + lr * g / (*ms - *mg * *mg + eps).sqrt();
-                        *w -= *mom;
-                    });
+                    .all(|&w, &g, &ms, &mom, &mg| {
+                        let (mut w, mut ms, mut mom, mut mg) = (w, ms, mom, mg);
+                        centered_step(&mut w, g, &mut ms, &mut mom, &mut mg);
+                        w.is_finite() && ms.is_finite() && mom.is_finite() && mg.is_finite()
+                    })
             } else {
-                Zip::from(var)
+                Zip::from(params.value(id))
                     .and(g)
                     .and(ms)
                     .and(mom)
-                    .for_each(|w, &g, ms, mom| {
-                        *ms = rho * *ms + one_rho * g * g;
-                        *mom = mu * *mom + lr * g / (*ms + eps).sqrt();
-                        *w -= *mom;
-                    });
+                    .all(|&w, &g, &ms, &mom| {
+                        let (mut w, mut ms, mut mom) = (w, ms, mom);
+                        plain_step(&mut w, g, &mut ms, &mut mom);
+                        w.is_finite() && ms.is_finite() && mom.is_finite()
+                    })
+            };
+            if !finite {
+                self.slots.remove(&created);
+                self.mg.remove(&created_mg);
+                return Err(overflow(params, id, self.step + 1));
+            }
+        }
+        for (id, g) in grads.iter() {
+            let [ms, mom] = self.slots.arrays_mut(id) else {
+                unreachable!("two slots")
+            };
+            if self.centered {
+                let [mg] = self.mg.arrays_mut(id) else {
+                    unreachable!("one slot")
+                };
+                Zip::from(params.value_mut(id))
+                    .and(g)
+                    .and(ms)
+                    .and(mom)
+                    .and(mg)
+                    .for_each(|w, &g, ms, mom, mg| centered_step(w, g, ms, mom, mg));
+            } else {
+                Zip::from(params.value_mut(id))
+                    .and(g)
+                    .and(ms)
+                    .and(mom)
+                    .for_each(|w, &g, ms, mom| plain_step(w, g, ms, mom));
             }
         }
         self.step += 1;
@@ -186,7 +228,7 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
     fn load_state(&mut self, params: &ParamStore<T>, state: &OptimizerState<T>) -> Result<()> {
         const OP: &str = "RmsProp";
         let known = self.slot_names();
-        let lr = check_learning_rate(OP, state.learning_rate)?;
+        let lr = check_learning_rate::<T>(OP, state.learning_rate)?;
         let slots = self.slots.import_some(OP, params, &state.slots, &known)?;
         let mg = self.mg.import_some(OP, params, &state.slots, &known)?;
         (self.slots, self.mg, self.lr, self.step) = (slots, mg, lr, state.step);

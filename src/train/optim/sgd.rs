@@ -3,7 +3,8 @@
 use ndarray::Zip;
 
 use super::{
-    check_grads, check_learning_rate, check_non_negative, Optimizer, OptimizerState, Slots,
+    check_grads, check_learning_rate, check_non_negative, overflow, Optimizer, OptimizerState,
+    Slots,
 };
 use crate::{Error, Grads, ParamStore, Result, Scalar};
 
@@ -40,7 +41,8 @@ impl GradientDescent {
     /// Gradient descent with learning rate `lr` (finite, `>= 0`).
     pub fn new(lr: f64) -> Result<Self> {
         Ok(GradientDescent {
-            lr: check_learning_rate("GradientDescent", lr)?,
+            // Checked again in the element type at each `apply`.
+            lr: check_learning_rate::<f64>("GradientDescent", lr)?,
             step: 0,
         })
     }
@@ -48,8 +50,19 @@ impl GradientDescent {
 
 impl<T: Scalar> Optimizer<T> for GradientDescent {
     fn apply(&mut self, params: &mut ParamStore<T>, grads: &Grads<T>) -> Result<()> {
-        check_grads("GradientDescent::apply", params, grads, self.step + 1)?;
+        const OP: &str = "GradientDescent::apply";
+        check_grads(OP, params, grads, self.step + 1)?;
+        // `new` checked the rate in f64; here is where the element type is known.
+        check_learning_rate::<T>(OP, self.lr)?;
         let lr = T::from_f64_lossy(self.lr);
+        for (id, g) in grads.iter() {
+            let finite = Zip::from(params.value(id))
+                .and(g)
+                .all(|&w, &g| (w - lr * g).is_finite());
+            if !finite {
+                return Err(overflow(params, id, self.step + 1));
+            }
+        }
         for (id, g) in grads.iter() {
             Zip::from(params.value_mut(id))
                 .and(g)
@@ -75,7 +88,7 @@ impl<T: Scalar> Optimizer<T> for GradientDescent {
                 "GradientDescent keeps no slots, but the saved state has {name:?}"
             )));
         }
-        self.lr = check_learning_rate("GradientDescent", state.learning_rate)?;
+        self.lr = check_learning_rate::<T>("GradientDescent", state.learning_rate)?;
         self.step = state.step;
         Ok(())
     }
@@ -108,8 +121,8 @@ impl<T: Scalar> Momentum<T> {
     /// without Nesterov.
     pub fn new(lr: f64, momentum: f64) -> Result<Self> {
         Ok(Momentum {
-            lr: check_learning_rate("Momentum", lr)?,
-            momentum: check_non_negative("Momentum", "momentum", momentum)?,
+            lr: check_learning_rate::<T>("Momentum", lr)?,
+            momentum: check_non_negative::<T>("Momentum", "momentum", momentum)?,
             use_nesterov: false,
             step: 0,
             slots: Slots::new(&["momentum"]),
@@ -141,19 +154,40 @@ impl<T: Scalar> Optimizer<T> for Momentum<T> {
         let lr = T::from_f64_lossy(self.lr);
         let mu = T::from_f64_lossy(self.momentum);
         let nesterov = self.use_nesterov;
+        let step = |w: &mut T, g: T, a: &mut T| {
+            *a = mu * *a + g;
+            if nesterov {
+                *w -= lr * (g + mu * *a);
+            } else {
+                *w -= lr * *a;
+            }
+        };
+        let created = self.slots.ensure(params, grads, &[0.0]);
         for (id, g) in grads.iter() {
-            let var = params.value_mut(id);
-            let [accum] = self.slots.get_or_init(id, var.shape(), &[0.0]) else {
+            let [accum] = self.slots.arrays(id) else {
                 unreachable!("one slot")
             };
-            Zip::from(var).and(g).and(accum).for_each(|w, &g, a| {
-                *a = mu * *a + g;
-                if nesterov {
-                    *w -= lr * (g + mu * *a);
-                } else {
-                    *w -= lr * *a;
-                }
-            });
+            let finite = Zip::from(params.value(id))
+                .and(g)
+                .and(accum)
+                .all(|&w, &g, &a| {
+                    let (mut w, mut a) = (w, a);
+                    step(&mut w, g, &mut a);
+                    w.is_finite() && a.is_finite()
+                });
+            if !finite {
+                self.slots.remove(&created);
+                return Err(overflow(params, id, self.step + 1));
+            }
+        }
+        for (id, g) in grads.iter() {
+            let [accum] = self.slots.arrays_mut(id) else {
+                unreachable!("one slot")
+            };
+            Zip::from(params.value_mut(id))
+                .and(g)
+                .and(accum)
+                .for_each(|w, &g, a| step(w, g, a));
         }
         self.step += 1;
         Ok(())
