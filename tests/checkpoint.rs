@@ -682,6 +682,10 @@ fn metadata_round_trips_beside_the_weights() {
         checkpoint::read_metadata_from_bytes(&with).unwrap(),
         metadata
     );
+    assert_eq!(
+        with, bytes,
+        "the file holds exactly these bytes: one canonical form"
+    );
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file");
 }
 

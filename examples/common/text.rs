@@ -21,9 +21,16 @@ pub fn report_errors(result: AnyResult<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            let mut shown = e.to_string();
             let mut cause = e.source();
             while let Some(c) = cause {
-                eprintln!("  caused by: {c}");
+                // Our errors quote their cause's text (`I/O error: ...`); print a cause only
+                // when it adds something (as common/mod.rs does).
+                let text = c.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                shown = text;
                 cause = c.source();
             }
             ExitCode::FAILURE

@@ -725,7 +725,8 @@ fn is_reserved_metadata_key(key: &str) -> bool {
 
 /// [`save_to_bytes`] with extra entries in the safetensors `__metadata__` (text that belongs
 /// with the weights: a vocabulary, the model's sizes). The tensors and the crate's own entries
-/// are exactly those of [`save_to_bytes`].
+/// are exactly those of [`save_to_bytes`], in the same canonical form (one store and one
+/// metadata map always give the same bytes).
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] naming the key if one is `"format"` or starts with
@@ -757,10 +758,9 @@ pub fn save_with_metadata_to_bytes<T: Scalar>(
             (e.name.clone(), encoded)
         })
         .collect();
-    let mut all = parsed.metadata.clone();
+    let mut all: Vec<(String, String)> = parsed.metadata.into_iter().collect();
     all.extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
-    safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(all))
-        .map_err(|e| Error::Checkpoint(format!("cannot serialise the parameters: {e}")))
+    Ok(serialize(tensors, all))
 }
 
 /// Saves `params` to `path` as [`save`] does (atomically), with `metadata`'s entries added to
