@@ -10,7 +10,7 @@
 //! `bench_torch.py`'s `torch_bench.json`.
 //!
 //! Not a criterion bench (`harness = false`): `cargo bench --bench compare -- lstm128 bilstm256
-//! multi3`. MNIST is read from `MNIST_DIR` (else `data/mnist`) and never downloaded; when it is
+//! multi3 gru128`. MNIST is read from `MNIST_DIR` (else `data/mnist`) and never downloaded; when it is
 //! missing a plain `cargo bench` skips this, a run that names a model fails. Threads:
 //! `RECURRENT_NUM_THREADS` (compare.sh sets 2, as `bench_torch.py` uses 2), else all cores.
 
@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use recurrent::data::{resolve_data_dir, Mnist};
+use recurrent::math::isa;
 use recurrent::parallel::num_threads;
 use serde_json::{json, Map, Value};
 
@@ -122,9 +123,10 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "recurrent {}: training steps on MNIST batches of {BATCH} ({WARM} warm-up, {TIMED} timed), {} thread(s)",
+        "recurrent {}: training steps on MNIST batches of {BATCH} ({WARM} warm-up, {TIMED} timed), {} thread(s), {} kernels",
         env!("CARGO_PKG_VERSION"),
-        num_threads()
+        num_threads(),
+        isa().name()
     );
     let mut configs = Map::new();
     for name in selected {
@@ -141,6 +143,7 @@ fn main() -> ExitCode {
     let results = json!({
         "recurrent_version": env!("CARGO_PKG_VERSION"),
         "num_threads": num_threads(),
+        "isa": isa().name(),
         "batch_size": BATCH,
         "warm_up_steps": WARM,
         "timed_steps": TIMED,

@@ -75,7 +75,7 @@
 //! | [`ops`] | the differentiable ops, as methods of [`Tape`], and the rule for which return `Result` | `tf.matmul`, `tf.nn.*`, `tf.losses.*` |
 //! | [`params`] | [`ParamStore`]: named, shaped weights; [`Scope`] for their paths | variables and scopes |
 //! | [`init`] | weight initializers | `tf.glorot_uniform_initializer`, ... |
-//! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`], [`BoxedCell`] | `tf.nn.rnn_cell` |
+//! | [`cell`] | the [`Cell`] trait, [`BasicLstmCell`], [`LstmCell`], [`LayerNormBasicLstmCell`], [`GruCell`], [`BasicRnnCell`], [`MultiCell`], [`DropoutWrapper`], [`ResidualWrapper`], [`HighwayWrapper`], [`ZoneoutWrapper`], [`BoxedCell`] | `tf.nn.rnn_cell`, `tf.contrib.rnn` |
 //! | [`rnn`] | [`static_rnn`], [`dynamic_rnn`], the bidirectional runners with [`RnnOptions`] and [`BidirectionalOptions`], [`last_relevant_output`] | `tf.nn.static_rnn`, `tf.nn.dynamic_rnn` |
 //! | [`layers`] | [`Layer`], [`Sequential`], [`Dense`], [`Embedding`], [`Dropout`], [`Rnn`], [`Bidirectional`]; [`Context`] and [`Carry`] | `tf.keras.layers` |
 //! | [`train`] | [`Trainer`](train::Trainer) (fit, evaluate, predict), [`TrainingState`](train::TrainingState) files, [`Stepper`](train::Stepper) | `Model.fit`, `BackupAndRestore` |
@@ -108,8 +108,9 @@ pub use nn::{cell, init, layers, params, rnn};
 pub use train::{metrics, optim};
 
 pub use cell::{
-    BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell, LstmState,
-    MultiCell, RnnState,
+    BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell,
+    HighwayWrapper, LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell,
+    ResidualWrapper, RnnState, ZoneoutWrapper,
 };
 pub use error::{Error, Result};
 pub use layers::{
@@ -121,8 +122,9 @@ pub use layers::{
 pub use ndarray;
 pub use params::{ParamId, ParamStore, Scope};
 pub use rnn::{
-    bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
-    static_rnn, BidirectionalOptions, RnnOptions,
+    bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, stack_bidirectional_dynamic_rnn,
+    stack_bidirectional_rnn, static_bidirectional_rnn, static_rnn, BidirectionalOptions,
+    RnnOptions, StackedBidirectionalOptions,
 };
 pub use scalar::Scalar;
 pub use tape::{Grads, Mode, Tape, Var};
@@ -136,8 +138,9 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::cell::{
-        BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, LstmState,
-        MultiCell, RnnState,
+        BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, HighwayWrapper,
+        LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell, ResidualWrapper,
+        RnnState, ZoneoutWrapper,
     };
     #[doc(no_inline)]
     pub use crate::optim::Optimizer;

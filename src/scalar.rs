@@ -55,6 +55,15 @@ pub trait Scalar:
     /// Applies `tanh` to every element (vectorised for `f32`, see [`crate::math`]).
     fn tanh_in_place(xs: &mut [Self]);
 
+    /// The logistic sigmoid of one element, inlined into the vectorised kernels (the
+    /// polynomial of [`crate::math`] for `f32`).
+    #[doc(hidden)]
+    fn sigmoid_elem(self) -> Self;
+
+    /// `tanh` of one element, inlined into the vectorised kernels.
+    #[doc(hidden)]
+    fn tanh_elem(self) -> Self;
+
     /// Runs `f` on this thread's pool of reusable buffers (an implementation detail of the
     /// fused kernels).
     #[doc(hidden)]
@@ -78,10 +87,18 @@ impl Scalar for f32 {
         self as f64
     }
     fn sigmoid_in_place(xs: &mut [Self]) {
-        crate::math::sigmoid_in_place_f32(xs)
+        crate::kernels::math::sigmoid_in_place(xs)
     }
     fn tanh_in_place(xs: &mut [Self]) {
-        crate::math::tanh_in_place_f32(xs)
+        crate::kernels::math::tanh_in_place(xs)
+    }
+    #[inline(always)]
+    fn sigmoid_elem(self) -> Self {
+        crate::kernels::math::sigmoid_f32(self)
+    }
+    #[inline(always)]
+    fn tanh_elem(self) -> Self {
+        crate::kernels::math::tanh_f32(self)
     }
     fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
         crate::kernels::workspace::with_pool_f32(f)
@@ -103,19 +120,23 @@ impl Scalar for f64 {
         self
     }
     fn sigmoid_in_place(xs: &mut [Self]) {
-        for x in xs {
-            *x = if *x >= 0.0 {
-                1.0 / (1.0 + (-*x).exp())
-            } else {
-                let e = x.exp();
-                e / (1.0 + e)
-            };
-        }
+        crate::kernels::math::sigmoid_in_place(xs)
     }
     fn tanh_in_place(xs: &mut [Self]) {
-        for x in xs {
-            *x = x.tanh();
+        crate::kernels::math::tanh_in_place(xs)
+    }
+    #[inline(always)]
+    fn sigmoid_elem(self) -> Self {
+        if self >= 0.0 {
+            1.0 / (1.0 + (-self).exp())
+        } else {
+            let e = self.exp();
+            e / (1.0 + e)
         }
+    }
+    #[inline(always)]
+    fn tanh_elem(self) -> Self {
+        self.tanh()
     }
     fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R {
         crate::kernels::workspace::with_pool_f64(f)

@@ -443,7 +443,7 @@ pub fn split<A: Clone, S: Data<Elem = A>, D: Dimension>(
             return Err(Error::invalid("split: num must be at least 1, got 0"));
         }
         NumOrSizes::Num(n) => {
-            if dim % n != 0 {
+            if !dim.is_multiple_of(n) {
                 return Err(Error::shape(
                     "split",
                     format!("dimension {axis} divisible by num = {n}"),

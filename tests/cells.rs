@@ -4,6 +4,11 @@ mod common;
 
 use common::{assert_close, random};
 use ndarray::{array, s, ArrayD, Axis, IxDyn};
+use recurrent::cell::{
+    HighwayOptions, HighwayWrapper, LayerNormBasicLstmCell, LayerNormLstmConfig,
+    LayerNormLstmWeights, LstmCell, LstmCellConfig, LstmCellWeights, LstmPeepholes,
+    ResidualWrapper, ZoneoutWrapper,
+};
 use recurrent::gradcheck::{gradcheck, Tolerance};
 use recurrent::{
     bidirectional_dynamic_rnn, dynamic_rnn, last_relevant_output, static_bidirectional_rnn,
@@ -980,6 +985,1224 @@ fn every_cell_honours_the_contract() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// LstmCell (tf.nn.rnn_cell.LSTMCell): peepholes, cell clip, projection
+// ---------------------------------------------------------------------------------------------
+
+fn vec1(n: usize, scale: f64, seed: u64) -> ndarray::Array1<f64> {
+    random(&[n], scale, seed)
+        .into_dimensionality::<ndarray::Ix1>()
+        .unwrap()
+}
+
+/// Random LstmCell weights: peepholes and projection as asked.
+fn lstm_cell_weights(
+    input: usize,
+    units: usize,
+    peepholes: bool,
+    num_proj: Option<usize>,
+    seed: u64,
+) -> LstmCellWeights<f64> {
+    let h_depth = num_proj.unwrap_or(units);
+    LstmCellWeights {
+        kernel: random(&[input + h_depth, 4 * units], 0.8, seed)
+            .into_dimensionality()
+            .unwrap(),
+        bias: vec1(4 * units, 0.5, seed + 1),
+        peepholes: peepholes.then(|| LstmPeepholes {
+            w_f_diag: vec1(units, 0.9, seed + 2),
+            w_i_diag: vec1(units, 0.9, seed + 3),
+            w_o_diag: vec1(units, 0.9, seed + 4),
+        }),
+        projection: num_proj.map(|p| {
+            random(&[units, p], 0.8, seed + 5)
+                .into_dimensionality()
+                .unwrap()
+        }),
+    }
+}
+
+/// TensorFlow's `LSTMCell.call`, written out with plain ndarray:
+/// `[i, j, f, o] = [x, m] W + b`; `c' = σ(f + fb + w_f c) c + σ(i + w_i c) tanh(j)`;
+/// `c' = clip(c')`; `m' = σ(o + w_o c') tanh(c')`; `m' = clip(m' P)`.
+fn lstm_cell_reference(
+    w: &LstmCellWeights<f64>,
+    forget_bias: f64,
+    cell_clip: Option<f64>,
+    proj_clip: Option<f64>,
+    x: &ndarray::Array2<f64>,
+    c: &ndarray::Array2<f64>,
+    m: &ndarray::Array2<f64>,
+) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
+    let units = w.bias.len() / 4;
+    let z = concat_columns(x, m).dot(&w.kernel) + &w.bias;
+    let block = |k: usize| z.slice(s![.., k * units..(k + 1) * units]).to_owned();
+    let (mut i, j, mut f, mut o) = (block(0), block(1), block(2) + forget_bias, block(3));
+    if let Some(p) = &w.peepholes {
+        f += &(c * &p.w_f_diag);
+        i += &(c * &p.w_i_diag);
+    }
+    let mut c2 = f.mapv(sigmoid) * c + i.mapv(sigmoid) * j.mapv(f64::tanh);
+    if let Some(clip) = cell_clip {
+        c2.mapv_inplace(|v| v.clamp(-clip, clip));
+    }
+    if let Some(p) = &w.peepholes {
+        o += &(&c2 * &p.w_o_diag);
+    }
+    let mut m2 = o.mapv(sigmoid) * c2.mapv(f64::tanh);
+    if let Some(p) = &w.projection {
+        m2 = m2.dot(p);
+        if let Some(clip) = proj_clip {
+            m2.mapv_inplace(|v| v.clamp(-clip, clip));
+        }
+    }
+    (c2, m2)
+}
+
+#[test]
+fn lstm_cell_matches_tensorflow_equations() {
+    let (batch, input, units, proj) = (3, 4, 5, 2);
+    for (peep, num_proj, cell_clip, proj_clip) in [
+        (true, None, None, None),
+        (false, None, Some(0.3), None),
+        (false, Some(proj), None, None),
+        (true, Some(proj), Some(0.3), Some(0.2)),
+    ] {
+        let w = lstm_cell_weights(input, units, peep, num_proj, 300);
+        let mut params = ParamStore::<f64>::new(0);
+        let mut cell = LstmCell::from_weights(&mut params, "rnn/lstm_cell", w.clone())
+            .unwrap()
+            .with_forget_bias(0.7)
+            .unwrap();
+        if let Some(c) = cell_clip {
+            cell = cell.with_cell_clip(c).unwrap();
+        }
+        if let Some(c) = proj_clip {
+            cell = cell.with_proj_clip(c).unwrap();
+        }
+        let h_depth = num_proj.unwrap_or(units);
+        assert_eq!(cell.state_size(), vec![units, h_depth]);
+        assert_eq!(cell.output_size(), h_depth);
+        // Several steps from a random state, so the clipped c feeds the next step.
+        let xs: Vec<_> = (0..3)
+            .map(|t| random_matrix(batch, input, 310 + t))
+            .collect();
+        let (mut c, mut m) = (
+            random(&[batch, units], 1.5, 320)
+                .into_dimensionality()
+                .unwrap(),
+            random(&[batch, h_depth], 1.0, 321)
+                .into_dimensionality()
+                .unwrap(),
+        );
+        let tape = Tape::new(&params);
+        let mut state = LstmState {
+            c: tape.constant(c.clone().into_dyn()),
+            h: tape.constant(m.clone().into_dyn()),
+        };
+        let mut clipped = 0;
+        for x in &xs {
+            let (out, new) = cell
+                .call(&tape, tape.constant(x.clone().into_dyn()), &state)
+                .unwrap();
+            (c, m) = lstm_cell_reference(&w, 0.7, cell_clip, proj_clip, x, &c, &m);
+            assert_close(&tape.to_array(new.c), &c.clone().into_dyn(), 1e-14);
+            assert_close(&tape.to_array(out), &m.clone().into_dyn(), 1e-14);
+            assert_eq!(out, new.h);
+            clipped += c.iter().filter(|v| v.abs() == 0.3).count()
+                + m.iter().filter(|v| v.abs() == 0.2).count();
+            state = new;
+        }
+        // The clips must have acted, or the test would not test them.
+        assert_eq!(cell_clip.is_some() || proj_clip.is_some(), clipped > 0);
+    }
+}
+
+#[test]
+fn lstm_cell_names_layout_and_bad_input() {
+    let mut params = ParamStore::<f64>::new(1);
+    let cell = LstmCellConfig::new(6)
+        .with_peepholes(true)
+        .with_num_proj(3)
+        .init(&mut params, "rnn/lstm_cell", 4)
+        .unwrap();
+    let names: Vec<(&str, Vec<usize>)> = cell
+        .param_ids()
+        .into_iter()
+        .map(|id| (params.name(id), params.value(id).shape().to_vec()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("rnn/lstm_cell/kernel", vec![7, 24]),
+            ("rnn/lstm_cell/bias", vec![24]),
+            ("rnn/lstm_cell/w_f_diag", vec![6]),
+            ("rnn/lstm_cell/w_i_diag", vec![6]),
+            ("rnn/lstm_cell/w_o_diag", vec![6]),
+            ("rnn/lstm_cell/projection/kernel", vec![6, 3]),
+        ]
+    );
+    assert!(params.value(cell.bias()).iter().all(|&v| v == 0.0));
+    // The weights come back out as they went in.
+    let w = cell.weights(&params).unwrap();
+    let mut other = ParamStore::<f64>::new(2);
+    let again = LstmCell::from_weights(&mut other, "copy", w.clone()).unwrap();
+    assert_eq!(again.weights(&other).unwrap(), w);
+    assert_eq!((again.num_units(), again.num_proj()), (6, Some(3)));
+
+    let n = params.len();
+    let bad = |params: &mut ParamStore<f64>, config: LstmCellConfig| config.init(params, "bad", 4);
+    assert!(bad(&mut params, LstmCellConfig::new(0)).is_err());
+    assert!(bad(&mut params, LstmCellConfig::new(3).with_num_proj(0)).is_err());
+    assert!(bad(&mut params, LstmCellConfig::new(3).with_proj_clip(1.0)).is_err());
+    assert!(bad(&mut params, LstmCellConfig::new(3).with_cell_clip(-1.0)).is_err());
+    assert!(bad(&mut params, LstmCellConfig::new(3).with_cell_clip(f64::NAN)).is_err());
+    assert!(bad(
+        &mut params,
+        LstmCellConfig::new(3).with_forget_bias(f64::INFINITY)
+    )
+    .is_err());
+    // A taken name creates nothing.
+    assert!(LstmCellConfig::new(6)
+        .init(&mut params, "rnn/lstm_cell", 4)
+        .is_err());
+    assert_eq!(params.len(), n);
+    // Shapes that do not fit are shape errors: a kernel with columns for other units or with
+    // no input rows, a peephole of the wrong width.
+    let mut w2 = lstm_cell_weights(4, 5, true, Some(2), 1);
+    w2.kernel = random(&[6, 16], 1.0, 2).into_dimensionality().unwrap();
+    assert!(matches!(
+        LstmCell::from_weights(&mut params, "w2", w2.clone()),
+        Err(Error::Shape { .. })
+    ));
+    w2.kernel = random(&[2, 20], 1.0, 2).into_dimensionality().unwrap();
+    assert!(matches!(
+        LstmCell::from_weights(&mut params, "w2", w2),
+        Err(Error::Shape { .. })
+    ));
+    let mut w3 = lstm_cell_weights(4, 5, true, None, 1);
+    w3.peepholes.as_mut().unwrap().w_o_diag = vec1(4, 1.0, 3);
+    assert!(matches!(
+        LstmCell::from_weights(&mut params, "w3", w3),
+        Err(Error::Shape { .. })
+    ));
+    assert_eq!(params.len(), n);
+}
+
+/// Without options LstmCell is BasicLstmCell: the same fused kernel, bit for bit; and the
+/// tape-op path (here with zero peepholes, which add exact zeros) agrees to rounding.
+#[test]
+fn lstm_cell_without_options_is_basic_lstm_cell() {
+    let mut params = ParamStore::<f64>::new(3);
+    let w = lstm_cell_weights(3, 4, false, None, 330);
+    let basic = BasicLstmCell::from_weights(
+        &mut params,
+        "basic",
+        w.kernel.clone().into_dyn(),
+        w.bias.clone().into_dyn(),
+    )
+    .unwrap()
+    .with_forget_bias(0.5)
+    .unwrap();
+    let plain = LstmCell::from_weights(&mut params, "plain", w.clone())
+        .unwrap()
+        .with_forget_bias(0.5)
+        .unwrap();
+    let zero_peepholes = LstmCellWeights {
+        peepholes: Some(LstmPeepholes {
+            w_f_diag: ndarray::Array1::zeros(4),
+            w_i_diag: ndarray::Array1::zeros(4),
+            w_o_diag: ndarray::Array1::zeros(4),
+        }),
+        ..w
+    };
+    let taped = LstmCell::from_weights(&mut params, "taped", zero_peepholes)
+        .unwrap()
+        .with_forget_bias(0.5)
+        .unwrap();
+    let x = random(&[3, 5, 3], 1.0, 331);
+    let tape = Tape::inference(&params);
+    let run = |cell: &dyn Fn(Var) -> (Var, LstmState)| {
+        let (out, state) = cell(tape.constant(x.clone()));
+        (
+            tape.to_array(out),
+            tape.to_array(state.c),
+            tape.to_array(state.h),
+        )
+    };
+    let lengths = [5, 2, 0];
+    let b = run(&|x| {
+        dynamic_rnn(
+            &tape,
+            &basic,
+            x,
+            RnnOptions::default().sequence_length(&lengths),
+        )
+        .unwrap()
+    });
+    let p = run(&|x| {
+        dynamic_rnn(
+            &tape,
+            &plain,
+            x,
+            RnnOptions::default().sequence_length(&lengths),
+        )
+        .unwrap()
+    });
+    let t = run(&|x| {
+        dynamic_rnn(
+            &tape,
+            &taped,
+            x,
+            RnnOptions::default().sequence_length(&lengths),
+        )
+        .unwrap()
+    });
+    assert_eq!(b, p, "bit for bit");
+    assert_close(&t.0, &b.0, 1e-15);
+    assert_close(&t.1, &b.1, 1e-15);
+    assert_close(&t.2, &b.2, 1e-15);
+}
+
+fn lstm_cells_with_options(
+    params: &mut ParamStore<f64>,
+    prefix: &str,
+    input: usize,
+) -> Vec<LstmCell> {
+    let units = 4;
+    vec![
+        LstmCell::from_weights(
+            params,
+            format!("{prefix}/peep"),
+            lstm_cell_weights(input, units, true, None, 340),
+        )
+        .unwrap(),
+        LstmCell::from_weights(
+            params,
+            format!("{prefix}/all"),
+            lstm_cell_weights(input, units, true, Some(3), 341),
+        )
+        .unwrap()
+        .with_cell_clip(0.4)
+        .unwrap()
+        .with_proj_clip(0.3)
+        .unwrap()
+        .with_forget_bias(0.3)
+        .unwrap(),
+        LstmCell::from_weights(
+            params,
+            format!("{prefix}/proj"),
+            lstm_cell_weights(input, units, false, Some(2), 342),
+        )
+        .unwrap(),
+    ]
+}
+
+#[test]
+fn lstm_cell_gradients_step_and_sequence() {
+    let mut params = ParamStore::<f64>::new(4);
+    let cells = lstm_cells_with_options(&mut params, "g", 3);
+    let tol = Tolerance::default();
+    for cell in &cells {
+        let h_depth = cell.output_size();
+        let inputs = [
+            random(&[2, 3], 1.0, 350),
+            random(&[2, 4], 1.0, 351),
+            random(&[2, h_depth], 1.0, 352),
+        ];
+        gradcheck(&params, &inputs, tol, |t, v| {
+            let (out, state) = cell.call(t, v[0], &LstmState { c: v[1], h: v[2] })?;
+            t.concat(&[out, state.c], 1)
+        })
+        .unwrap()
+        .assert_ok();
+        let x = random(&[3, 4, 3], 1.0, 353);
+        gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+            let (out, state) = dynamic_rnn(
+                t,
+                cell,
+                v[0],
+                RnnOptions::default().sequence_length(&[4, 1, 3]),
+            )?;
+            flat_concat(t, &[out, state.c, state.h])
+        })
+        .unwrap()
+        .assert_ok();
+    }
+}
+
+/// The tensors flattened and joined into one vector (for gradient checks of several outputs).
+fn flat_concat(t: &Tape<'_, f64>, vars: &[Var]) -> recurrent::Result<Var> {
+    let flat = vars
+        .iter()
+        .map(|&v| {
+            let n = t.shape(v).iter().product();
+            t.reshape(v, &[n])
+        })
+        .collect::<recurrent::Result<Vec<_>>>()?;
+    t.concat(&flat, 0)
+}
+
+#[test]
+fn lstm_cell_through_bidirectional_runners_and_multicell() {
+    let mut params = ParamStore::<f64>::new(5);
+    let fw = lstm_cells_with_options(&mut params, "fw", 2).remove(1);
+    let bw = lstm_cells_with_options(&mut params, "bw", 2).remove(0);
+    // Layer 0 projects 4 units to 3; layer 1 reads those 3.
+    let stack = MultiCell::new(vec![
+        lstm_cells_with_options(&mut params, "m0", 2).remove(1),
+        lstm_cells_with_options(&mut params, "m1", 3).remove(0),
+    ])
+    .unwrap();
+    assert_eq!(stack.state_size(), vec![4, 3, 4, 4]);
+    let x = random(&[2, 3, 2], 1.0, 360);
+    let lengths = [3usize, 2];
+    let tol = Tolerance::default();
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
+            t,
+            &fw,
+            &bw,
+            v[0],
+            BidirectionalOptions::default().sequence_length(&lengths),
+        )?;
+        let steps = t.unstack(v[0], 1)?;
+        let (outs, _, _) = static_bidirectional_rnn(
+            t,
+            &fw,
+            &bw,
+            &steps,
+            BidirectionalOptions::default().sequence_length(&lengths),
+        )?;
+        let (m_out, m_states) = dynamic_rnn(
+            t,
+            &stack,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
+        flat_concat(
+            t,
+            &[
+                f,
+                b,
+                sf.c,
+                sb.h,
+                outs[0],
+                outs[2],
+                m_out,
+                m_states[0].h,
+                m_states[1].c,
+            ],
+        )
+    })
+    .unwrap()
+    .assert_ok();
+    // The static bidirectional runner gives concat(fw, bw) of the dynamic one.
+    let tape = Tape::inference(&params);
+    let xv = tape.constant(x);
+    let ((f, b), _) = bidirectional_dynamic_rnn(
+        &tape,
+        &fw,
+        &bw,
+        xv,
+        BidirectionalOptions::default().sequence_length(&lengths),
+    )
+    .unwrap();
+    let steps = tape.unstack(xv, 1).unwrap();
+    let (outs, _, _) = static_bidirectional_rnn(
+        &tape,
+        &fw,
+        &bw,
+        &steps,
+        BidirectionalOptions::default().sequence_length(&lengths),
+    )
+    .unwrap();
+    for (t, &o) in outs.iter().enumerate() {
+        let expected = ndarray::concatenate(
+            Axis(1),
+            &[
+                tape.value(f).index_axis(Axis(1), t),
+                tape.value(b).index_axis(Axis(1), t),
+            ],
+        )
+        .unwrap();
+        assert_close(&tape.to_array(o), &expected.into_dyn(), 1e-14);
+    }
+}
+
+#[test]
+fn lstm_cell_static_dynamic_and_contract() {
+    let mut params = ParamStore::<f64>::new(6);
+    let cells = lstm_cells_with_options(&mut params, "sd", 3);
+    let plain = LstmCellConfig::new(4)
+        .init(&mut params, "plain", 3)
+        .unwrap();
+    for lengths in [None, Some(&[4usize, 0, 2][..])] {
+        for with_initial in [false, true] {
+            for cell in cells.iter().chain([&plain]) {
+                assert_static_equals_dynamic(&params, cell, lengths, with_initial);
+            }
+        }
+    }
+    for cell in cells.iter().chain([&plain]) {
+        contract(&params, cell);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNormBasicLstmCell (tf.contrib.rnn.LayerNormBasicLSTMCell)
+// ---------------------------------------------------------------------------------------------
+
+/// Random weights with (`layer_norm`) gammas and betas far from 1 and 0, or a bias.
+fn layer_norm_weights(
+    input: usize,
+    units: usize,
+    layer_norm: bool,
+    seed: u64,
+) -> LayerNormLstmWeights<f64> {
+    LayerNormLstmWeights {
+        kernel: random(&[input + units, 4 * units], 0.8, seed)
+            .into_dimensionality()
+            .unwrap(),
+        bias: (!layer_norm).then(|| vec1(4 * units, 0.5, seed + 1)),
+        norms: layer_norm.then(|| {
+            std::array::from_fn(|k| {
+                (
+                    vec1(units, 0.5, seed + 10 + k as u64) + 1.0,
+                    vec1(units, 0.5, seed + 20 + k as u64),
+                )
+            })
+        }),
+    }
+}
+
+/// TensorFlow's `LayerNormBasicLSTMCell.call` (no dropout) written out with plain ndarray.
+fn layer_norm_reference(
+    w: &LayerNormLstmWeights<f64>,
+    forget_bias: f64,
+    x: &ndarray::Array2<f64>,
+    c: &ndarray::Array2<f64>,
+    h: &ndarray::Array2<f64>,
+) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
+    let units = w.kernel.ncols() / 4;
+    let mut z = concat_columns(x, h).dot(&w.kernel);
+    if let Some(b) = &w.bias {
+        z += b;
+    }
+    // (v - mean) / sqrt(var + 1e-12) * gamma + beta, per row.
+    let ln = |v: ndarray::Array2<f64>, k: usize| match &w.norms {
+        None => v,
+        Some(norms) => {
+            let (g, b) = &norms[k];
+            let mut out = v.clone();
+            for mut row in out.rows_mut() {
+                let mean = row.sum() / units as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / units as f64;
+                row.mapv_inplace(|v| (v - mean) / (var + 1e-12).sqrt());
+                row *= g;
+                row += b;
+            }
+            out
+        }
+    };
+    let block = |k: usize| z.slice(s![.., k * units..(k + 1) * units]).to_owned();
+    let (i, j, f, o) = (
+        ln(block(0), 0),
+        ln(block(1), 1),
+        ln(block(2), 2),
+        ln(block(3), 3),
+    );
+    let c2 = ln(
+        c * &(f + forget_bias).mapv(sigmoid) + i.mapv(sigmoid) * j.mapv(f64::tanh),
+        4,
+    );
+    let h2 = c2.mapv(f64::tanh) * o.mapv(sigmoid);
+    (c2, h2)
+}
+
+#[test]
+fn layer_norm_lstm_matches_tensorflow_equations_and_names() {
+    let (batch, input, units) = (3, 4, 5);
+    for layer_norm in [true, false] {
+        let w = layer_norm_weights(input, units, layer_norm, 400);
+        let mut params = ParamStore::<f64>::new(0);
+        let cell = LayerNormBasicLstmCell::from_weights(&mut params, "ln", w.clone())
+            .unwrap()
+            .with_forget_bias(0.6)
+            .unwrap();
+        assert_eq!(cell.weights(&params).unwrap(), w);
+        let tape = Tape::new(&params);
+        let (mut c, mut h) = (
+            random_matrix(batch, units, 401),
+            random_matrix(batch, units, 402),
+        );
+        let mut state = LstmState {
+            c: tape.constant(c.clone().into_dyn()),
+            h: tape.constant(h.clone().into_dyn()),
+        };
+        for t in 0..3 {
+            let x = random_matrix(batch, input, 410 + t);
+            let (out, new) = cell
+                .call(&tape, tape.constant(x.clone().into_dyn()), &state)
+                .unwrap();
+            (c, h) = layer_norm_reference(&w, 0.6, &x, &c, &h);
+            assert_close(&tape.to_array(new.c), &c.clone().into_dyn(), 1e-13);
+            assert_close(&tape.to_array(out), &h.clone().into_dyn(), 1e-13);
+            assert_eq!(out, new.h);
+            state = new;
+        }
+    }
+    // TensorFlow's names, order and initial values.
+    let mut params = ParamStore::<f64>::new(1);
+    let cell = LayerNormLstmConfig::new(3)
+        .with_norm_gain(2.0)
+        .with_norm_shift(0.5)
+        .init(&mut params, "rnn/layer_norm_basic_lstm_cell", 2)
+        .unwrap();
+    let names: Vec<String> = cell
+        .param_ids()
+        .into_iter()
+        .map(|id| {
+            params
+                .name(id)
+                .trim_start_matches("rnn/layer_norm_basic_lstm_cell/")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "kernel",
+            "input/gamma",
+            "input/beta",
+            "transform/gamma",
+            "transform/beta",
+            "forget/gamma",
+            "forget/beta",
+            "output/gamma",
+            "output/beta",
+            "state/gamma",
+            "state/beta"
+        ]
+    );
+    assert_eq!(params.value(cell.kernel()).shape(), [5, 12]);
+    for (k, id) in cell.param_ids().into_iter().enumerate().skip(1) {
+        let want = if k % 2 == 1 { 2.0 } else { 0.5 };
+        assert!(
+            params.value(id).iter().all(|&v| v == want),
+            "{}",
+            params.name(id)
+        );
+    }
+    let plain = LayerNormLstmConfig::new(3)
+        .with_layer_norm(false)
+        .init(&mut params, "plain", 2)
+        .unwrap();
+    assert_eq!(params.name(plain.param_ids()[1]), "plain/bias");
+    assert_eq!(plain.param_ids().len(), 2);
+    // Bad configurations are errors and create nothing.
+    let n = params.len();
+    assert!(LayerNormLstmConfig::new(3)
+        .with_dropout_keep_prob(0.0)
+        .init(&mut params, "b", 2)
+        .is_err());
+    assert!(LayerNormLstmConfig::new(0)
+        .init(&mut params, "b", 2)
+        .is_err());
+    assert!(LayerNormLstmConfig::new(3)
+        .init(&mut params, "plain", 2)
+        .is_err());
+    let mut both = layer_norm_weights(2, 3, true, 1);
+    both.bias = Some(vec1(12, 1.0, 2));
+    assert!(LayerNormBasicLstmCell::from_weights(&mut params, "b", both).is_err());
+    let mut narrow = layer_norm_weights(2, 3, true, 1);
+    narrow.norms.as_mut().unwrap()[4].1 = vec1(2, 1.0, 3);
+    assert!(matches!(
+        LayerNormBasicLstmCell::from_weights(&mut params, "b", narrow),
+        Err(Error::Shape { .. })
+    ));
+    assert_eq!(params.len(), n);
+}
+
+/// The recurrent dropout drops the candidate g = tanh(j) and scales kept values by 1 / keep.
+/// With a zero kernel, c = 0 and no layer norm: c' = σ(i) g = 0.5 * tanh(b_j) * mask / keep.
+#[test]
+fn layer_norm_lstm_dropout_drops_the_candidate() {
+    let units = 200;
+    let mut bias = ndarray::Array1::zeros(4 * units);
+    bias.slice_mut(s![units..2 * units]).fill(0.5_f64.atanh());
+    let w = LayerNormLstmWeights {
+        kernel: ndarray::Array2::zeros((2 + units, 4 * units)),
+        bias: Some(bias),
+        norms: None,
+    };
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = LayerNormBasicLstmCell::from_weights(&mut params, "ln", w)
+        .unwrap()
+        .with_dropout_keep_prob(0.6)
+        .unwrap();
+    let x = random(&[50, 2], 1.0, 420);
+    let tape = Tape::new(&params).with_seed(5);
+    let (_, state) = cell
+        .call(
+            &tape,
+            tape.constant(x.clone()),
+            &cell.zero_state(&tape, 50).unwrap(),
+        )
+        .unwrap();
+    let c = tape.to_array(state.c);
+    let kept = c.iter().filter(|&&v| v != 0.0).count() as f64 / c.len() as f64;
+    assert!((kept - 0.6).abs() < 0.02, "kept {kept}");
+    assert!(c
+        .iter()
+        .all(|&v| v == 0.0 || (v - 0.25 / 0.6).abs() < 1e-15));
+    // Inference: no dropout.
+    let tape = Tape::inference(&params);
+    let (_, state) = cell
+        .call(
+            &tape,
+            tape.constant(x),
+            &cell.zero_state(&tape, 50).unwrap(),
+        )
+        .unwrap();
+    assert!(tape
+        .value(state.c)
+        .iter()
+        .all(|&v| (v - 0.25).abs() < 1e-15));
+}
+
+fn layer_norm_cells(
+    params: &mut ParamStore<f64>,
+    prefix: &str,
+    input: usize,
+) -> Vec<LayerNormBasicLstmCell> {
+    vec![
+        LayerNormBasicLstmCell::from_weights(
+            params,
+            format!("{prefix}/ln"),
+            layer_norm_weights(input, 4, true, 430),
+        )
+        .unwrap(),
+        LayerNormBasicLstmCell::from_weights(
+            params,
+            format!("{prefix}/ln_dropout"),
+            layer_norm_weights(input, 4, true, 431),
+        )
+        .unwrap()
+        .with_dropout_keep_prob(0.7)
+        .unwrap()
+        .with_forget_bias(0.2)
+        .unwrap(),
+        LayerNormBasicLstmCell::from_weights(
+            params,
+            format!("{prefix}/plain_dropout"),
+            layer_norm_weights(input, 4, false, 432),
+        )
+        .unwrap()
+        .with_dropout_keep_prob(0.8)
+        .unwrap(),
+    ]
+}
+
+#[test]
+fn layer_norm_lstm_gradients_runners_multicell_and_contract() {
+    let mut params = ParamStore::<f64>::new(7);
+    let cells = layer_norm_cells(&mut params, "a", 3);
+    let tol = Tolerance::default();
+    // gradcheck seeds each evaluation's tape identically, so the dropout masks are fixed.
+    for cell in &cells {
+        let inputs = [
+            random(&[2, 3], 1.0, 440),
+            random(&[2, 4], 1.0, 441),
+            random(&[2, 4], 1.0, 442),
+        ];
+        gradcheck(&params, &inputs, tol, |t, v| {
+            let (out, state) = cell.call(t, v[0], &LstmState { c: v[1], h: v[2] })?;
+            t.concat(&[out, state.c], 1)
+        })
+        .unwrap()
+        .assert_ok();
+        let x = random(&[3, 4, 3], 1.0, 443);
+        gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+            let (out, state) = dynamic_rnn(
+                t,
+                cell,
+                v[0],
+                RnnOptions::default().sequence_length(&[4, 1, 3]),
+            )?;
+            flat_concat(t, &[out, state.c, state.h])
+        })
+        .unwrap()
+        .assert_ok();
+        for lengths in [None, Some(&[4usize, 0, 2][..])] {
+            for with_initial in [false, true] {
+                assert_static_equals_dynamic(&params, cell, lengths, with_initial);
+            }
+        }
+        contract(&params, cell);
+    }
+    let bw = layer_norm_cells(&mut params, "bw", 2).remove(1);
+    let fw = layer_norm_cells(&mut params, "fw", 2).remove(0);
+    let stack = MultiCell::new(vec![
+        layer_norm_cells(&mut params, "m0", 2).remove(1),
+        layer_norm_cells(&mut params, "m1", 4).remove(0),
+    ])
+    .unwrap();
+    contract(&params, &stack);
+    let x = random(&[2, 3, 2], 1.0, 444);
+    let lengths = [3usize, 2];
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
+            t,
+            &fw,
+            &bw,
+            v[0],
+            BidirectionalOptions::default().sequence_length(&lengths),
+        )?;
+        let steps = t.unstack(v[0], 1)?;
+        let (outs, _, _) = static_bidirectional_rnn(
+            t,
+            &fw,
+            &bw,
+            &steps,
+            BidirectionalOptions::default().sequence_length(&lengths),
+        )?;
+        let (m_out, m_states) = dynamic_rnn(
+            t,
+            &stack,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
+        flat_concat(t, &[f, b, sf.c, sb.h, outs[1], m_out, m_states[0].c])
+    })
+    .unwrap()
+    .assert_ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// ResidualWrapper, HighwayWrapper, ZoneoutWrapper
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn residual_and_highway_match_their_equations() {
+    let (batch, n) = (3, 4);
+    let mut params = ParamStore::<f64>::new(8);
+    let inner = lstm(&mut params, "rnn/basic_lstm_cell", n, n, 500);
+    let residual = ResidualWrapper::new(inner.clone()).unwrap();
+    let coupled =
+        HighwayWrapper::new(&mut params, "rnn", inner.clone(), HighwayOptions::default()).unwrap();
+    let separate = HighwayWrapper::new(
+        &mut params,
+        "rnn2",
+        inner.clone(),
+        HighwayOptions {
+            couple_carry_transform_gates: false,
+            carry_bias_init: 2.0,
+        },
+    )
+    .unwrap();
+    // TensorFlow's names and initial biases.
+    let id = |name: &str| params.id(name).unwrap();
+    assert!(params.value(id("rnn/carry_b")).iter().all(|&v| v == 1.0));
+    assert!(params.value(id("rnn2/carry_b")).iter().all(|&v| v == 2.0));
+    assert!(params
+        .value(id("rnn2/transform_b"))
+        .iter()
+        .all(|&v| v == -2.0));
+    assert_eq!(params.value(id("rnn2/transform_w")).shape(), [n, n]);
+    assert!(params.id("rnn/transform_w").is_none());
+    // Random gate weights, so that every term shows.
+    for name in [
+        "rnn/carry_w",
+        "rnn/carry_b",
+        "rnn2/carry_w",
+        "rnn2/carry_b",
+        "rnn2/transform_w",
+        "rnn2/transform_b",
+    ] {
+        let i = params.id(name).unwrap();
+        let shape = params.value(i).shape().to_vec();
+        params
+            .set(i, random(&shape, 0.9, 510 + name.len() as u64))
+            .unwrap();
+    }
+    let id = |name: &str| params.id(name).unwrap();
+    let value = |name: &str| params.value(id(name)).clone();
+    let matrix = |name: &str| value(name).into_dimensionality::<ndarray::Ix2>().unwrap();
+    let x = random_matrix(batch, n, 520);
+    let tape = Tape::new(&params);
+    let xv = tape.constant(x.clone().into_dyn());
+    let zero = inner.zero_state(&tape, batch).unwrap();
+    let (out, _) = inner.call(&tape, xv, &zero).unwrap();
+    let out = tape
+        .to_array(out)
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let (r, rs) = residual.call(&tape, xv, &zero).unwrap();
+    assert_close(&tape.to_array(r), &(&x + &out).into_dyn(), 1e-15);
+    assert_ne!(r, rs.h, "the state is the cell's, not the sum");
+    // Highway: carry = σ(x W_c + b_c); transform = 1 - carry or σ(x W_t + b_t).
+    let gate = |w: &str, b: &str| {
+        (x.dot(&matrix(w)) + &value(b).into_dimensionality::<ndarray::Ix1>().unwrap()).mapv(sigmoid)
+    };
+    let carry = gate("rnn/carry_w", "rnn/carry_b");
+    let expected = &x * &carry + &out * &carry.mapv(|c| 1.0 - c);
+    let (hw, _) = coupled.call(&tape, xv, &zero).unwrap();
+    assert_close(&tape.to_array(hw), &expected.into_dyn(), 1e-15);
+    let expected = &x * &gate("rnn2/carry_w", "rnn2/carry_b")
+        + &out * &gate("rnn2/transform_w", "rnn2/transform_b");
+    let (hw2, _) = separate.call(&tape, xv, &zero).unwrap();
+    assert_close(&tape.to_array(hw2), &expected.into_dyn(), 1e-15);
+    // Widths must match; names must be free.
+    let wide = lstm(&mut params, "wide", n, n + 1, 530);
+    assert!(matches!(
+        ResidualWrapper::new(wide.clone()),
+        Err(Error::Shape { .. })
+    ));
+    let n_params = params.len();
+    assert!(matches!(
+        HighwayWrapper::new(&mut params, "w", wide, HighwayOptions::default()),
+        Err(Error::Shape { .. })
+    ));
+    assert!(HighwayWrapper::new(&mut params, "rnn", inner, HighwayOptions::default()).is_err());
+    assert_eq!(params.len(), n_params);
+}
+
+#[test]
+fn zoneout_keeps_previous_units_at_its_rates_and_averages_at_inference() {
+    let (batch, n) = (100, 50);
+    let mut params = ParamStore::<f64>::new(9);
+    let inner = lstm(&mut params, "lstm", 3, n, 540);
+    let cell = ZoneoutWrapper::new(inner.clone(), 0.3, 0.6).unwrap();
+    assert!(ZoneoutWrapper::new(inner.clone(), -0.1, 0.0).is_err());
+    assert!(ZoneoutWrapper::new(inner.clone(), 0.0, 1.01).is_err());
+    let x = random(&[batch, 3], 1.0, 541);
+    let (c0, h0) = (random(&[batch, n], 1.0, 542), random(&[batch, n], 1.0, 543));
+    let run = |tape: &Tape<'_, f64>, cell: &dyn Fn(Var, &LstmState) -> (Var, LstmState)| {
+        let state = LstmState {
+            c: tape.constant(c0.clone()),
+            h: tape.constant(h0.clone()),
+        };
+        let (out, new) = cell(tape.constant(x.clone()), &state);
+        (
+            tape.to_array(out),
+            tape.to_array(new.c),
+            tape.to_array(new.h),
+            out == new.h,
+        )
+    };
+    // Training: each unit is its previous value (rate z) or the cell's new value.
+    let tape = Tape::new(&params).with_seed(11);
+    let (_, new_c, new_h, _) = run(&tape, &|x, s| inner.call(&tape, x, s).unwrap());
+    let (out, c, h, out_is_h) = run(&tape, &|x, s| cell.call(&tape, x, s).unwrap());
+    assert!(out_is_h, "the output is the zoned-out h");
+    assert_eq!(out, h);
+    let mut masks = Vec::new();
+    for (zoned, prev, new, rate) in [(&c, &c0, &new_c, 0.3), (&h, &h0, &new_h, 0.6)] {
+        let mut kept = Vec::new();
+        for ((z, p), nv) in zoned.iter().zip(prev.iter()).zip(new.iter()) {
+            assert!(z == p || z == nv, "{z} is neither {p} nor {nv}");
+            kept.push(z == p);
+        }
+        let share = kept.iter().filter(|&&k| k).count() as f64 / kept.len() as f64;
+        assert!(
+            (share - rate).abs() < 0.02,
+            "kept previous {share}, rate {rate}"
+        );
+        masks.push(kept);
+    }
+    assert_ne!(masks[0], masks[1], "c and h draw their own masks");
+    // Inference: the expectation z * prev + (1 - z) * new.
+    let tape = Tape::inference(&params);
+    let (_, new_c, new_h, _) = run(&tape, &|x, s| inner.call(&tape, x, s).unwrap());
+    let (_, c, h, _) = run(&tape, &|x, s| cell.call(&tape, x, s).unwrap());
+    assert_close(&c, &(&c0 * 0.3 + &new_c * 0.7), 1e-15);
+    assert_close(&h, &(&h0 * 0.6 + &new_h * 0.4), 1e-15);
+    // Rates 0 leave the cell as it is; on a GRU the one state tensor takes zoneout_h.
+    let gru = GruCell::new(&mut params, "gru", 3, n).unwrap();
+    let tape = Tape::inference(&params);
+    let h_prev = tape.constant(h0.clone());
+    let (plain, _) = gru.call(&tape, tape.constant(x.clone()), &h_prev).unwrap();
+    let zoned = ZoneoutWrapper::new(gru.clone(), 0.9, 0.25).unwrap();
+    let (out, state) = zoned
+        .call(&tape, tape.constant(x.clone()), &h_prev)
+        .unwrap();
+    assert_eq!(out, state);
+    assert_close(
+        &tape.to_array(out),
+        &(&h0 * 0.25 + &tape.to_array(plain) * 0.75),
+        1e-15,
+    );
+    let none = ZoneoutWrapper::new(gru, 0.0, 0.0).unwrap();
+    let (same, _) = none.call(&tape, tape.constant(x), &h_prev).unwrap();
+    assert_close(&tape.to_array(same), &tape.to_array(plain), 0.0);
+}
+
+#[test]
+fn wrappers_gradients_static_dynamic_bidirectional_multicell_and_contract() {
+    let mut params = ParamStore::<f64>::new(10);
+    let n = 3;
+    let peep = |params: &mut ParamStore<f64>, scope: &str, seed| {
+        LstmCell::from_weights(params, scope, lstm_cell_weights(n, n, true, None, seed)).unwrap()
+    };
+    let residual = ResidualWrapper::new(lstm(&mut params, "res", n, n, 550)).unwrap();
+    let residual_taped = ResidualWrapper::new(peep(&mut params, "res_peep", 551)).unwrap();
+    let inner = lstm(&mut params, "hw/lstm", n, n, 552);
+    let highway = HighwayWrapper::new(&mut params, "hw", inner, HighwayOptions::default()).unwrap();
+    let inner = peep(&mut params, "hw2/lstm", 553);
+    let highway_separate = HighwayWrapper::new(
+        &mut params,
+        "hw2",
+        inner,
+        HighwayOptions {
+            couple_carry_transform_gates: false,
+            carry_bias_init: 0.5,
+        },
+    )
+    .unwrap();
+    let zoneout = ZoneoutWrapper::new(lstm(&mut params, "zo", n, n, 554), 0.4, 0.3).unwrap();
+    let zoneout_gru =
+        ZoneoutWrapper::new(GruCell::new(&mut params, "zo_gru", n, n).unwrap(), 0.0, 0.5).unwrap();
+    // GNMT-style residual stack, a zoneout stack and zoneout around a stack.
+    let residual_stack = MultiCell::new(vec![
+        ResidualWrapper::new(lstm(&mut params, "rs0", n, n, 555)).unwrap(),
+        ResidualWrapper::new(lstm(&mut params, "rs1", n, n, 556)).unwrap(),
+    ])
+    .unwrap();
+    let zoneout_stack = MultiCell::new(vec![
+        ZoneoutWrapper::new(lstm(&mut params, "zs0", n, n, 557), 0.5, 0.2).unwrap(),
+        ZoneoutWrapper::new(lstm(&mut params, "zs1", n, n, 558), 0.5, 0.2).unwrap(),
+    ])
+    .unwrap();
+    let around_stack = ZoneoutWrapper::new(
+        MultiCell::new(vec![
+            lstm(&mut params, "as0", n, n, 559),
+            lstm(&mut params, "as1", n, n, 560),
+        ])
+        .unwrap(),
+        0.3,
+        0.3,
+    )
+    .unwrap();
+
+    let tol = Tolerance::default();
+    let x = random(&[3, 4, n], 1.0, 561);
+    let lengths = [4usize, 1, 3];
+    // gradcheck seeds each evaluation's tape identically, so the zoneout masks are fixed.
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let mut parts = Vec::new();
+        let (o, s) = dynamic_rnn(
+            t,
+            &residual,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
+        parts.extend([o, s.c]);
+        let (o, s) = dynamic_rnn(
+            t,
+            &residual_taped,
+            v[0],
+            RnnOptions::default()
+                .sequence_length(&[3, 1, 2, 0])
+                .time_major(true),
+        )?;
+        parts.extend([o, s.h]);
+        let (o, s) = dynamic_rnn(
+            t,
+            &highway,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
+        parts.extend([o, s.h]);
+        let (o, s) = dynamic_rnn(t, &highway_separate, v[0], RnnOptions::default())?;
+        parts.extend([o, s.c]);
+        let (o, s) = dynamic_rnn(
+            t,
+            &zoneout,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
+        parts.extend([o, s.c, s.h]);
+        let (o, s) = dynamic_rnn(
+            t,
+            &zoneout_gru,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
+        parts.extend([o, s]);
+        let (o, s) = dynamic_rnn(
+            t,
+            &residual_stack,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
+        parts.extend([o, s[0].c]);
+        let (o, s) = dynamic_rnn(
+            t,
+            &zoneout_stack,
+            v[0],
+            RnnOptions::default().sequence_length(&lengths),
+        )?;
+        parts.extend([o, s[1].c]);
+        let (o, s) = dynamic_rnn(t, &around_stack, v[0], RnnOptions::default())?;
+        parts.extend([o, s[0].h]);
+        flat_concat(t, &parts)
+    })
+    .unwrap()
+    .assert_ok();
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
+            t,
+            &highway,
+            &residual,
+            v[0],
+            BidirectionalOptions::default().sequence_length(&lengths),
+        )?;
+        let steps = t.unstack(v[0], 1)?;
+        let (outs, _, sz) = static_bidirectional_rnn(
+            t,
+            &residual_taped,
+            &zoneout,
+            &steps,
+            BidirectionalOptions::default().sequence_length(&lengths),
+        )?;
+        flat_concat(t, &[f, b, sf.c, sb.h, outs[0], outs[3], sz.c])
+    })
+    .unwrap()
+    .assert_ok();
+    for lengths in [None, Some(&[4usize, 0, 2][..])] {
+        for with_initial in [false, true] {
+            assert_static_equals_dynamic(&params, &residual, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &residual_taped, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &highway, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &highway_separate, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &zoneout, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &residual_stack, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &around_stack, lengths, with_initial);
+        }
+    }
+    // Time-major runs of the whole-sequence paths are the batch-major ones transposed, with the
+    // outputs past each length zero.
+    let tape = Tape::inference(&params);
+    let xt = x.view().permuted_axes(IxDyn(&[1, 0, 2])).to_owned();
+    for (bm, tm) in [
+        (
+            dynamic_rnn(
+                &tape,
+                &residual,
+                tape.constant(x.clone()),
+                RnnOptions::default().sequence_length(&lengths),
+            )
+            .unwrap()
+            .0,
+            dynamic_rnn(
+                &tape,
+                &residual,
+                tape.constant(xt.clone()),
+                RnnOptions::default()
+                    .sequence_length(&lengths)
+                    .time_major(true),
+            )
+            .unwrap()
+            .0,
+        ),
+        (
+            dynamic_rnn(
+                &tape,
+                &highway,
+                tape.constant(x.clone()),
+                RnnOptions::default().sequence_length(&lengths),
+            )
+            .unwrap()
+            .0,
+            dynamic_rnn(
+                &tape,
+                &highway,
+                tape.constant(xt.clone()),
+                RnnOptions::default()
+                    .sequence_length(&lengths)
+                    .time_major(true),
+            )
+            .unwrap()
+            .0,
+        ),
+    ] {
+        let tm = tape
+            .value(tm)
+            .view()
+            .permuted_axes(IxDyn(&[1, 0, 2]))
+            .to_owned();
+        assert_close(&tm, &tape.to_array(bm), 1e-14);
+        assert!(tm.slice(s![1, 1.., ..]).iter().all(|&v| v == 0.0));
+    }
+    contract(&params, &residual);
+    contract(&params, &residual_taped);
+    contract(&params, &highway);
+    contract(&params, &highway_separate);
+    contract(&params, &zoneout);
+    contract(&params, &zoneout_gru);
+    contract(&params, &residual_stack);
+    contract(&params, &zoneout_stack);
+    contract(&params, &around_stack);
+}
+
+/// The new cells and wrappers stack with other kinds through `BoxedCell`: a projected,
+/// clipped peephole LSTM, zoneout around a layer-normalised LSTM, and a highway around a
+/// residual GRU. (Only layer 1 draws random numbers, so stepping and the layer-by-layer sequence
+/// path draw the same masks.)
+#[test]
+fn new_cells_stack_with_other_kinds_as_boxed_cells() {
+    let mut params = ParamStore::<f64>::new(11);
+    let l0 = LstmCell::from_weights(
+        &mut params,
+        "b0",
+        lstm_cell_weights(2, 4, true, Some(3), 700),
+    )
+    .unwrap()
+    .with_cell_clip(0.5)
+    .unwrap();
+    let l1 = ZoneoutWrapper::new(
+        LayerNormBasicLstmCell::from_weights(
+            &mut params,
+            "b1",
+            layer_norm_weights(3, 3, true, 701),
+        )
+        .unwrap(),
+        0.3,
+        0.2,
+    )
+    .unwrap();
+    let gru = ResidualWrapper::new(GruCell::new(&mut params, "b2/gru", 3, 3).unwrap()).unwrap();
+    let l2 = HighwayWrapper::new(&mut params, "b2", gru, HighwayOptions::default()).unwrap();
+    let stack = MultiCell::new(vec![l0.boxed(), l1.boxed(), l2.boxed()]).unwrap();
+    assert_eq!(stack.state_size(), vec![4, 3, 3, 3, 3]);
+    contract(&params, &stack);
+    for lengths in [None, Some(&[4usize, 0, 2][..])] {
+        assert_static_equals_dynamic(&params, &stack, lengths, true);
+    }
+    let x = random(&[2, 3, 2], 1.0, 702);
+    gradcheck(
+        &params,
+        std::slice::from_ref(&x),
+        Tolerance::default(),
+        |t, v| {
+            let (out, states) = dynamic_rnn(
+                t,
+                &stack,
+                v[0],
+                RnnOptions::default().sequence_length(&[3, 2]),
+            )?;
+            let mut parts = vec![out];
+            for s in &states {
+                parts.extend(s.vars());
+            }
+            flat_concat(t, &parts)
+        },
+    )
+    .unwrap()
+    .assert_ok();
+}
+
 #[test]
 fn runners_reject_bad_input() {
     let mut params = ParamStore::<f64>::new(15);
@@ -1345,4 +2568,275 @@ fn lstm_gradients_when_only_early_steps_receive_one() {
         .unwrap();
     assert!(grads.wrt(xv).unwrap().iter().all(|&g| g == 0.0));
     assert!(grads.iter().all(|(_, g)| g.iter().all(|&v| v == 0.0)));
+}
+
+/// `static_rnn` against the runner written out: `cell.call` step by step, with lengths masking
+/// by hand. Values and every gradient (parameters, inputs) in f64, on a seeded training tape.
+fn assert_static_equals_stepping<C: Cell>(
+    params: &ParamStore<f64>,
+    cell: &C,
+    lengths: Option<&[usize]>,
+) -> usize {
+    let (batch, steps) = (3, 12);
+    let x = random(&[batch, steps, cell.input_size()], 1.0, 13);
+    let mut tape_lens = [0usize; 2];
+    let mut run = |by_hand: bool| {
+        let tape = Tape::new(params).with_seed(9);
+        let xv = tape.watch(x.clone());
+        let steps_in = tape.unstack(xv, 1).unwrap();
+        let before = tape.len();
+        let (outs, state) = if by_hand {
+            let mut state = cell.zero_state(&tape, batch).unwrap();
+            let mut outs = vec![];
+            let zero = tape.constant(ArrayD::zeros(IxDyn(&[batch, cell.output_size()])));
+            for (t, &x) in steps_in.iter().enumerate() {
+                let (out, new_state) = cell.call(&tape, x, &state).unwrap();
+                match lengths {
+                    Some(l) => {
+                        let alive = ArrayD::from_shape_fn(IxDyn(&[batch, 1]), |i| t < l[i[0]]);
+                        outs.push(tape.select(&alive, out, zero).unwrap());
+                        let kept: Vec<Var> = new_state
+                            .flatten()
+                            .iter()
+                            .zip(state.flatten())
+                            .map(|(&n, o)| tape.select(&alive, n, o).unwrap())
+                            .collect();
+                        state = state.rebuild(&kept);
+                    }
+                    None => {
+                        outs.push(out);
+                        state = new_state;
+                    }
+                }
+            }
+            (outs, state)
+        } else {
+            static_rnn(
+                &tape,
+                cell,
+                &steps_in,
+                RnnOptions {
+                    initial_state: None,
+                    sequence_length: lengths,
+                    time_major: false,
+                },
+            )
+            .unwrap()
+        };
+        tape_lens[usize::from(by_hand)] = tape.len() - before;
+        let all: Vec<Var> = outs.iter().copied().chain(state.flatten()).collect();
+        let loss = all
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| {
+                let direction = tape.constant(random(&tape.shape(v), 1.0, 70 + k as u64));
+                tape.sum(tape.mul(v, direction).unwrap())
+            })
+            .reduce(|a, b| tape.add(a, b).unwrap())
+            .unwrap();
+        let values: Vec<ArrayD<f64>> = all.iter().map(|&v| tape.to_array(v)).collect();
+        let grads = tape.backward(loss).unwrap();
+        let mut g: Vec<ArrayD<f64>> = grads.iter().map(|(_, g)| g.clone()).collect();
+        g.push(grads.wrt(xv).unwrap().clone());
+        (values, g)
+    };
+    let (sv, sg) = run(false);
+    let (hv, hg) = run(true);
+    assert_eq!((sv.len(), sg.len()), (hv.len(), hg.len()));
+    for (a, b) in sv.iter().zip(&hv) {
+        assert_close(a, b, 1e-12);
+    }
+    for (a, b) in sg.iter().zip(&hg) {
+        assert_close(a, b, 1e-11);
+    }
+    // How many ops the static runner recorded, against stepping's.
+    tape_lens[0]
+}
+
+#[test]
+fn static_runners_take_the_sequence_path_and_equal_stepping() {
+    let mut params = ParamStore::<f64>::new(4);
+    let lstm_cell = lstm(&mut params, "lstm", 3, 4, 31);
+    let stack = MultiCell::new(vec![
+        lstm(&mut params, "m/cell_0", 3, 4, 42),
+        lstm(&mut params, "m/cell_1", 4, 4, 43),
+    ])
+    .unwrap();
+    let gru = GruCell::new(&mut params, "gru", 3, 4).unwrap();
+    // Per-step masks: the sequence path would draw them in another order, so the runner steps.
+    let per_step_dropout = DropoutWrapper::new(lstm_cell.clone())
+        .with_output_keep_prob(0.6)
+        .unwrap();
+    let variational = per_step_dropout.clone().with_variational_recurrent(true);
+    for lengths in [None, Some(&[12usize, 0, 7][..])] {
+        // The zero state, a stack, one fused op per layer and an unstack: fewer ops than the
+        // twelve steps.
+        let ops = assert_static_equals_stepping(&params, &lstm_cell, lengths);
+        assert!(ops < 12, "the LSTM stepped: {ops} ops");
+        let ops = assert_static_equals_stepping(&params, &stack, lengths);
+        assert!(ops < 16, "the stack stepped (24 ops or more): {ops} ops");
+        assert_static_equals_stepping(&params, &gru, lengths);
+        assert_static_equals_stepping(&params, &per_step_dropout, lengths);
+        assert_static_equals_stepping(&params, &variational, lengths);
+    }
+    // The bidirectional static runner, on the sequence path, against its definition.
+    let bw = lstm(&mut params, "bw", 3, 4, 32);
+    let x = random(&[2, 4, 3], 1.0, 5);
+    let tape = Tape::new(&params);
+    let xv = tape.watch(x);
+    let steps_in = tape.unstack(xv, 1).unwrap();
+    let (outs, _, _) = static_bidirectional_rnn(
+        &tape,
+        &lstm_cell,
+        &bw,
+        &steps_in,
+        BidirectionalOptions::default(),
+    )
+    .unwrap();
+    let ((fw_out, bw_out), _) =
+        bidirectional_dynamic_rnn(&tape, &lstm_cell, &bw, xv, BidirectionalOptions::default())
+            .unwrap();
+    for (t, &o) in outs.iter().enumerate() {
+        let want = ndarray::concatenate(
+            Axis(1),
+            &[
+                tape.value(fw_out).index_axis(Axis(1), t),
+                tape.value(bw_out).index_axis(Axis(1), t),
+            ],
+        )
+        .unwrap();
+        assert_close(&tape.to_array(o), &want.into_dyn(), 1e-13);
+    }
+}
+
+/// The fused GRU sequence op (`dynamic_rnn`): gradients of the inputs, the initial state and
+/// the four parameters against finite differences, batch- and time-major, with and without
+/// lengths, over a batch split into shards on several threads; and its values against the
+/// tape-op GRU stepped by hand (`GruCell::call`).
+#[test]
+fn fused_gru_gradients_and_the_tape_gru() {
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = GruCell::from_weights(
+        &mut params,
+        "gru",
+        random(&[7, 8], 0.6, 1),
+        random(&[8], 0.5, 2),
+        random(&[7, 4], 0.6, 3),
+        random(&[4], 0.5, 4),
+    )
+    .unwrap();
+    for time_major in [false, true] {
+        for lengths in [None, Some(vec![5, 0, 3])] {
+            let shape = if time_major { [5, 3, 3] } else { [3, 5, 3] };
+            let inputs = [random(&shape, 1.0, 5), random(&[3, 4], 1.0, 6)];
+            gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
+                let (out, state) = dynamic_rnn(
+                    t,
+                    &cell,
+                    v[0],
+                    RnnOptions {
+                        initial_state: Some(v[1]),
+                        sequence_length: lengths.as_deref(),
+                        time_major,
+                    },
+                )?;
+                let flat = t.reshape(out, &[15, 4])?;
+                t.concat(&[flat, state], 0)
+            })
+            .unwrap()
+            .assert_ok();
+        }
+    }
+    // Against the tape ops, on a batch of 130 (three shards), one and two threads.
+    let (batch, steps) = (130, 6);
+    let x = random(&[batch, steps, 3], 1.0, 8);
+    let h0 = random(&[batch, 4], 1.0, 9);
+    for threads in [1, 2] {
+        recurrent::parallel::set_num_threads(threads);
+        let tape = Tape::new(&params);
+        let xv = tape.constant(x.clone());
+        let (out, last) = dynamic_rnn(
+            &tape,
+            &cell,
+            xv,
+            RnnOptions::default().initial_state(tape.constant(h0.clone())),
+        )
+        .unwrap();
+        let mut h = tape.constant(h0.clone());
+        for (t, step) in tape.unstack(xv, 1).unwrap().into_iter().enumerate() {
+            h = cell.call(&tape, step, &h).unwrap().0;
+            let fused = tape.value(out).index_axis(Axis(1), t).to_owned().into_dyn();
+            assert_close(&fused, &tape.to_array(h), 1e-13);
+        }
+        assert_close(&tape.to_array(last), &tape.to_array(h), 1e-13);
+    }
+    recurrent::parallel::set_num_threads(0);
+}
+
+/// Weights that drive an LSTM's state into the subnormal range, for `f32`: from input 1 the
+/// input gate is `sigmoid(-80) = 1.8e-35`, the candidate `tanh(1e-5)`, the forget gate about
+/// 1 and the output gate 0.5, so each step would add `1.8e-40` (subnormal) to `c` and keep `h`
+/// subnormal, which the kernels flush to zero instead (`benches/denormals.rs` times it).
+fn subnormal_lstm(params: &mut ParamStore<f32>, units: usize) -> BasicLstmCell {
+    let mut kernel = ndarray::Array2::<f32>::zeros((1 + units, 4 * units));
+    for k in 0..units {
+        kernel[[0, k]] = -80.0;
+        kernel[[0, units + k]] = 1e-5;
+        kernel[[0, 2 * units + k]] = 30.0;
+    }
+    BasicLstmCell::from_weights(
+        params,
+        "subnormal",
+        kernel.into_dyn(),
+        ArrayD::zeros(IxDyn(&[4 * units])),
+    )
+    .unwrap()
+}
+
+#[test]
+fn fused_kernels_keep_no_subnormal_state_or_gradient() {
+    let is_ok = |v: &f32| *v == 0.0 || v.abs() >= f32::MIN_POSITIVE || v.is_nan();
+    let mut params = ParamStore::<f32>::new(0);
+    let lstm_cell = subnormal_lstm(&mut params, 8);
+    // The GRU: update gate sigmoid(-30) (h' is almost the candidate), candidate
+    // tanh(1e-20 x) of inputs 1e-19: subnormal.
+    let units = 8;
+    let mut gate_bias = ndarray::Array1::<f32>::zeros(2 * units);
+    let mut candidate_kernel = ndarray::Array2::<f32>::zeros((1 + units, units));
+    for k in 0..units {
+        gate_bias[units + k] = -30.0;
+        candidate_kernel[[0, k]] = 1e-20;
+    }
+    let gru = GruCell::from_weights(
+        &mut params,
+        "subnormal_gru",
+        ArrayD::zeros(IxDyn(&[1 + units, 2 * units])),
+        gate_bias.into_dyn(),
+        candidate_kernel.into_dyn(),
+        ArrayD::zeros(IxDyn(&[units])),
+    )
+    .unwrap();
+    let tape = Tape::new(&params);
+    let xv = tape.watch(ArrayD::from_elem(IxDyn(&[3, 20, 1]), 1.0f32));
+    let xg = tape.watch(ArrayD::from_elem(IxDyn(&[3, 20, 1]), 1e-19f32));
+    let (lstm_out, state) = dynamic_rnn(&tape, &lstm_cell, xv, RnnOptions::default()).unwrap();
+    let (gru_out, h) = dynamic_rnn(&tape, &gru, xg, RnnOptions::default()).unwrap();
+    let loss = [lstm_out, state.c, state.h, gru_out, h]
+        .into_iter()
+        .map(|v| tape.sum(v))
+        .reduce(|a, b| tape.add(a, b).unwrap())
+        .unwrap();
+    for v in [lstm_out, state.c, state.h, gru_out, h] {
+        assert!(tape.value(v).iter().all(is_ok), "a subnormal value");
+    }
+    let grads = tape.backward(loss).unwrap();
+    for (_, g) in grads.iter() {
+        assert!(g.iter().all(is_ok), "a subnormal gradient");
+    }
+    // (The inputs' gradients, products of normal values, may be subnormal: they leave the
+    // kernel and feed nothing inside it.)
+    // Without the flush these would be subnormal: the products themselves are.
+    for product in [1.8e-35f32 * 1e-5f32, 1e-20f32 * 1e-19f32] {
+        assert!(product != 0.0 && product.abs() < f32::MIN_POSITIVE);
+    }
 }

@@ -5,9 +5,10 @@ mod common;
 
 use common::{assert_close, random};
 use ndarray::{s, Array1, Array2, Array3, Axis, Ix1, Ix2, Ix3};
+use recurrent::cell::{LstmCell, LstmCellWeights, LstmPeepholes};
 use recurrent::convert::{
-    self, KerasGruWeights, KerasLstmWeights, OnnxLstmWeights, TfGruWeights, TfLstmWeights,
-    TorchLstmWeights,
+    self, KerasGruWeights, KerasLstmWeights, KerasPeepholeLstmWeights, OnnxLstmWeights,
+    TfGruWeights, TfLstmWeights, TorchLstmWeights, TorchProjLstmWeights,
 };
 use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, Cell, Error, GruCell, LstmState, ParamStore, Tape};
@@ -486,6 +487,175 @@ fn bad_shapes_are_errors() {
     o.w = Array3::zeros((3, 4 * UNITS, INPUT));
     assert!(is_shape_err(convert::onnx_to_tf(&o, 1.0)));
     assert!(is_shape_err(o.num_directions()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// LstmCell: PyTorch nn.LSTM(proj_size=...) and Keras's peephole LSTM
+
+const PROJ: usize = 2;
+
+/// Our LstmCell over `x` from `(c0, h0)` (`h0` of the cell's output width).
+fn run_lstm_cell(
+    w: &LstmCellWeights<f64>,
+    forget_bias: f64,
+    x: &Array3<f64>,
+    c0: &Array2<f64>,
+    h0: &Array2<f64>,
+) -> Run {
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = LstmCell::from_weights(&mut params, "rnn/lstm_cell", w.clone())
+        .unwrap()
+        .with_forget_bias(forget_bias)
+        .unwrap();
+    let tape = Tape::inference(&params);
+    let init = LstmState {
+        c: tape.constant(c0.clone().into_dyn()),
+        h: tape.constant(h0.clone().into_dyn()),
+    };
+    let (out, state) = dynamic_rnn(
+        &tape,
+        &cell,
+        tape.constant(x.clone().into_dyn()),
+        RnnOptions::default().initial_state(init),
+    )
+    .unwrap();
+    Run {
+        outputs: tape.to_array(out).into_dimensionality().unwrap(),
+        c: tape.to_array(state.c).into_dimensionality().unwrap(),
+        h: tape.to_array(state.h).into_dimensionality().unwrap(),
+    }
+}
+
+/// PyTorch `nn.LSTM(proj_size=P)`, from its documentation: the gates as without a projection,
+/// from the projected h; `h' = W_hr (o ⊙ tanh(c'))`.
+fn run_torch_proj(
+    w: &TorchProjLstmWeights<f64>,
+    x: &Array3<f64>,
+    c0: &Array2<f64>,
+    h0: &Array2<f64>,
+) -> Run {
+    let (mut c, mut h) = (c0.clone(), h0.clone());
+    let mut outputs = Array3::zeros((BATCH, TIME, PROJ));
+    for t in 0..TIME {
+        let xt = x.index_axis(Axis(1), t).to_owned();
+        let z = xt.dot(&w.weight_ih.t()) + &w.bias_ih + h.dot(&w.weight_hh.t()) + &w.bias_hh;
+        let i = block(&z, 0).mapv(sigmoid);
+        let f = block(&z, 1).mapv(sigmoid);
+        let g = block(&z, 2).mapv(f64::tanh);
+        let o = block(&z, 3).mapv(sigmoid);
+        c = &f * &c + &i * &g;
+        h = (&o * &c.mapv(f64::tanh)).dot(&w.weight_hr.t());
+        outputs.index_axis_mut(Axis(1), t).assign(&h);
+    }
+    Run { outputs, c, h }
+}
+
+/// Keras's peephole LSTM cell (`_compute_carry_and_output` of `PeepholeLSTMCell`).
+fn run_keras_peephole(w: &KerasPeepholeLstmWeights<f64>, d: &Data) -> Run {
+    unroll(d, |x, c, h| {
+        let z = x.dot(&w.kernel) + h.dot(&w.recurrent_kernel) + &w.bias;
+        let i = (block(&z, 0) + &(c * &w.input_gate_peephole_weights)).mapv(sigmoid);
+        let f = (block(&z, 1) + &(c * &w.forget_gate_peephole_weights)).mapv(sigmoid);
+        let c2 = &f * c + &i * &block(&z, 2).mapv(f64::tanh);
+        let o = (block(&z, 3) + &(&c2 * &w.output_gate_peephole_weights)).mapv(sigmoid);
+        let h2 = &o * &c2.mapv(f64::tanh);
+        (c2, h2)
+    })
+}
+
+fn projected_weights(seed: u64) -> LstmCellWeights<f64> {
+    LstmCellWeights {
+        kernel: m2([INPUT + PROJ, 4 * UNITS], 0.7, seed),
+        bias: v1(4 * UNITS, 0.5, seed + 1),
+        peepholes: None,
+        projection: Some(m2([UNITS, PROJ], 0.8, seed + 2)),
+    }
+}
+
+fn peephole_weights(seed: u64) -> LstmCellWeights<f64> {
+    LstmCellWeights {
+        kernel: m2([INPUT + UNITS, 4 * UNITS], 0.7, seed),
+        bias: v1(4 * UNITS, 0.5, seed + 1),
+        peepholes: Some(LstmPeepholes {
+            w_f_diag: v1(UNITS, 0.9, seed + 2),
+            w_i_diag: v1(UNITS, 0.9, seed + 3),
+            w_o_diag: v1(UNITS, 0.9, seed + 4),
+        }),
+        projection: None,
+    }
+}
+
+#[test]
+fn torch_projected_lstm_gives_our_outputs_and_round_trips() {
+    let d = data(600);
+    let h0 = m2([BATCH, PROJ], 0.5, 601);
+    for forget_bias in [1.0, 0.0, -0.5] {
+        let ours = projected_weights(610);
+        let torch = convert::lstm_cell_to_torch(&ours, forget_bias).unwrap();
+        assert_eq!(torch.weight_hr.shape(), [PROJ, UNITS]);
+        assert_eq!(torch.weight_hh.shape(), [4 * UNITS, PROJ]);
+        let a = run_lstm_cell(&ours, forget_bias, &d.x, &d.c0, &h0);
+        assert_runs_close(&run_torch_proj(&torch, &d.x, &d.c0, &h0), &a);
+        // And back: kernels and projection bit-exact, the bias within rounding.
+        let back = convert::torch_to_lstm_cell(&torch, forget_bias).unwrap();
+        assert_eq!(back.kernel, ours.kernel);
+        assert_eq!(back.projection, ours.projection);
+        assert_close(&back.bias, &ours.bias, 1e-15);
+        // A PyTorch model with both biases in use loads into a cell that gives its outputs.
+        let mut theirs = torch.clone();
+        theirs.bias_hh = v1(4 * UNITS, 0.3, 620);
+        let mut params = ParamStore::<f64>::new(0);
+        let cell =
+            convert::lstm_cell_from_torch_proj(&mut params, "rnn/lstm_cell", &theirs, forget_bias)
+                .unwrap();
+        assert_eq!(
+            (cell.num_proj(), cell.forget_bias()),
+            (Some(PROJ), forget_bias)
+        );
+        let loaded = cell.weights(&params).unwrap();
+        assert_runs_close(
+            &run_lstm_cell(&loaded, forget_bias, &d.x, &d.c0, &h0),
+            &run_torch_proj(&theirs, &d.x, &d.c0, &h0),
+        );
+    }
+    // Peepholes, a missing projection and bad shapes are refused.
+    assert!(matches!(
+        convert::lstm_cell_to_torch(&peephole_weights(1), 1.0),
+        Err(Error::InvalidArgument(_))
+    ));
+    let torch = convert::lstm_cell_to_torch(&projected_weights(2), 1.0).unwrap();
+    let mut bad = torch.clone();
+    bad.weight_hh = Array2::zeros((4 * UNITS, UNITS));
+    assert!(is_shape_err(convert::torch_to_lstm_cell(&bad, 1.0)));
+    let mut bad = torch;
+    bad.weight_hr = Array2::zeros((PROJ, UNITS + 1));
+    assert!(is_shape_err(convert::torch_to_lstm_cell(&bad, 1.0)));
+}
+
+#[test]
+fn keras_peephole_lstm_gives_our_outputs_and_round_trips() {
+    let d = data(630);
+    for forget_bias in [1.0, 0.0] {
+        let ours = peephole_weights(640);
+        let keras = convert::lstm_cell_to_keras_peephole(&ours, forget_bias).unwrap();
+        assert_runs_close(
+            &run_keras_peephole(&keras, &d),
+            &run_lstm_cell(&ours, forget_bias, &d.x, &d.c0, &d.h0),
+        );
+        let back = convert::keras_peephole_to_lstm_cell(&keras, forget_bias).unwrap();
+        assert_eq!(back.kernel, ours.kernel);
+        assert_eq!(back.peepholes, ours.peepholes);
+        assert_close(&back.bias, &ours.bias, 1e-15);
+    }
+    assert!(matches!(
+        convert::lstm_cell_to_keras_peephole(&projected_weights(3), 1.0),
+        Err(Error::InvalidArgument(_))
+    ));
+    let mut bad = convert::lstm_cell_to_keras_peephole(&peephole_weights(4), 1.0).unwrap();
+    bad.output_gate_peephole_weights = v1(UNITS + 1, 1.0, 5);
+    assert!(is_shape_err(convert::keras_peephole_to_lstm_cell(
+        &bad, 1.0
+    )));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -502,7 +502,7 @@ fn write_fake_mnist(dir: &Path, n_train: usize, n_test: usize, gz: bool, image_s
     };
     for (k, n) in [(0, n_train), (2, n_test)] {
         let data = (0..n)
-            .flat_map(|i| std::iter::repeat(i as u8).take(28 * image_side))
+            .flat_map(|i| std::iter::repeat_n(i as u8, 28 * image_side))
             .collect();
         let a = IdxArray::new(vec![n, 28, image_side], data).unwrap();
         write_idx(&dir.join(name(k)), &a, gz).unwrap();

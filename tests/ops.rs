@@ -457,6 +457,83 @@ fn inference_tape_refuses_backward() {
     assert!(!t.requires_grad(s));
 }
 
+#[test]
+fn clip_by_value_values_and_gradients() {
+    // Values within the finite-difference step of a bound are avoided: the random values are
+    // drawn, then kept only if clearly inside or outside [-0.5, 0.7].
+    let x = random(&[4, 6], 1.5, 9).mapv(|v| {
+        if (v + 0.5_f64).abs() < 1e-3 || (v - 0.7_f64).abs() < 1e-3 {
+            v + 0.01
+        } else {
+            v
+        }
+    });
+    check(std::slice::from_ref(&x), |t, v| {
+        t.clip_by_value(v[0], -0.5, 0.7)
+    });
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let v = t.watch(array![[-2.0, -0.5, 0.0, 0.7, 3.0]].into_dyn());
+    let y = t.clip_by_value(v, -0.5, 0.7).unwrap();
+    assert_eq!(
+        t.to_array(y),
+        array![[-0.5, -0.5, 0.0, 0.7, 0.7]].into_dyn()
+    );
+    // TensorFlow's gradient: passes where min <= x <= max (bounds included), else zero.
+    let g = t.backward(t.sum(y)).unwrap().wrt(v).unwrap().clone();
+    assert_eq!(g, array![[0.0, 1.0, 1.0, 1.0, 0.0]].into_dyn());
+    assert!(matches!(
+        t.clip_by_value(v, 1.0, 0.0),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn layer_norm_values_and_gradients() {
+    let (x, gamma, beta) = (
+        random(&[3, 5], 2.0, 10),
+        random(&[5], 1.0, 11),
+        random(&[5], 1.0, 12),
+    );
+    for eps in [1e-12, 1e-3] {
+        check(&[x.clone(), gamma.clone(), beta.clone()], |t, v| {
+            t.layer_norm(v[0], v[1], v[2], eps)
+        });
+    }
+    // Against the formula written out: (x - mean) / sqrt(var + eps) * gamma + beta per row.
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::inference(&params);
+    let y = t
+        .layer_norm(
+            t.constant(x.clone()),
+            t.constant(gamma.clone()),
+            t.constant(beta.clone()),
+            1e-3,
+        )
+        .unwrap();
+    let mut expected = x.clone();
+    for mut row in expected.rows_mut() {
+        let mean = row.sum() / 5.0;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 5.0;
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = (*v - mean) / (var + 1e-3).sqrt() * gamma[[k]] + beta[[k]];
+        }
+    }
+    assert_close(&t.to_array(y), &expected, 1e-14);
+    // Shapes and epsilon are checked.
+    let xv = t.constant(x);
+    let wrong = t.constant(random(&[4], 1.0, 13));
+    let g = t.constant(gamma);
+    assert!(matches!(
+        t.layer_norm(xv, wrong, g, 1e-3),
+        Err(Error::Shape { .. })
+    ));
+    assert!(matches!(
+        t.layer_norm(xv, g, g, -1.0),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
 // ------------------------------------------------------------- ops for users' own losses
 
 /// `random` shifted away from 0: uniform in `[lo, lo + 2 * scale)`.

@@ -1,4 +1,5 @@
-//! The three reference models of `shared/bench/torch_models.py`, shared by the benches
+//! The reference models of `shared/bench/torch_models.py` (and `gru128`, whose PyTorch side is
+//! in `benches/torch_bench.py`), shared by the benches
 //! (`mod models;` in each bench file).
 //!
 //! All read batches of 128 images as 28 steps of 28 pixels (`[batch, 28, 28]`, batch-major) and
@@ -19,6 +20,9 @@
 //!   `MultiCell` of 3 `DropoutWrapper(BasicLstmCell(128), output_keep_prob = 0.5)` run by
 //!   `dynamic_rnn`, dense(128 -> 10) on the top layer's final `h` (which output dropout does not
 //!   touch, as in PyTorch's `h_n[-1]`).
+//! - `gru128`: `GruCell(28 -> 128)` run by `dynamic_rnn`, dense(128 -> 10) on the last output.
+//!   PyTorch's `nn.GRU` applies the reset gate after the recurrent product: same size and cost,
+//!   not the same function.
 
 // Each bench uses only some of these items.
 #![allow(dead_code)]
@@ -26,7 +30,7 @@
 use ndarray::{Array3, ArrayD};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use recurrent::cell::{BasicLstmCell, DropoutWrapper, MultiCell};
+use recurrent::cell::{BasicLstmCell, DropoutWrapper, GruCell, MultiCell};
 use recurrent::optim::{Adam, Optimizer};
 use recurrent::Layer;
 use recurrent::{rnn, Dense, ParamStore, Result, Tape, Var};
@@ -41,8 +45,8 @@ pub const INPUT: usize = 28;
 /// Output classes.
 pub const CLASSES: usize = 10;
 
-/// The reference models' names, in `bench_torch.py`'s order.
-pub const NAMES: [&str; 3] = ["lstm128", "bilstm256", "multi3"];
+/// The reference models' names, in `bench_torch.py`'s order, then `gru128`.
+pub const NAMES: [&str; 4] = ["lstm128", "bilstm256", "multi3", "gru128"];
 
 enum Net {
     Lstm128 {
@@ -57,6 +61,10 @@ enum Net {
     Multi3 {
         input: Dense,
         stack: MultiCell<DropoutWrapper<BasicLstmCell>>,
+        dense: Dense,
+    },
+    Gru128 {
+        cell: GruCell,
         dense: Dense,
     },
 }
@@ -128,6 +136,13 @@ impl Model {
                     },
                 )
             }
+            "gru128" => (
+                "gru128",
+                Net::Gru128 {
+                    cell: GruCell::new(p, "rnn/gru_cell", INPUT, 128).unwrap(),
+                    dense: Dense::new(p, "dense", 128, CLASSES).unwrap(),
+                },
+            ),
             other => panic!("unknown model {other:?}: expected one of {NAMES:?}"),
         };
         Model {
@@ -168,6 +183,16 @@ impl Model {
                 dense.apply(tape, last)
             }
             (Net::Lstm128 { cell, dense }, Runner::Static) => {
+                let steps = tape.unstack(x, 1)?;
+                let (outputs, _) = rnn::static_rnn(tape, cell, &steps, RnnOptions::default())?;
+                dense.apply(tape, *outputs.last().expect("28 steps"))
+            }
+            (Net::Gru128 { cell, dense }, Runner::Dynamic) => {
+                let (outputs, _) = rnn::dynamic_rnn(tape, cell, x, RnnOptions::default())?;
+                let last = rnn::last_relevant_output(tape, outputs, None)?;
+                dense.apply(tape, last)
+            }
+            (Net::Gru128 { cell, dense }, Runner::Static) => {
                 let steps = tape.unstack(x, 1)?;
                 let (outputs, _) = rnn::static_rnn(tape, cell, &steps, RnnOptions::default())?;
                 dense.apply(tape, *outputs.last().expect("28 steps"))

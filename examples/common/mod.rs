@@ -165,7 +165,7 @@ impl Observer for Progress {
         self.bar.set_position(r.step);
         self.bar
             .set_message(format!("loss {:.4}, acc {:.4}", r.loss, r.accuracy));
-        if r.step % self.log_every == 0 || r.step == self.bar.length().unwrap_or(0) {
+        if r.step.is_multiple_of(self.log_every) || r.step == self.bar.length().unwrap_or(0) {
             let recent = &self.step_times[self
                 .step_times
                 .len()

@@ -367,8 +367,7 @@ impl WordLanguages {
             let (tr, te) = split_train_validation(&chosen, TRAIN_FRACTION)?;
             for (part, words) in [(&mut train, tr), (&mut test, te)] {
                 part.words.extend_from_slice(words);
-                part.labels
-                    .extend(std::iter::repeat(label).take(words.len()));
+                part.labels.extend(std::iter::repeat_n(label, words.len()));
             }
         }
         Ok(WordLanguages {

@@ -53,6 +53,10 @@
 //! `unit_forget_bias` is only an initializer (it sets the forget bias block to 1 at creation),
 //! so trained Keras weights already contain their forget bias in `bias`.
 //!
+//! [`LstmCell`]'s projection converts to and from PyTorch's `nn.LSTM(proj_size=...)`
+//! ([`TorchProjLstmWeights`]) and its peepholes to and from Keras's peephole LSTM cell
+//! ([`KerasPeepholeLstmWeights`]); see there for the equations.
+//!
 //! ONNX models may hold two directions (`direction = "bidirectional"`, `num_directions = 2`);
 //! the converters take and produce one direction, and [`OnnxLstmWeights::direction`] extracts
 //! one from a bidirectional model. Peepholes (`P`), clipping and `input_forget` have no
@@ -117,7 +121,7 @@
 
 use ndarray::{concatenate, s, Array1, Array2, Array3, ArrayView1, ArrayView2, Axis, Ix1, Ix2};
 
-use crate::cell::{BasicLstmCell, Cell, GruCell};
+use crate::cell::{BasicLstmCell, Cell, GruCell, LstmCell, LstmCellWeights, LstmPeepholes};
 use crate::params::{ParamStore, Scope};
 use crate::{Error, Result, Scalar};
 
@@ -271,7 +275,7 @@ fn check_shape(op: &'static str, what: &str, got: &[usize], want: &[usize]) -> R
 
 /// `n = gates * units` with `units > 0`, else a shape error.
 fn units_of(op: &'static str, what: &str, n: usize, gates: usize) -> Result<usize> {
-    if n == 0 || n % gates != 0 {
+    if n == 0 || !n.is_multiple_of(gates) {
         return Err(Error::shape(
             op,
             format!("{what} with {gates} * units rows/columns, units > 0"),
@@ -702,6 +706,243 @@ pub fn lstm_cell_from_onnx<T: Scalar>(
     forget_bias: f64,
 ) -> Result<BasicLstmCell> {
     onnx_to_tf(weights, forget_bias)?.to_cell(params, scope)
+}
+
+// ---------------------------------------------------------------------------------------------
+// LstmCell: PyTorch's projection and Keras's peepholes
+// ---------------------------------------------------------------------------------------------
+
+/// One layer and direction of PyTorch's `nn.LSTM(..., proj_size=P)` (`weight_ih_l0`,
+/// `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `weight_hr_l0`). Row blocks are the gates
+/// i, f, g, o.
+///
+/// PyTorch computes the gates as [`TorchLstmWeights`] does, from the projected `h` of width
+/// `P`, and then `h' = weight_hr @ (o ⊙ tanh(c'))`: [`LstmCell`] with `num_proj = P` and
+/// `projection/kernel = weight_hrᵀ`. PyTorch has no peepholes and no clipping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorchProjLstmWeights<T> {
+    /// `[4 * hidden_size, input_size]`.
+    pub weight_ih: Array2<T>,
+    /// `[4 * hidden_size, proj_size]`.
+    pub weight_hh: Array2<T>,
+    /// `[4 * hidden_size]`.
+    pub bias_ih: Array1<T>,
+    /// `[4 * hidden_size]`.
+    pub bias_hh: Array1<T>,
+    /// `[proj_size, hidden_size]`.
+    pub weight_hr: Array2<T>,
+}
+
+/// The weights of a Keras peephole LSTM cell (`tf.keras.experimental.PeepholeLSTMCell` in
+/// TensorFlow 2.x, `tfa.rnn.PeepholeLSTMCell` in TensorFlow Addons), in `get_weights()` order.
+/// Column blocks are the gates i, f, c, o.
+///
+/// ```text
+/// [i, f, c̃, o] = x @ kernel + h @ recurrent_kernel + bias
+/// i = σ(i + p_i ⊙ c),  f = σ(f + p_f ⊙ c),  c' = f ⊙ c + i ⊙ tanh(c̃),
+/// o = σ(o + p_o ⊙ c'),  h' = o ⊙ tanh(c')
+/// ```
+///
+/// the function of [`LstmCell`] with peepholes (`w_i_diag = p_i`, `w_f_diag = p_f`,
+/// `w_o_diag = p_o`) and no clipping or projection. Keras has no layer-normalised counterpart of
+/// [`crate::cell::LayerNormBasicLstmCell`]: TensorFlow Addons' `LayerNormLSTMCell` normalises
+/// `x @ kernel` and `h @ recurrent_kernel` separately, another function, so no converter is
+/// offered for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KerasPeepholeLstmWeights<T> {
+    /// `[input_dim, 4 * units]`.
+    pub kernel: Array2<T>,
+    /// `[units, 4 * units]`.
+    pub recurrent_kernel: Array2<T>,
+    /// `[4 * units]`.
+    pub bias: Array1<T>,
+    /// `[units]`.
+    pub input_gate_peephole_weights: Array1<T>,
+    /// `[units]`.
+    pub forget_gate_peephole_weights: Array1<T>,
+    /// `[units]`.
+    pub output_gate_peephole_weights: Array1<T>,
+}
+
+/// Our [`LstmCell`] weights (with a projection, without peepholes) as PyTorch
+/// `nn.LSTM(proj_size=num_proj)` weights, for a cell run with `forget_bias`: as
+/// [`tf_to_torch`] for the gates, and `weight_hr = projection/kernelᵀ`.
+///
+/// # Errors
+/// [`Error::Shape`] for weights that do not fit, [`Error::InvalidArgument`] for weights with
+/// peepholes or without a projection (PyTorch has no peepholes; without a projection use
+/// [`tf_to_torch`]), or a `forget_bias` that is not finite. A cell's `cell_clip` and
+/// `proj_clip` have no PyTorch counterpart: leave them unset on cells to be exported.
+pub fn lstm_cell_to_torch<T: Scalar>(
+    w: &LstmCellWeights<T>,
+    forget_bias: f64,
+) -> Result<TorchProjLstmWeights<T>> {
+    const OP: &str = "lstm_cell_to_torch";
+    check_forget_bias(OP, forget_bias)?;
+    let (input, h, _) = w.sizes()?;
+    let projection = match (&w.peepholes, &w.projection) {
+        (None, Some(p)) => p,
+        _ => {
+            return Err(Error::invalid(format!(
+                "{OP}: PyTorch's projected LSTM has a projection and no peepholes"
+            )))
+        }
+    };
+    let (wx, wh) = w.kernel.view().split_at(Axis(0), input);
+    let mut bias_ih = reorder_vec(w.bias.view(), h, &IFGO);
+    shift_block(
+        &mut bias_ih,
+        h,
+        inverse(IFGO)[F],
+        T::from_f64_lossy(forget_bias),
+    );
+    Ok(TorchProjLstmWeights {
+        weight_ih: reorder_cols(wx, h, &IFGO)
+            .reversed_axes()
+            .as_standard_layout()
+            .into_owned(),
+        weight_hh: reorder_cols(wh, h, &IFGO)
+            .reversed_axes()
+            .as_standard_layout()
+            .into_owned(),
+        bias_ih,
+        bias_hh: Array1::zeros(4 * h),
+        weight_hr: projection.t().as_standard_layout().into_owned(),
+    })
+}
+
+/// PyTorch `nn.LSTM(proj_size=P)` weights (one layer, one direction) as [`LstmCell`] weights
+/// with `num_proj = P`, for a cell run with `forget_bias`: as [`torch_to_tf`] for the gates, and
+/// `projection/kernel = weight_hrᵀ`.
+///
+/// # Errors
+/// [`Error::Shape`] if the shapes do not fit together, [`Error::InvalidArgument`] if
+/// `forget_bias` is not finite.
+pub fn torch_to_lstm_cell<T: Scalar>(
+    w: &TorchProjLstmWeights<T>,
+    forget_bias: f64,
+) -> Result<LstmCellWeights<T>> {
+    const OP: &str = "torch_to_lstm_cell";
+    check_forget_bias(OP, forget_bias)?;
+    let (rows, _) = w.weight_ih.dim();
+    let h = units_of(OP, "weight_ih [4 * hidden_size, input_size]", rows, 4)?;
+    positive_input(OP, "weight_ih", w.weight_ih.shape())?;
+    let p = w.weight_hr.nrows();
+    if p == 0 {
+        return Err(Error::shape(
+            OP,
+            "weight_hr of shape [proj_size > 0, hidden_size]",
+            w.weight_hr.shape(),
+        ));
+    }
+    check_shape(OP, "weight_hr", w.weight_hr.shape(), &[p, h])?;
+    check_shape(OP, "weight_hh", w.weight_hh.shape(), &[4 * h, p])?;
+    check_shape(OP, "bias_ih", w.bias_ih.shape(), &[4 * h])?;
+    check_shape(OP, "bias_hh", w.bias_hh.shape(), &[4 * h])?;
+    let back = inverse(IFGO);
+    let kernel = concatenate(
+        Axis(0),
+        &[
+            reorder_cols(w.weight_ih.t(), h, &back).view(),
+            reorder_cols(w.weight_hh.t(), h, &back).view(),
+        ],
+    )
+    .expect("same width");
+    let summed = &w.bias_ih + &w.bias_hh;
+    let mut bias = reorder_vec(summed.view(), h, &back);
+    shift_block(&mut bias, h, F, -T::from_f64_lossy(forget_bias));
+    let weights = LstmCellWeights {
+        kernel,
+        bias,
+        peepholes: None,
+        projection: Some(w.weight_hr.t().as_standard_layout().into_owned()),
+    };
+    weights.sizes()?;
+    Ok(weights)
+}
+
+/// An [`LstmCell`] in `params` under `scope` with PyTorch `nn.LSTM(proj_size=P)` weights, run
+/// with `forget_bias`: [`torch_to_lstm_cell`], then [`LstmCell::from_weights`].
+///
+/// # Errors
+/// As [`torch_to_lstm_cell`] and [`LstmCell::from_weights`].
+pub fn lstm_cell_from_torch_proj<T: Scalar>(
+    params: &mut ParamStore<T>,
+    scope: impl Into<Scope>,
+    weights: &TorchProjLstmWeights<T>,
+    forget_bias: f64,
+) -> Result<LstmCell> {
+    LstmCell::from_weights(params, scope, torch_to_lstm_cell(weights, forget_bias)?)?
+        .with_forget_bias(forget_bias)
+}
+
+/// Our [`LstmCell`] weights (with peepholes, without a projection) as Keras peephole LSTM
+/// weights, for a cell run with `forget_bias`: as [`tf_to_keras`] for the gates, and the
+/// peepholes renamed.
+///
+/// # Errors
+/// [`Error::Shape`] for weights that do not fit, [`Error::InvalidArgument`] for weights without
+/// peepholes or with a projection, or a `forget_bias` that is not finite. Keras has no cell
+/// clipping: leave `cell_clip` unset on cells to be exported.
+pub fn lstm_cell_to_keras_peephole<T: Scalar>(
+    w: &LstmCellWeights<T>,
+    forget_bias: f64,
+) -> Result<KerasPeepholeLstmWeights<T>> {
+    const OP: &str = "lstm_cell_to_keras_peephole";
+    w.sizes()?;
+    let peepholes = match (&w.peepholes, &w.projection) {
+        (Some(p), None) => p,
+        _ => {
+            return Err(Error::invalid(format!(
+                "{OP}: Keras's peephole LSTM has peepholes and no projection"
+            )))
+        }
+    };
+    let keras = tf_to_keras(&TfLstmWeights::new(
+        w.kernel.clone(),
+        w.bias.clone(),
+        forget_bias,
+    )?)?;
+    Ok(KerasPeepholeLstmWeights {
+        kernel: keras.kernel,
+        recurrent_kernel: keras.recurrent_kernel,
+        bias: keras.bias,
+        input_gate_peephole_weights: peepholes.w_i_diag.clone(),
+        forget_gate_peephole_weights: peepholes.w_f_diag.clone(),
+        output_gate_peephole_weights: peepholes.w_o_diag.clone(),
+    })
+}
+
+/// Keras peephole LSTM weights as [`LstmCell`] weights with peepholes, for a cell run with
+/// `forget_bias`: as [`keras_to_tf`] for the gates, and the peepholes renamed.
+///
+/// # Errors
+/// [`Error::Shape`] if the shapes do not fit together, [`Error::InvalidArgument`] if
+/// `forget_bias` is not finite.
+pub fn keras_peephole_to_lstm_cell<T: Scalar>(
+    w: &KerasPeepholeLstmWeights<T>,
+    forget_bias: f64,
+) -> Result<LstmCellWeights<T>> {
+    let gates = keras_to_tf(
+        &KerasLstmWeights {
+            kernel: w.kernel.clone(),
+            recurrent_kernel: w.recurrent_kernel.clone(),
+            bias: w.bias.clone(),
+        },
+        forget_bias,
+    )?;
+    let weights = LstmCellWeights {
+        kernel: gates.kernel,
+        bias: gates.bias,
+        peepholes: Some(LstmPeepholes {
+            w_f_diag: w.forget_gate_peephole_weights.clone(),
+            w_i_diag: w.input_gate_peephole_weights.clone(),
+            w_o_diag: w.output_gate_peephole_weights.clone(),
+        }),
+        projection: None,
+    };
+    weights.sizes()?;
+    Ok(weights)
 }
 
 // ---------------------------------------------------------------------------------------------

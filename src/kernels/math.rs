@@ -1,9 +1,9 @@
-//! Vectorised `sigmoid` and `tanh` over slices.
+//! Vectorised `sigmoid` and `tanh` over slices, and the instruction-set dispatch of the kernels.
 //!
 //! The standard library's `f32::tanh` and `f32::exp` are scalar calls into libm; in an LSTM they
 //! cost as much as the matrix products. These versions are branch-free, so the compiler turns
-//! each loop into SIMD code (AVX2 + FMA when the CPU has them, chosen at run time), and they stay
-//! within a few units in the last place of the exact result:
+//! each loop into SIMD code, and they stay within a few units in the last place of the exact
+//! result:
 //!
 //! - `exp` reduces `x = n ln 2 + r` with `|r| <= ln 2 / 2` and evaluates Cephes' degree-6
 //!   polynomial for `exp(r)` (Moshier, *Methods and Programs for Mathematical Functions*, 1989);
@@ -12,7 +12,150 @@
 //! - `tanh(x)` is Cephes' odd polynomial for `|x| < 0.625` and `(1 - e) / (1 + e)` with
 //!   `e = exp(-2|x|)` beyond, with the sign restored.
 //!
-//! NaN propagates; results below `1.2e-38` (the smallest normal `f32`) flush to zero. `f64` uses the standard library (it serves gradient checks, not speed).
+//! NaN propagates; results below `1.2e-38` (the smallest normal `f32`) flush to zero. `f64` uses
+//! the standard library (it serves gradient checks, not speed).
+//!
+//! # Instruction sets
+//! Each elementwise kernel (these activations, and the fused cells' gate arithmetic forward and
+//! backward) is compiled three times: for AVX-512 (F, BW, DQ, VL), for AVX2 with FMA, and for
+//! the baseline of the target (SSE2 on x86-64, NEON on aarch64). [`isa`] picks one at the first
+//! call, from what the CPU reports, and every kernel follows that choice. The three are the same
+//! source with the same operations in the same order (Rust never fuses a multiply and an add on
+//! its own), so they give the same bits; the tests compare them. The matrix products dispatch
+//! the same way inside the `gemm` crate (its AVX-512 kernels are enabled).
+//!
+//! The environment variable `RECURRENT_ISA` (`avx512`, `avx2` or `portable`), read once, can
+//! lower the choice, to measure one path against another; it never raises it above what the CPU
+//! has.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The instruction sets the elementwise kernels have code paths for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// The target's baseline (SSE2 on x86-64, NEON on aarch64), for any CPU.
+    Portable,
+    /// AVX2 and FMA (x86-64 since Haswell and Zen 1).
+    Avx2,
+    /// AVX-512 F, BW, DQ and VL (x86-64 since Skylake-SP and Zen 4).
+    Avx512,
+}
+
+impl Isa {
+    /// The lower-case name (`"avx512"`, `"avx2"`, `"portable"`), as `RECURRENT_ISA` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_supported(self) -> bool {
+        self <= detected()
+    }
+
+    /// Every path this CPU can run, lowest first.
+    pub fn supported() -> Vec<Isa> {
+        [Isa::Portable, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.is_supported())
+            .collect()
+    }
+}
+
+/// The best path the CPU supports.
+fn detected() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx512;
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// 0: not chosen yet; else `1 + Isa as u8`.
+static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+/// The instruction set the kernels use: the best the CPU supports, lowered by
+/// `RECURRENT_ISA` if that names a lower one. Chosen at the first call, then fixed.
+pub fn isa() -> Isa {
+    match CHOSEN.load(Ordering::Relaxed) {
+        1 => Isa::Portable,
+        2 => Isa::Avx2,
+        3 => Isa::Avx512,
+        _ => {
+            let best = detected();
+            let wanted = match std::env::var("RECURRENT_ISA").as_deref() {
+                Ok("portable") => Isa::Portable,
+                Ok("avx2") => Isa::Avx2,
+                _ => Isa::Avx512,
+            };
+            let chosen = best.min(wanted);
+            CHOSEN.store(chosen as u8 + 1, Ordering::Relaxed);
+            chosen
+        }
+    }
+}
+
+/// Defines `$name(args)`, which runs `$body` compiled for [`isa`]'s choice, and
+/// `$name_on(isa, args)`, which runs it compiled for the given path (for tests that compare
+/// paths; it panics if the CPU lacks that path). The body is generic over `T: Scalar`.
+macro_rules! isa_dispatch {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident / $name_on:ident <T>($($arg:ident: $ty:ty),* $(,)?) $body:block
+    ) => {
+        $(#[$meta])*
+        $vis fn $name<T: $crate::Scalar>($($arg: $ty),*) {
+            $name_on::<T>($crate::math::isa(), $($arg),*)
+        }
+
+        #[allow(dead_code, clippy::too_many_arguments)]
+        $vis fn $name_on<T: $crate::Scalar>(isa: $crate::math::Isa, $($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body<T: $crate::Scalar>($($arg: $ty),*) $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512<T: $crate::Scalar>($($arg: $ty),*) {
+                body::<T>($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2<T: $crate::Scalar>($($arg: $ty),*) {
+                body::<T>($($arg),*)
+            }
+
+            assert!(isa.is_supported(), "{}: this CPU has no {} path", stringify!($name), isa.name());
+            match isa {
+                // SAFETY: the CPU supports the features the function is compiled for (asserted).
+                #[cfg(target_arch = "x86_64")]
+                $crate::math::Isa::Avx512 => unsafe { avx512::<T>($($arg),*) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                $crate::math::Isa::Avx2 => unsafe { avx2::<T>($($arg),*) },
+                _ => body::<T>($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use isa_dispatch;
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split so that `n * LN2_HI` is exact for the `n` that occur.
@@ -46,7 +189,7 @@ fn exp_f32(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn sigmoid_f32(x: f32) -> f32 {
+pub(crate) fn sigmoid_f32(x: f32) -> f32 {
     let e = exp_f32(-x.abs());
     let s = 1.0 / (1.0 + e);
     if x >= 0.0 || x.is_nan() {
@@ -57,7 +200,7 @@ fn sigmoid_f32(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn tanh_f32(x: f32) -> f32 {
+pub(crate) fn tanh_f32(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
     let small =
@@ -76,58 +219,52 @@ fn tanh_f32(x: f32) -> f32 {
     }
 }
 
-/// Whether this CPU has AVX2 and FMA, for which the vectorised kernels are compiled (the
-/// answer is cached by the standard library after the first call).
-pub(crate) fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+/// `x`, or zero when `x` is subnormal (below the smallest normal value in magnitude).
+///
+/// The fused kernels pass every state they carry from step to step and every gradient they
+/// feed to a matrix product through this: an LSTM whose forget gate stays near 1 while its
+/// input gate is near 0 keeps `c` and `h` in the subnormal range step after step, and on CPUs
+/// that handle subnormal operands in microcode every product then runs many times slower. A
+/// subnormal `f32` is below `1.2e-38`: flushing it changes no result that a normal value would
+/// not swamp. This does what the flush-to-zero and denormals-are-zero modes of the floating-point
+/// unit would, without changing the mode of the caller's threads.
+#[inline(always)]
+pub(crate) fn flush_subnormal<T: crate::Scalar>(x: T) -> T {
+    if x.abs() < T::min_positive_value() {
+        T::zero()
+    } else {
+        x
     }
 }
 
-macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident, $avx:ident, $f:ident) => {
-        $(#[$doc])*
-        pub fn $name(xs: &mut [f32]) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if has_avx2_fma() {
-                    // SAFETY: the CPU supports the features the function is compiled for.
-                    unsafe { $avx(xs) };
-                    return;
-                }
-            }
-            for x in xs.iter_mut() {
-                *x = $f(*x);
-            }
+isa_dispatch! {
+    /// Applies the logistic sigmoid to every element in place (through [`crate::Scalar`]'s
+    /// element function: the polynomial above for `f32`, the standard library's `exp` for `f64`).
+    pub(crate) fn sigmoid_in_place / sigmoid_in_place_on<T>(xs: &mut [T]) {
+        for x in xs.iter_mut() {
+            *x = x.sigmoid_elem();
         }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $avx(xs: &mut [f32]) {
-            for x in xs.iter_mut() {
-                *x = $f(*x);
-            }
-        }
-    };
+    }
 }
 
-dispatch!(
-    /// Applies the logistic sigmoid to every element in place.
-    sigmoid_in_place_f32,
-    sigmoid_avx2,
-    sigmoid_f32
-);
-dispatch!(
+isa_dispatch! {
     /// Applies `tanh` to every element in place.
-    tanh_in_place_f32,
-    tanh_avx2,
-    tanh_f32
-);
+    pub(crate) fn tanh_in_place / tanh_in_place_on<T>(xs: &mut [T]) {
+        for x in xs.iter_mut() {
+            *x = x.tanh_elem();
+        }
+    }
+}
+
+/// Applies the logistic sigmoid to every element in place.
+pub fn sigmoid_in_place_f32(xs: &mut [f32]) {
+    sigmoid_in_place(xs)
+}
+
+/// Applies `tanh` to every element in place.
+pub fn tanh_in_place_f32(xs: &mut [f32]) {
+    tanh_in_place(xs)
+}
 
 #[cfg(test)]
 mod tests {
@@ -182,6 +319,43 @@ mod tests {
         let mut signed_zero = [-0.0f32];
         tanh_in_place_f32(&mut signed_zero);
         assert!(signed_zero[0] == 0.0 && signed_zero[0].is_sign_negative());
+    }
+
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let xs = sweep();
+        for isa in Isa::supported() {
+            let (mut s, mut t) = (xs.clone(), xs.clone());
+            sigmoid_in_place_on(isa, &mut s);
+            tanh_in_place_on(isa, &mut t);
+            let (mut s0, mut t0) = (xs.clone(), xs.clone());
+            sigmoid_in_place_on(Isa::Portable, &mut s0);
+            tanh_in_place_on(Isa::Portable, &mut t0);
+            for k in 0..xs.len() {
+                assert_eq!(
+                    s[k].to_bits(),
+                    s0[k].to_bits(),
+                    "sigmoid {} at {}",
+                    isa.name(),
+                    xs[k]
+                );
+                assert_eq!(
+                    t[k].to_bits(),
+                    t0[k].to_bits(),
+                    "tanh {} at {}",
+                    isa.name(),
+                    xs[k]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_chosen_path_is_supported_and_fixed() {
+        let chosen = isa();
+        assert!(chosen.is_supported());
+        assert_eq!(isa(), chosen);
+        assert!(Isa::Portable.is_supported());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Only [`math`] and [`parallel`] are public (re-exported at the crate root); the rest is
 //! private machinery that the cells call.
 
+pub(crate) mod gru;
 pub(crate) mod linalg;
 pub(crate) mod lstm;
 pub mod math;

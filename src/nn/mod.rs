@@ -6,3 +6,4 @@ pub mod init;
 pub mod layers;
 pub mod params;
 pub mod rnn;
+mod static_fast;

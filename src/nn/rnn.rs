@@ -9,6 +9,8 @@
 //! | `tf.nn.dynamic_rnn(cell, inputs, sequence_length, initial_state, time_major=...)` | [`dynamic_rnn`] |
 //! | `tf.nn.static_bidirectional_rnn(fw, bw, inputs, ...)` | [`static_bidirectional_rnn`] |
 //! | `tf.nn.bidirectional_dynamic_rnn(fw, bw, inputs, ...)` | [`bidirectional_dynamic_rnn`] |
+//! | `tf.contrib.rnn.stack_bidirectional_dynamic_rnn(cells_fw, cells_bw, inputs, ...)` | [`stack_bidirectional_dynamic_rnn`] |
+//! | `tf.contrib.rnn.stack_bidirectional_rnn(cells_fw, cells_bw, inputs, ...)` | [`stack_bidirectional_rnn`] |
 //! | `tf.gather_nd(outputs, [range(batch), sequence_length - 1])` | [`last_relevant_output`] |
 //!
 //! With `sequence_length`, outputs past an example's length are zero and its state is carried
@@ -195,6 +197,11 @@ pub fn static_rnn<T: Scalar, C: Cell>(
         .map(|l| check_lengths(l, batch, inputs.len()))
         .transpose()?;
     let mut state = self::initial_state(tape, cell, initial_state, batch)?;
+    if let Some(result) =
+        super::static_fast::sequence(tape, cell, inputs, &state, lengths.as_deref())
+    {
+        return result;
+    }
     let mut outputs = Vec::with_capacity(inputs.len());
     // One zero output for every step that needs it, made once outside the time loop.
     let zero = lengths
@@ -384,6 +391,190 @@ pub fn static_bidirectional_rnn<T: Scalar, F: Cell, B: Cell>(
         .map(|(&f, &b)| tape.concat(&[f, b], 1))
         .collect::<Result<Vec<_>>>()?;
     Ok((outputs, state_fw, state_bw))
+}
+
+/// The options of [`stack_bidirectional_dynamic_rnn`] and [`stack_bidirectional_rnn`]: one
+/// initial state per layer and direction (`initial_states_fw`, `initial_states_bw`), the
+/// sequence lengths every layer uses, and `time_major` (dynamic only).
+///
+/// `F` and `B` are the forward and backward cells' state types.
+#[derive(Debug, Clone)]
+pub struct StackedBidirectionalOptions<'a, F, B> {
+    /// The forward cells' initial states, one per layer (zero states if `None`).
+    pub initial_states_fw: Option<Vec<F>>,
+    /// The backward cells' initial states, one per layer.
+    pub initial_states_bw: Option<Vec<B>>,
+    /// Each example's number of valid steps, used by every layer.
+    pub sequence_length: Option<&'a [usize]>,
+    /// Time-major inputs and outputs ([`stack_bidirectional_dynamic_rnn`] only).
+    pub time_major: bool,
+}
+
+impl<F, B> Default for StackedBidirectionalOptions<'_, F, B> {
+    fn default() -> Self {
+        StackedBidirectionalOptions {
+            initial_states_fw: None,
+            initial_states_bw: None,
+            sequence_length: None,
+            time_major: false,
+        }
+    }
+}
+
+impl<'a, F, B> StackedBidirectionalOptions<'a, F, B> {
+    /// The forward cells' initial states, one per layer.
+    pub fn initial_states_fw(mut self, states: Vec<F>) -> Self {
+        self.initial_states_fw = Some(states);
+        self
+    }
+
+    /// The backward cells' initial states, one per layer.
+    pub fn initial_states_bw(mut self, states: Vec<B>) -> Self {
+        self.initial_states_bw = Some(states);
+        self
+    }
+
+    /// Each example's number of valid steps.
+    pub fn sequence_length(mut self, lengths: &'a [usize]) -> Self {
+        self.sequence_length = Some(lengths);
+        self
+    }
+
+    /// Time-major inputs and outputs.
+    pub fn time_major(mut self, time_major: bool) -> Self {
+        self.time_major = time_major;
+        self
+    }
+}
+
+/// Per-layer initial states as a list of `Option`s, checking their number.
+fn per_layer<S>(
+    op: &'static str,
+    what: &str,
+    states: Option<Vec<S>>,
+    layers: usize,
+) -> Result<Vec<Option<S>>> {
+    match states {
+        None => Ok((0..layers).map(|_| None).collect()),
+        Some(states) if states.len() == layers => Ok(states.into_iter().map(Some).collect()),
+        Some(states) => Err(Error::Shape {
+            op,
+            expected: format!("{what}: one state per layer ({layers})"),
+            got: format!("{} states", states.len()),
+        }),
+    }
+}
+
+/// Checks that the two directions have the same, non-zero number of layers.
+fn check_stack(op: &'static str, fw: usize, bw: usize) -> Result<()> {
+    if fw == 0 || fw != bw {
+        return Err(Error::Shape {
+            op,
+            expected: "as many backward cells as forward cells, at least one".into(),
+            got: format!("{fw} forward and {bw} backward cells"),
+        });
+    }
+    Ok(())
+}
+
+/// Stacked bidirectional layers over `inputs` `[batch, time, input_size]` (time-major when
+/// asked): layer `k + 1` reads `concat([fw_k, bw_k], axis = -1)` of layer `k`
+/// (`tf.contrib.rnn.stack_bidirectional_dynamic_rnn`).
+///
+/// Returns the top layer's concatenated outputs `[batch, time, fw_units + bw_units]` and every
+/// layer's final forward and backward states, bottom first. Layer `k + 1`'s cells must take
+/// `fw_units + bw_units` of layer `k` as input.
+///
+/// ```
+/// use recurrent::cell::BasicLstmCell;
+/// use recurrent::rnn::{stack_bidirectional_dynamic_rnn, StackedBidirectionalOptions};
+/// use recurrent::{ParamStore, Tape};
+///
+/// let mut params = ParamStore::<f32>::new(0);
+/// let mut cell = |scope: &str, input| BasicLstmCell::new(&mut params, scope, input, 4);
+/// let fw = vec![cell("stack/cell_0/fw/lstm", 3)?, cell("stack/cell_1/fw/lstm", 8)?];
+/// let bw = vec![cell("stack/cell_0/bw/lstm", 3)?, cell("stack/cell_1/bw/lstm", 8)?];
+/// let tape = Tape::inference(&params);
+/// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 5, 3])));
+/// let options = StackedBidirectionalOptions::default().sequence_length(&[5, 3]);
+/// let (outputs, states_fw, states_bw) = stack_bidirectional_dynamic_rnn(&tape, &fw, &bw, x, options)?;
+/// assert_eq!(tape.shape(outputs), vec![2, 5, 8]);
+/// assert_eq!((states_fw.len(), states_bw.len()), (2, 2));
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+#[allow(clippy::type_complexity)]
+pub fn stack_bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
+    tape: &Tape<'_, T>,
+    cells_fw: &[F],
+    cells_bw: &[B],
+    inputs: Var,
+    options: StackedBidirectionalOptions<'_, F::State, B::State>,
+) -> Result<(Var, Vec<F::State>, Vec<B::State>)> {
+    const OP: &str = "stack_bidirectional_dynamic_rnn";
+    check_stack(OP, cells_fw.len(), cells_bw.len())?;
+    let layers = cells_fw.len();
+    let initial_fw = per_layer(OP, "initial_states_fw", options.initial_states_fw, layers)?;
+    let initial_bw = per_layer(OP, "initial_states_bw", options.initial_states_bw, layers)?;
+    let (mut x, mut states_fw, mut states_bw) = (inputs, Vec::new(), Vec::new());
+    for (k, ((fw, bw), (init_fw, init_bw))) in cells_fw
+        .iter()
+        .zip(cells_bw)
+        .zip(initial_fw.into_iter().zip(initial_bw))
+        .enumerate()
+    {
+        let layer = BidirectionalOptions {
+            initial_state_fw: init_fw,
+            initial_state_bw: init_bw,
+            sequence_length: options.sequence_length,
+            time_major: options.time_major,
+        };
+        let ((out_fw, out_bw), (state_fw, state_bw)) =
+            bidirectional_dynamic_rnn(tape, fw, bw, x, layer)
+                .map_err(|e| e.within(format!("layer {k} of {OP}")))?;
+        x = tape.concat(&[out_fw, out_bw], 2)?;
+        states_fw.push(state_fw);
+        states_bw.push(state_bw);
+    }
+    Ok((x, states_fw, states_bw))
+}
+
+/// Stacked bidirectional layers over a list of per-step inputs `[batch, input_size]`
+/// (`tf.contrib.rnn.stack_bidirectional_rnn`): layer `k + 1` reads the per-step
+/// `concat([fw_t, bw_t], axis 1)` of layer `k`. Returns the top layer's per-step outputs and
+/// every layer's final states, bottom first.
+#[allow(clippy::type_complexity)]
+pub fn stack_bidirectional_rnn<T: Scalar, F: Cell, B: Cell>(
+    tape: &Tape<'_, T>,
+    cells_fw: &[F],
+    cells_bw: &[B],
+    inputs: &[Var],
+    options: StackedBidirectionalOptions<'_, F::State, B::State>,
+) -> Result<(Vec<Var>, Vec<F::State>, Vec<B::State>)> {
+    const OP: &str = "stack_bidirectional_rnn";
+    check_stack(OP, cells_fw.len(), cells_bw.len())?;
+    let layers = cells_fw.len();
+    let initial_fw = per_layer(OP, "initial_states_fw", options.initial_states_fw, layers)?;
+    let initial_bw = per_layer(OP, "initial_states_bw", options.initial_states_bw, layers)?;
+    let (mut steps, mut states_fw, mut states_bw) = (inputs.to_vec(), Vec::new(), Vec::new());
+    for (k, ((fw, bw), (init_fw, init_bw))) in cells_fw
+        .iter()
+        .zip(cells_bw)
+        .zip(initial_fw.into_iter().zip(initial_bw))
+        .enumerate()
+    {
+        let layer = BidirectionalOptions {
+            initial_state_fw: init_fw,
+            initial_state_bw: init_bw,
+            sequence_length: options.sequence_length,
+            time_major: options.time_major,
+        };
+        let (outputs, state_fw, state_bw) = static_bidirectional_rnn(tape, fw, bw, &steps, layer)
+            .map_err(|e| e.within(format!("layer {k} of {OP}")))?;
+        steps = outputs;
+        states_fw.push(state_fw);
+        states_bw.push(state_bw);
+    }
+    Ok((steps, states_fw, states_bw))
 }
 
 /// Reverses a list of steps, per example up to its length when lengths are given.

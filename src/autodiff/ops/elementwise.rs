@@ -200,6 +200,39 @@ impl<T: Scalar> Tape<'_, T> {
         self.unary_from_output(value, x, |y| T::one() - y * y)
     }
 
+    /// `x` clipped elementwise to `[min, max]` (`tf.clip_by_value`). As in TensorFlow, the
+    /// gradient passes where `min <= x <= max` and is zero where `x` was clipped.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] if `min > max` or either is NaN.
+    pub fn clip_by_value(&self, x: Var, min: T, max: T) -> Result<Var> {
+        if min.is_nan() || max.is_nan() || min > max {
+            return Err(crate::Error::invalid(format!(
+                "clip_by_value: min {min:?} must not exceed max {max:?}"
+            )));
+        }
+        let value = self.value(x).mapv(|v| {
+            if v < min {
+                min
+            } else if v > max {
+                max
+            } else {
+                v
+            }
+        });
+        Ok(self.push_op(value, &[x], move |ctx| {
+            let mut dx = ctx.g().clone();
+            ndarray::Zip::from(&mut dx)
+                .and(ctx.input(0))
+                .for_each(|d, &v| {
+                    if v < min || v > max {
+                        *d = T::zero();
+                    }
+                });
+            vec![Some(dx)]
+        }))
+    }
+
     /// `max(x, 0)`; its gradient at 0 is taken as 0, like TensorFlow's.
     pub fn relu(&self, x: Var) -> Var {
         let value = self

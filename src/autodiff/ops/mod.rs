@@ -26,10 +26,10 @@
 //! |---|---|---|
 //! | [linear algebra](linalg) | `matmul`, `bias_add` | `tf.matmul`, `tf.nn.bias_add` |
 //! | [`elementwise`], binary (NumPy broadcasting) | `add`, `sub`, `mul`, `div`, `maximum`, `minimum` | `tf.add`, `tf.subtract`, `tf.multiply`, `tf.div`, `tf.maximum`, `tf.minimum` |
-//! | [`elementwise`], unary | `exp`, `log`, `sqrt`, `square`, `scale`, `sigmoid`, `tanh`, `relu` | `tf.exp`, `tf.log`, `tf.sqrt`, `tf.square`, `x * c`, `tf.sigmoid`, `tf.tanh`, `tf.nn.relu` |
+//! | [`elementwise`], unary | `exp`, `log`, `sqrt`, `square`, `scale`, `sigmoid`, `tanh`, `relu`, `clip_by_value` | `tf.exp`, `tf.log`, `tf.sqrt`, `tf.square`, `x * c`, `tf.sigmoid`, `tf.tanh`, `tf.nn.relu`, `tf.clip_by_value` |
 //! | [reductions](reduce) | `sum`, `mean`, `sum_axis`, `mean_axis` | `tf.reduce_sum`, `tf.reduce_mean` |
 //! | [shapes](shape) | `reshape`, `unstack`, `stack`, `transpose`, `split`, `concat`, `reverse_sequence`, `gather_rows` | `tf.reshape`, `tf.unstack`, ... |
-//! | [neural-network ops](nn) | `select`, `dropout`, `softmax`, `log_softmax`, `softmax_cross_entropy_with_logits`, `sparse_softmax_cross_entropy_with_logits`, `sequence_mask`, `argmax` (no gradient) | `tf.where`, `tf.nn.dropout`, `tf.nn.softmax`, `tf.nn.log_softmax`, ..., `tf.sequence_mask`, `tf.argmax` |
+//! | [neural-network ops](nn) | `select`, `dropout`, `layer_norm`, `softmax`, `log_softmax`, `softmax_cross_entropy_with_logits`, `sparse_softmax_cross_entropy_with_logits`, `sequence_mask`, `argmax` (no gradient) | `tf.where`, `tf.nn.dropout`, `tf.contrib.layers.layer_norm`, `tf.nn.softmax`, `tf.nn.log_softmax`, ..., `tf.sequence_mask`, `tf.argmax` |
 //! | [losses](loss) | `masked_mean`, `mean_squared_error`, `sequence_loss` | `tf.losses.mean_squared_error`, `tf.contrib.seq2seq.sequence_loss` |
 //! | [embeddings](embedding) | `embedding_lookup` | `tf.nn.embedding_lookup` |
 //!

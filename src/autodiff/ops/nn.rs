@@ -1,7 +1,7 @@
 //! Neural-network ops: masking, dropout, the softmax family (softmax, log-softmax, the softmax
 //! cross-entropy losses) and argmax.
 
-use ndarray::{Array1, ArrayD, IxDyn, Zip};
+use ndarray::{Array1, ArrayD, Ix2, IxDyn, Zip};
 use rand::Rng;
 
 use super::check;
@@ -57,6 +57,107 @@ impl<T: Scalar> Tape<'_, T> {
                 ctx.needs(1).then(|| pick(false)),
             ]
         }))
+    }
+
+    /// Layer normalisation of each row of `x` `[batch, n]` (Ba et al., 2016; TensorFlow's
+    /// `tf.contrib.layers.layer_norm` over the last axis):
+    ///
+    /// ```text
+    /// mean_b = sum_k x[b, k] / n        var_b = sum_k (x[b, k] - mean_b)^2 / n
+    /// y[b, k] = (x[b, k] - mean_b) / sqrt(var_b + epsilon) * gamma[k] + beta[k]
+    /// ```
+    ///
+    /// `gamma` and `beta` are `[n]`. The backward pass is hand-derived (one node).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for shapes that do not fit, [`Error::InvalidArgument`] for an `epsilon`
+    /// that is negative or not finite.
+    pub fn layer_norm(&self, x: Var, gamma: Var, beta: Var, epsilon: f64) -> Result<Var> {
+        if !(epsilon >= 0.0 && epsilon.is_finite()) {
+            return Err(Error::invalid(format!(
+                "layer_norm: epsilon must be finite and non-negative, got {epsilon}"
+            )));
+        }
+        let (value, xhat, rstd) = {
+            let (vx, vg, vb) = (self.value(x), self.value(gamma), self.value(beta));
+            check(
+                vx.ndim() == 2,
+                "layer_norm",
+                || "an input of shape [batch, n]".into(),
+                vx.shape(),
+            )?;
+            let n = vx.shape()[1];
+            for (what, v) in [("gamma", &vg), ("beta", &vb)] {
+                check(
+                    v.shape() == [n],
+                    "layer_norm",
+                    || format!("{what} of shape [{n}]"),
+                    v.shape(),
+                )?;
+            }
+            let x2 = vx.view().into_dimensionality::<Ix2>().expect("rank 2");
+            let count = T::from_usize(n).expect("width fits the float type");
+            let eps = T::from_f64_lossy(epsilon);
+            let mut xhat = x2.to_owned();
+            let mut rstd = Array1::<T>::zeros(x2.nrows());
+            for (mut row, r) in xhat.rows_mut().into_iter().zip(rstd.iter_mut()) {
+                let mean = row.sum() / count;
+                row.mapv_inplace(|v| v - mean);
+                let var = row.iter().map(|&d| d * d).sum::<T>() / count;
+                *r = T::one() / (var + eps).sqrt();
+                let rs = *r;
+                row.mapv_inplace(|d| d * rs);
+            }
+            let g = vg.iter().copied().collect::<Array1<T>>();
+            let b = vb.iter().copied().collect::<Array1<T>>();
+            let y = &xhat * &g + &b;
+            (y.into_dyn(), xhat, rstd)
+        };
+        Ok(self.push_op(value, &[x, gamma, beta], move |ctx| {
+            let dy = ctx.g().view().into_dimensionality::<Ix2>().expect("rank 2");
+            let gamma: Array1<T> = ctx.input(1).iter().copied().collect();
+            let n = T::from_usize(gamma.len()).expect("width fits the float type");
+            let dx = ctx.needs(0).then(|| {
+                let mut dx = &dy * &gamma; // dxhat
+                for ((mut row, xh), &r) in dx.rows_mut().into_iter().zip(xhat.rows()).zip(&rstd) {
+                    let mean_d = row.sum() / n;
+                    let mean_dx = row.iter().zip(xh).map(|(&d, &h)| d * h).sum::<T>() / n;
+                    Zip::from(&mut row)
+                        .and(xh)
+                        .for_each(|d, &h| *d = r * (*d - mean_d - h * mean_dx));
+                }
+                dx.into_dyn()
+            });
+            let dgamma = ctx
+                .needs(1)
+                .then(|| (&dy * &xhat).sum_axis(ndarray::Axis(0)).into_dyn());
+            let dbeta = ctx
+                .needs(2)
+                .then(|| dy.sum_axis(ndarray::Axis(0)).into_dyn());
+            vec![dx, dgamma, dbeta]
+        }))
+    }
+
+    /// A mask of independent Bernoulli(`p`) draws (true with probability `p`), drawn from the
+    /// tape's generator with the same draws as [`Tape::dropout_mask`]. `p` in `[0, 1]`.
+    pub(crate) fn bernoulli_mask(&self, shape: &[usize], p: f64) -> Result<ArrayD<bool>> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::invalid(format!(
+                "a probability must be in [0, 1], got {p}"
+            )));
+        }
+        // Keep an element when a uniform 32-bit draw falls below p * 2^32: exact to 2^-32, and
+        // the generator fills the draws in bulk (drawing one f64 per element cost a tenth of a
+        // stacked-LSTM training step).
+        let threshold = (p * 4_294_967_296.0) as u64;
+        // Both buffers are reserved fallibly before anything is drawn, as in `dropout_mask`.
+        let n = crate::tensor::element_count("bernoulli_mask", shape)?;
+        let mut bits = crate::tensor::try_vec::<u32>("bernoulli_mask", shape)?;
+        let mut mask = crate::tensor::try_vec::<bool>("bernoulli_mask", shape)?;
+        bits.resize(n, 0);
+        self.rng().fill(&mut bits[..]);
+        mask.extend(bits.into_iter().map(|b| u64::from(b) < threshold));
+        Ok(ArrayD::from_shape_vec(IxDyn(shape), mask).expect("length is the shape's product"))
     }
 
     /// A dropout mask of the given shape: each element is `1 / keep_prob` with probability

@@ -1,11 +1,12 @@
 //! `GruCell`: the gated recurrent unit.
 
-use ndarray::ArrayD;
+use ndarray::{Array3, ArrayD, CowArray, Ix2, Ix3};
 
 use super::{
     check_input, check_kernel_and_bias, check_state, create_all, kernel_shape, zeros, Cell,
 };
 use crate::init::Initializer;
+use crate::kernels::gru as gru_kernel;
 use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
 
@@ -25,6 +26,11 @@ use crate::{Error, Result, Scalar, Tape, Var};
 ///   `candidate/bias` `[num_units]` (zeros). TensorFlow's scope is `rnn/gru_cell`.
 /// - input `[batch, input_size]`; state and output `[batch, num_units]` (the state is the
 ///   output).
+///
+/// A step is recorded as tape ops; [`crate::rnn::dynamic_rnn`] (and the static runners, which
+/// stack their steps) run a whole sequence as one fused op instead: the input projection of all
+/// steps as one product before the time loop, the gates and their gradients in one pass, the
+/// weight gradients of all steps as one product after it. The two agree to rounding.
 ///
 /// The reset gate multiplies `h` before the recurrent product, as in TensorFlow 1.x and Keras's
 /// `reset_after=False`; PyTorch's `nn.GRU` applies it after, which is another function (see
@@ -221,5 +227,164 @@ impl Cell for GruCell {
             self.candidate_kernel,
             self.candidate_bias,
         ]
+    }
+
+    fn dynamic_sequence<T: Scalar>(
+        &self,
+        tape: &Tape<'_, T>,
+        inputs: Var,
+        state: &Var,
+        sequence_length: Option<&[usize]>,
+        time_major: bool,
+    ) -> Option<Result<(Var, Var)>> {
+        Some(
+            self.record_sequence(tape, inputs, *state, sequence_length, time_major)
+                .map(|out| (out[0], out[1])),
+        )
+    }
+}
+
+impl GruCell {
+    /// Records the fused GRU over `inputs` (`[batch, time, in]`, or `[time, batch, in]` when
+    /// `time_major`) from `h0` as one tape op with outputs `[outputs, h_last]`.
+    fn record_sequence<T: Scalar>(
+        &self,
+        tape: &Tape<'_, T>,
+        inputs: Var,
+        h0: Var,
+        sequence_length: Option<&[usize]>,
+        time_major: bool,
+    ) -> Result<Vec<Var>> {
+        let (units, in_size) = (self.num_units, self.input_size);
+        let shape = tape.shape(inputs);
+        if shape.len() != 3 || shape[2] != in_size {
+            let order = if time_major {
+                "time, batch"
+            } else {
+                "batch, time"
+            };
+            return Err(Error::shape(
+                "dynamic_rnn",
+                format!("inputs of shape [{order}, {in_size}]"),
+                &shape,
+            ));
+        }
+        // The kernel works batch-major.
+        let x: Array3<T> = {
+            let x = tape.value(inputs);
+            let x3 = x.view().into_dimensionality::<Ix3>().expect("rank 3");
+            if time_major {
+                x3.permuted_axes([1, 0, 2])
+                    .as_standard_layout()
+                    .into_owned()
+            } else {
+                x3.as_standard_layout().into_owned()
+            }
+        };
+        let (batch, steps) = (x.shape()[0], x.shape()[1]);
+        if steps == 0 {
+            return Err(Error::invalid(
+                "GruCell: a sequence needs at least one time step",
+            ));
+        }
+        check_state(tape, "GruCell", &[h0], &[units], batch)?;
+        let lengths = sequence_length
+            .map(|l| crate::rnn::check_lengths(l, batch, steps))
+            .transpose()?;
+        let ids = [
+            self.gate_kernel,
+            self.gate_bias,
+            self.candidate_kernel,
+            self.candidate_bias,
+        ];
+        let mut forward = {
+            let [gk, gb, ck, cb] = ids.map(|id| tape.value(tape.param(id)));
+            let h0 = tape.value(h0);
+            gru_kernel::forward(
+                x.view(),
+                weights(&gk, &gb, &ck, &cb),
+                h0.view().into_dimensionality::<Ix2>().expect("checked"),
+                lengths.as_deref(),
+            )
+        };
+        let outputs = std::mem::take(&mut forward.outputs);
+        let outputs = if time_major {
+            outputs
+                .view()
+                .permuted_axes([1, 0, 2])
+                .as_standard_layout()
+                .into_owned()
+                .into_dyn()
+        } else {
+            outputs.into_dyn()
+        };
+        let h_last = std::mem::take(&mut forward.h_last).into_dyn();
+        // An inference tape keeps nothing for a backward pass.
+        let saved = tape.is_training().then_some((forward, x));
+        let parents = [
+            inputs,
+            h0,
+            tape.param(ids[0]),
+            tape.param(ids[1]),
+            tape.param(ids[2]),
+            tape.param(ids[3]),
+        ];
+        Ok(
+            tape.push_op_multi(vec![outputs, h_last], &parents, move |ctx| {
+                let (forward, x) = saved.as_ref().expect("kept on a training tape");
+                let d_outputs: Option<CowArray<'_, T, Ix3>> = ctx.grad(0).map(|g| {
+                    let g = g.view().into_dimensionality::<Ix3>().expect("rank 3");
+                    if time_major {
+                        CowArray::from(g.permuted_axes([1, 0, 2]).as_standard_layout().into_owned())
+                    } else {
+                        CowArray::from(g)
+                    }
+                });
+                let grads = gru_kernel::backward(
+                    forward,
+                    x.view(),
+                    weights(ctx.input(2), ctx.input(3), ctx.input(4), ctx.input(5)),
+                    d_outputs.as_ref().map(|d| d.view()),
+                    ctx.grad(1)
+                        .map(|g| g.view().into_dimensionality::<Ix2>().expect("rank 2")),
+                    ctx.needs(0),
+                );
+                let dx = grads.dx.map(|dx| {
+                    if time_major {
+                        dx.permuted_axes([1, 0, 2])
+                            .as_standard_layout()
+                            .into_owned()
+                            .into_dyn()
+                    } else {
+                        dx.into_dyn()
+                    }
+                });
+                vec![
+                    dx,
+                    Some(grads.dh0.into_dyn()),
+                    Some(grads.d_gate_kernel.into_dyn()),
+                    Some(grads.d_gate_bias.into_dyn()),
+                    Some(grads.d_candidate_kernel.into_dyn()),
+                    Some(grads.d_candidate_bias.into_dyn()),
+                ]
+            }),
+        )
+    }
+}
+
+/// The kernel's view of the four parameter values.
+fn weights<'a, T: Scalar>(
+    gate_kernel: &'a ArrayD<T>,
+    gate_bias: &'a ArrayD<T>,
+    candidate_kernel: &'a ArrayD<T>,
+    candidate_bias: &'a ArrayD<T>,
+) -> gru_kernel::Weights<'a, T> {
+    let matrix = |a: &'a ArrayD<T>| a.view().into_dimensionality::<Ix2>().expect("rank 2");
+    let vector = |a: &'a ArrayD<T>| a.as_slice().expect("standard layout");
+    gru_kernel::Weights {
+        gate_kernel: matrix(gate_kernel),
+        gate_bias: vector(gate_bias),
+        candidate_kernel: matrix(candidate_kernel),
+        candidate_bias: vector(candidate_bias),
     }
 }

@@ -42,15 +42,24 @@ mod basic_rnn;
 mod boxed;
 mod dropout;
 mod gru;
+mod layer_norm_lstm;
 mod lstm;
+mod lstm_cell;
 mod multi;
+mod wrappers;
 
 pub use basic_rnn::BasicRnnCell;
 pub use boxed::{BoxedCell, DynState};
 pub use dropout::DropoutWrapper;
 pub use gru::GruCell;
+pub use layer_norm_lstm::{
+    LayerNormBasicLstmCell, LayerNormLstmConfig, LayerNormLstmWeights, LAYER_NORM_EPSILON,
+    LAYER_NORM_SCOPES,
+};
 pub use lstm::{BasicLstmCell, LstmState};
+pub use lstm_cell::{LstmCell, LstmCellConfig, LstmCellWeights, LstmPeepholes};
 pub use multi::MultiCell;
+pub use wrappers::{HighwayOptions, HighwayWrapper, ResidualWrapper, ZoneoutWrapper};
 
 use ndarray::ArrayD;
 
@@ -263,7 +272,7 @@ pub(crate) fn check_kernel_and_bias(
     bias: &[usize],
     gates: usize,
 ) -> Result<(usize, usize)> {
-    if bias.len() != 1 || bias[0] == 0 || bias[0] % gates != 0 {
+    if bias.len() != 1 || bias[0] == 0 || !bias[0].is_multiple_of(gates) {
         let expected = match gates {
             1 => "a bias of shape [num_units]".to_string(),
             g => format!("a bias of shape [{g} * num_units]"),
