@@ -137,7 +137,7 @@ impl Observer for Progress {
             }
         };
         self.bar.set_message(shown);
-        if r.step % self.log_every == 0 || Some(r.step) == self.bar.length() {
+        if r.step.is_multiple_of(self.log_every) || Some(r.step) == self.bar.length() {
             let n = (self.log_every as usize).min(self.losses.len());
             let recent = &self.losses[self.losses.len() - n..];
             let mean = recent.iter().sum::<f64>() / n as f64;
