@@ -637,3 +637,101 @@ fn load_matching_refuses_what_does_not_fit_and_changes_nothing() {
     assert_eq!(report.skipped, ["dense/bias", "dense/kernel"]);
     assert!(report.unexpected.is_empty());
 }
+
+/// Extra metadata (a vocabulary, sizes) travels with the weights: read back exactly, the
+/// tensors and the crate's own entries unchanged, the file loads as any checkpoint.
+#[test]
+fn metadata_round_trips_beside_the_weights() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("with-meta.safetensors");
+    let saved = model::<f32>(1);
+    let metadata = BTreeMap::from([
+        (
+            "vocabulary".to_string(),
+            "char-vocab/1 pad=0 unk=1 chars=a,3b1,1f600".to_string(),
+        ),
+        ("units".to_string(), "256".to_string()),
+        (
+            "multi\nline, ünicode \"quoted\"".to_string(),
+            "{\"x\": [1]}\n".to_string(),
+        ),
+    ]);
+    checkpoint::save_with_metadata(&saved, &path, &metadata).unwrap();
+    assert_eq!(checkpoint::read_metadata(&path).unwrap(), metadata);
+
+    let mut restored = model::<f32>(2);
+    checkpoint::load(&mut restored, &path).unwrap();
+    assert_eq!(snapshot(&restored), snapshot(&saved));
+    assert_eq!(
+        snapshot(&checkpoint::load_new::<f32>(&path, 0).unwrap()),
+        snapshot(&saved),
+        "creation order kept: the crate's own entries are still there"
+    );
+
+    // The header holds our entries beside the crate's (checked without the safetensors crate).
+    let bytes = fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = &header["__metadata__"];
+    assert_eq!(meta["format"], FORMAT);
+    assert_eq!(meta["units"], "256");
+    assert!(meta["recurrent_order"].is_string());
+
+    // A plain checkpoint has none; bytes and file agree.
+    let plain = checkpoint::save_to_bytes(&saved).unwrap();
+    assert!(checkpoint::read_metadata_from_bytes(&plain)
+        .unwrap()
+        .is_empty());
+    let with = checkpoint::save_with_metadata_to_bytes(&saved, &metadata).unwrap();
+    assert_eq!(
+        checkpoint::read_metadata_from_bytes(&with).unwrap(),
+        metadata
+    );
+    assert_eq!(
+        with, bytes,
+        "the file holds exactly these bytes: one canonical form"
+    );
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file");
+}
+
+#[test]
+fn metadata_keys_of_the_crate_are_refused_and_nothing_is_written() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("refused.safetensors");
+    let p = model::<f32>(1);
+    for key in [
+        "format",
+        "recurrent_order",
+        "recurrent_version",
+        "recurrent_x",
+        "",
+    ] {
+        let metadata = BTreeMap::from([(key.to_string(), "v".to_string())]);
+        let err = checkpoint::save_with_metadata(&p, &path, &metadata).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{key:?}: {err:?}");
+        assert!(err.to_string().contains(&format!("{key:?}")), "{err}");
+        assert!(!path.exists(), "{key:?}: nothing written");
+    }
+    // Names that merely resemble them are fine.
+    let ok = BTreeMap::from([
+        ("formats".to_string(), "v".to_string()),
+        ("my_recurrent_x".to_string(), "w".to_string()),
+    ]);
+    checkpoint::save_with_metadata(&p, &path, &ok).unwrap();
+    assert_eq!(checkpoint::read_metadata(&path).unwrap(), ok);
+}
+
+#[test]
+fn read_metadata_of_a_bad_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.safetensors");
+    fs::write(&path, b"not a checkpoint at all").unwrap();
+    let err = checkpoint::read_metadata(&path).unwrap_err();
+    assert!(matches!(err, Error::Format(_)), "{err:?}");
+    assert!(err.to_string().contains("garbage.safetensors"), "{err}");
+    let err = checkpoint::read_metadata(&dir.path().join("absent.safetensors")).unwrap_err();
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(err.to_string().contains("absent.safetensors"), "{err}");
+}

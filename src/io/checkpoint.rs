@@ -715,3 +715,111 @@ fn sync_dir(dir: &Path) {
 }
 
 pub use super::transfer::{load_matching, load_matching_from_bytes, LoadOptions, LoadReport};
+
+/// Whether `key` is one of the metadata entries this crate writes itself (`"format"` and every
+/// `"recurrent_*"` key): [`save_with_metadata`] refuses them and [`read_metadata`] leaves them
+/// out.
+fn is_reserved_metadata_key(key: &str) -> bool {
+    key == FORMAT_KEY || key.starts_with("recurrent_")
+}
+
+/// [`save_to_bytes`] with extra entries in the safetensors `__metadata__` (text that belongs
+/// with the weights: a vocabulary, the model's sizes). The tensors and the crate's own entries
+/// are exactly those of [`save_to_bytes`], in the same canonical form (one store and one
+/// metadata map always give the same bytes).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the key if one is `"format"` or starts with
+/// `"recurrent_"` (the crate's own entries) or is empty; the errors of [`save_to_bytes`].
+pub fn save_with_metadata_to_bytes<T: Scalar>(
+    params: &ParamStore<T>,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    if let Some(key) = metadata
+        .keys()
+        .find(|k| k.is_empty() || is_reserved_metadata_key(k))
+    {
+        return Err(Error::invalid(format!(
+            "checkpoint::save_with_metadata: the metadata key {key:?} is reserved (the crate \
+             writes \"{FORMAT_KEY}\" and \"recurrent_*\" itself) or empty; choose another name"
+        )));
+    }
+    let plain = save_to_bytes(params)?;
+    let parsed = parse(&plain, "checkpoint bytes")?;
+    let tensors: Vec<(String, Encoded)> = parsed
+        .entries
+        .iter()
+        .map(|e| {
+            let encoded = Encoded {
+                dtype: e.dtype,
+                shape: e.shape.clone(),
+                data: e.data.to_vec(),
+            };
+            (e.name.clone(), encoded)
+        })
+        .collect();
+    let mut all: Vec<(String, String)> = parsed.metadata.into_iter().collect();
+    all.extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(serialize(tensors, all))
+}
+
+/// Saves `params` to `path` as [`save`] does (atomically), with `metadata`'s entries added to
+/// the file's `__metadata__`; [`read_metadata`] gives them back and every loader (here or in
+/// Python) reads the file as a plain checkpoint.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use recurrent::{checkpoint, init::Initializer, ParamStore};
+///
+/// let mut params = ParamStore::<f32>::new(1);
+/// params.create("embedding/embeddings", &[5, 2], Initializer::GlorotUniform)?;
+/// let metadata = BTreeMap::from([("vocabulary".to_string(), "char-vocab/1 ...".to_string())]);
+/// let path = std::env::temp_dir().join(format!("recurrent-meta-{}.safetensors", std::process::id()));
+/// checkpoint::save_with_metadata(&params, &path, &metadata)?;
+/// assert_eq!(checkpoint::read_metadata(&path)?, metadata);
+/// let restored = checkpoint::load_new::<f32>(&path, 0)?; // still a plain checkpoint
+/// assert_eq!(restored.len(), 1);
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`save_with_metadata_to_bytes`], and I/O errors naming the path.
+pub fn save_with_metadata<T: Scalar>(
+    params: &ParamStore<T>,
+    path: &Path,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let bytes = save_with_metadata_to_bytes(params, metadata)?;
+    write_atomic(path, &bytes)
+}
+
+/// The metadata entries of safetensors bytes other than the crate's own (`"format"`,
+/// `"recurrent_*"`): what [`save_with_metadata_to_bytes`] was given. Empty for a plain
+/// checkpoint.
+///
+/// # Errors
+/// [`Error::Format`] if the bytes are not a valid safetensors file.
+pub fn read_metadata_from_bytes(
+    bytes: &[u8],
+) -> Result<std::collections::BTreeMap<String, String>> {
+    metadata_of(bytes, "checkpoint bytes")
+}
+
+/// The metadata entries of the checkpoint `path` other than the crate's own, as
+/// [`save_with_metadata`] stored them (without reading the tensors into a store).
+///
+/// # Errors
+/// I/O errors naming the path; [`Error::Format`] naming it if it is not a valid safetensors file.
+pub fn read_metadata(path: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    metadata_of(&read(path)?, &source_of(path))
+}
+
+fn metadata_of(bytes: &[u8], source: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let parsed = parse(bytes, source)?;
+    Ok(parsed
+        .metadata
+        .into_iter()
+        .filter(|(k, _)| !is_reserved_metadata_key(k))
+        .collect())
+}
