@@ -12,5 +12,5 @@ pub use state::{
 };
 pub use trainer::{
     predict, step_seed, EarlyStopping, FitOptions, History, Metrics, Monitor, Observer, StepReport,
-    Stepper, Stop, Trainer,
+    Stepper, Stop, Trainer, DIVERGENCE_WINDOW,
 };
