@@ -28,6 +28,8 @@
 //! 2.337` (484992 characters, 21 s); median 225 ms per training step (341 s for the 1500 steps,
 //! 362 s wall time). The README's "Text" section shows the sample.
 
+#[path = "common/errors.rs"]
+mod errors;
 #[path = "common/text.rs"]
 mod text;
 

@@ -27,6 +27,8 @@
 //! (136 s for the 11250 steps, 140 s wall time). `--bidirectional`: 0.8227, median 36 ms per
 //! step (while a build ran beside it). The README's "Text" section shows the confusion matrix.
 
+#[path = "common/errors.rs"]
+mod errors;
 #[path = "common/text.rs"]
 mod text;
 

@@ -3,8 +3,11 @@
 //! picture and the summary. Each example only builds its model.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+#[path = "errors.rs"]
+mod errors;
+pub use errors::{report_errors, AnyResult};
 
 use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,32 +16,6 @@ use recurrent::layers::Layer;
 use recurrent::optim::Adam;
 use recurrent::train::{FitOptions, Metrics, Observer, StepReport, Trainer};
 use recurrent::{checkpoint, ParamStore};
-
-/// Any error an example can end with.
-pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// Runs an example's `main`, printing an error and its causes as text (not a `Debug` dump).
-pub fn report_errors(result: AnyResult<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            let mut shown = e.to_string();
-            let mut cause = e.source();
-            while let Some(c) = cause {
-                // Our errors quote their cause's text (`I/O error: ...`); print a cause only
-                // when it adds something.
-                let text = c.to_string();
-                if !shown.contains(&text) {
-                    eprintln!("  caused by: {text}");
-                }
-                shown = text;
-                cause = c.source();
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
 
 /// The flags every MNIST example takes.
 #[derive(Args, Debug, Clone)]

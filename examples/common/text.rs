@@ -6,37 +6,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use recurrent::train::{Observer, StepReport};
 
-/// Any error an example can end with.
-pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// Runs an example's `main`, printing an error and its causes as text (not a `Debug` dump).
-pub fn report_errors(result: AnyResult<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            let mut shown = e.to_string();
-            let mut cause = e.source();
-            while let Some(c) = cause {
-                // Our errors quote their cause's text (`I/O error: ...`); print a cause only
-                // when it adds something (as common/mod.rs does).
-                let text = c.to_string();
-                if !shown.contains(&text) {
-                    eprintln!("  caused by: {text}");
-                }
-                shown = text;
-                cause = c.source();
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
+pub use crate::errors::{report_errors, AnyResult};
 
 /// `path` as given if it exists (or is absolute), else the same relative path from the crate's
 /// folder: the defaults (`../shared/text/...`) work from the repository root and from anywhere
