@@ -398,7 +398,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         let (loss, accuracy, mut grads) = {
             let tape = Tape::new(&self.params).with_seed(step_seed(self.seed, step));
             let (loss, accuracy) =
-                self.forward_loss(&tape, &batch, self.carry_state.then_some(&mut carry))?;
+                self.forward_loss(&tape, batch, self.carry_state.then_some(&mut carry))?;
             let value = tape.scalar(loss);
             check_finite_loss(value, step)?;
             (value.to_f64_lossless(), accuracy, tape.backward(loss)?)
@@ -447,27 +447,33 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         Ok(report)
     }
 
-    /// The model's loss on `batch` recorded on `tape`, and the batch's accuracy.
+    /// The model's loss on `batch` recorded on `tape`, and the batch's accuracy. The batch is
+    /// taken by value so that its inputs and targets move onto the tape without a copy.
     fn forward_loss(
         &self,
         tape: &Tape<'_, T>,
-        batch: &Minibatch<T>,
+        batch: Minibatch<T>,
         carry: Option<&mut Carry<T>>,
     ) -> Result<(Var, f64)> {
-        let x = tape.constant(batch.inputs.clone());
+        let Minibatch {
+            inputs,
+            lengths,
+            targets,
+        } = batch;
+        let x = tape.constant(inputs);
         let mut context = Context::new();
-        if let Some(lengths) = &batch.lengths {
+        if let Some(lengths) = &lengths {
             context = context.lengths(lengths);
         }
         if let Some(carry) = carry {
             context = context.carry(carry);
         }
         let output = self.model.forward(tape, x, &mut context)?;
-        let lengths = batch.lengths.as_deref();
-        match &batch.targets {
+        let lengths = lengths.as_deref();
+        match targets {
             Targets::Classes(labels) => {
-                let losses = tape.sparse_softmax_cross_entropy_with_logits(labels, output)?;
-                let accuracy = class_accuracy(&tape.value(output), labels, None)?;
+                let losses = tape.sparse_softmax_cross_entropy_with_logits(&labels, output)?;
+                let accuracy = class_accuracy(&tape.value(output), &labels, None)?;
                 Ok((tape.mean(losses), accuracy.0))
             }
             Targets::Sequence(targets) => {
@@ -475,12 +481,12 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
                     Some(l) => Some(tape.sequence_mask(l, targets.ncols())?),
                     None => None,
                 };
-                let loss = tape.sequence_loss(output, targets, weights)?;
-                let accuracy = class_accuracy(&tape.value(output), &[], Some((targets, lengths)))?;
+                let loss = tape.sequence_loss(output, &targets, weights)?;
+                let accuracy = class_accuracy(&tape.value(output), &[], Some((&targets, lengths)))?;
                 Ok((loss, accuracy.0))
             }
             Targets::Values(values) => {
-                let target = tape.constant(values.clone());
+                let target = tape.constant(values);
                 let shape = tape.shape(output);
                 let loss = match lengths {
                     // A sequence output: padded steps do not count (mean over valid steps).
@@ -516,9 +522,6 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         for batch in batches {
             let batch = batch?;
             batch.check()?;
-            let tape = Tape::inference(&self.params);
-            let (loss, accuracy) =
-                self.forward_loss(&tape, &batch, self.carry_state.then_some(&mut carry))?;
             let n = match (&batch.targets, &batch.lengths) {
                 (Targets::Sequence(t), Some(l)) => l.iter().map(|&l| l.min(t.ncols())).sum(),
                 (Targets::Sequence(t), None) => t.len(),
@@ -527,6 +530,9 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
                 }
                 _ => batch.len(),
             };
+            let tape = Tape::inference(&self.params);
+            let (loss, accuracy) =
+                self.forward_loss(&tape, batch, self.carry_state.then_some(&mut carry))?;
             loss_sum += tape.scalar(loss).to_f64_lossless() * n as f64;
             correct += accuracy * n as f64;
             count += n;
