@@ -28,6 +28,7 @@ use recurrent::cell::{
     BasicLstmCell, BoxedCell, Cell, DropoutWrapper, GruCell, LayerNormLstmConfig, LstmCellConfig,
     MultiCell,
 };
+use recurrent::init::Initializer;
 use recurrent::layers::{Context, Dense, Layer, Rnn};
 use recurrent::{ParamId, ParamStore, Scope, Tape, Var};
 
@@ -127,7 +128,27 @@ fn train(cli: Cli) -> AnyResult<()> {
     let args = &cli.train;
     let h = args.hidden;
     let mut params = ParamStore::<f32>::new(args.seed);
-    let projection = Dense::new(&mut params, "input_projection", 28, h)?;
+    // A LayerNormBasicLstmCell over a zero state whose input is exactly zero (a blank row
+    // through a zero bias) normalises rows of zeros, whose derivative is 1e6 with TensorFlow's
+    // epsilon: over MNIST's 4 to 11 blank top rows the gradient overflows f32 at the first
+    // step, as it does in TensorFlow (tensorflow/tensorflow#21929; LayerNormLstmConfig::
+    // with_epsilon has the numbers). A bias that starts away from zero gives those rows an
+    // input with a spread, and the cell stays TensorFlow's. The other cells keep a zero bias.
+    let projection_bias = match cli.cell {
+        CellKind::LayerNormLstm => Initializer::RandomUniform {
+            min: -0.1,
+            max: 0.1,
+        },
+        _ => Initializer::Zeros,
+    };
+    let projection = Dense::with_init(
+        &mut params,
+        "input_projection",
+        28,
+        h,
+        Initializer::GlorotUniform,
+        projection_bias,
+    )?;
     let rnn = Rnn::build(&mut params, |params, scope| {
         let cells = (0..cli.layers)
             .map(|k| {
