@@ -35,6 +35,8 @@ use common::{AnyResult, TrainArgs};
 use recurrent::cell::BasicLstmCell;
 use recurrent::init::Initializer;
 use recurrent::layers::{Context, Dense, Layer, Returns, Rnn};
+use recurrent::parallel::MAX_ROWS_PER_SHARD;
+use recurrent::train::Trainer;
 use recurrent::{static_rnn, ParamId, ParamStore, RnnOptions, Tape, Var};
 
 /// Train an LSTM on MNIST, one image row per time step.
@@ -45,6 +47,15 @@ struct Cli {
     /// How the LSTM is unrolled over the 28 steps.
     #[arg(long, value_enum, default_value_t = Unroll::Static)]
     unroll: Unroll,
+    /// Gradient shards per batch: each step's gradient is the sum of the shards' gradients in
+    /// shard order, the same bits on one process or on any number of ranks that divides it
+    /// (default: one shard per 64 examples, 2 for the default batch of 128).
+    #[arg(long, value_parser = common::positive())]
+    shards: Option<usize>,
+    /// Train on the MPI processes `mpirun` started, the batch's shards split over them; rank 0
+    /// alone prints and writes files (needs a build with `--features mpi`).
+    #[arg(long)]
+    distributed: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -115,10 +126,50 @@ fn train(cli: Cli) -> AnyResult<()> {
         unroll: cli.unroll,
     };
     let unroll = cli.unroll.to_possible_value().expect("no skipped variants");
-    let lines = [format!(
-        "model: 28 steps x 28 pixels -> BasicLstmCell({}, forget_bias 1.0), {} unroll -> dense -> 10",
-        args.hidden,
-        unroll.get_name() // as typed after --unroll
-    )];
-    common::run("mnist_lstm", &lines, args, params, model)
+    let shards = cli.shards.unwrap_or(args.batch_size.div_ceil(MAX_ROWS_PER_SHARD));
+    #[cfg(feature = "mpi")]
+    let mpi = if cli.distributed {
+        Some(recurrent::distributed::Mpi::init()?)
+    } else {
+        None
+    };
+    #[cfg(feature = "mpi")]
+    let (rank, ranks) = mpi.as_ref().map_or((0, 1), |m| (m.rank(), m.size()));
+    #[cfg(not(feature = "mpi"))]
+    let (rank, ranks) = if cli.distributed {
+        return Err("--distributed needs MPI: build with `cargo build --release --features mpi \
+             --example mnist_lstm` (Debian: apt-get install libopenmpi-dev openmpi-bin \
+             libclang-dev) and start it with mpirun"
+            .into());
+    } else {
+        (0, 1)
+    };
+    if shards % ranks != 0 {
+        return Err(format!(
+            "--shards {shards} cannot be split over {ranks} ranks: pass --shards N with N a \
+             multiple of {ranks} (and the same N to a one-process run to compare with it)"
+        )
+        .into());
+    }
+    let lines = [
+        format!(
+            "model: 28 steps x 28 pixels -> BasicLstmCell({}, forget_bias 1.0), {} unroll -> dense -> 10",
+            args.hidden,
+            unroll.get_name() // as typed after --unroll
+        ),
+        format!(
+            "gradient: sum of {shards} shard{} of the batch, on {ranks} process{}",
+            if shards == 1 { "" } else { "s" },
+            if ranks == 1 { "" } else { "es (MPI ranks)" },
+        ),
+    ];
+    let configure = |trainer: Trainer<f32, LstmClassifier>| {
+        let trainer = trainer.gradient_shards(shards)?.parallel_shards();
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = &mpi {
+            return trainer.collective(mpi.collective());
+        }
+        Ok(trainer)
+    };
+    common::run_with("mnist_lstm", &lines, args, params, model, rank == 0, configure)
 }

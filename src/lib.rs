@@ -106,6 +106,8 @@ pub use io::{checkpoint, convert};
 pub use kernels::{math, parallel};
 pub use nn::{cell, init, layers, params, rnn};
 pub use train::{metrics, optim};
+#[cfg(feature = "mpi")]
+pub use train::distributed;
 
 pub use cell::{
     BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell,
