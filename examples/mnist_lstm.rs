@@ -126,7 +126,9 @@ fn train(cli: Cli) -> AnyResult<()> {
         unroll: cli.unroll,
     };
     let unroll = cli.unroll.to_possible_value().expect("no skipped variants");
-    let shards = cli.shards.unwrap_or(args.batch_size.div_ceil(MAX_ROWS_PER_SHARD));
+    let shards = cli
+        .shards
+        .unwrap_or(args.batch_size.div_ceil(MAX_ROWS_PER_SHARD));
     #[cfg(feature = "mpi")]
     let mpi = if cli.distributed {
         Some(recurrent::distributed::Mpi::init()?)
@@ -137,10 +139,12 @@ fn train(cli: Cli) -> AnyResult<()> {
     let (rank, ranks) = mpi.as_ref().map_or((0, 1), |m| (m.rank(), m.size()));
     #[cfg(not(feature = "mpi"))]
     let (rank, ranks) = if cli.distributed {
-        return Err("--distributed needs MPI: build with `cargo build --release --features mpi \
+        return Err(
+            "--distributed needs MPI: build with `cargo build --release --features mpi \
              --example mnist_lstm` (Debian: apt-get install libopenmpi-dev openmpi-bin \
              libclang-dev) and start it with mpirun"
-            .into());
+                .into(),
+        );
     } else {
         (0, 1)
     };
@@ -171,5 +175,13 @@ fn train(cli: Cli) -> AnyResult<()> {
         }
         Ok(trainer)
     };
-    common::run_with("mnist_lstm", &lines, args, params, model, rank == 0, configure)
+    common::run_with(
+        "mnist_lstm",
+        &lines,
+        args,
+        params,
+        model,
+        rank == 0,
+        configure,
+    )
 }

@@ -105,9 +105,9 @@ pub use autodiff::{gradcheck, ops, tape};
 pub use io::{checkpoint, convert};
 pub use kernels::{math, parallel};
 pub use nn::{cell, init, layers, params, rnn};
-pub use train::{metrics, optim};
 #[cfg(feature = "mpi")]
 pub use train::distributed;
+pub use train::{metrics, optim};
 
 pub use cell::{
     BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell,

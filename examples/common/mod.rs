@@ -267,9 +267,8 @@ pub fn run_with<M: Layer<f32>>(
     } = mnist;
     let steps_per_epoch = train.num_examples().div_ceil(args.batch_size) as u64;
     let mut train = train.row_sequences(args.batch_size)?;
-    let mut trainer = configure(
-        Trainer::new(model, params, Adam::new(args.learning_rate)?).seed(args.seed),
-    )?;
+    let mut trainer =
+        configure(Trainer::new(model, params, Adam::new(args.learning_rate)?).seed(args.seed))?;
     if let Some(path) = &args.resume {
         trainer.resume(path, &mut train)?;
         if show {

@@ -54,9 +54,10 @@ impl Mpi {
     /// # Errors
     /// [`Error::Distributed`] if MPI is already initialised (once per process) or refuses.
     pub fn init() -> Result<Mpi> {
-        let (universe, _) = mpi::initialize_with_threading(Threading::Funneled).ok_or_else(|| {
-            Error::Distributed("MPI is already initialised in this process".into())
-        })?;
+        let (universe, _) =
+            mpi::initialize_with_threading(Threading::Funneled).ok_or_else(|| {
+                Error::Distributed("MPI is already initialised in this process".into())
+            })?;
         let world = universe.world();
         let (rank, size) = (world.rank(), world.size());
         let previous = std::panic::take_hook();

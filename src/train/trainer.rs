@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use ndarray::{Array2, ArrayD};
 
 use super::shards::{
-    batch_weight, params_fingerprint, shard_ranges, shard_seed, short_hex, slice_batch,
-    Collective, Layout, ShardResult,
+    batch_weight, params_fingerprint, shard_ranges, shard_seed, short_hex, slice_batch, Collective,
+    Layout, ShardResult,
 };
 use super::state::{load_training_state, save_training_state, TrainingState};
 use crate::data::{Minibatch, Targets, TrainSource};
@@ -347,7 +347,9 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
     /// divide.
     pub fn gradient_shards(mut self, shards: usize) -> Result<Self> {
         if shards == 0 {
-            return Err(Error::invalid("Trainer: gradient shards must be >= 1, got 0"));
+            return Err(Error::invalid(
+                "Trainer: gradient shards must be >= 1, got 0",
+            ));
         }
         self.shards = shards;
         self.check_sharding()?;
