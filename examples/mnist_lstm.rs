@@ -175,6 +175,7 @@ fn train(cli: Cli) -> AnyResult<()> {
         }
         Ok(trainer)
     };
+    let num_params = params.num_params() + params.len() + 3; // one shard's gathered buffer
     common::run_with(
         "mnist_lstm",
         &lines,
@@ -183,5 +184,36 @@ fn train(cli: Cli) -> AnyResult<()> {
         model,
         rank == 0,
         configure,
-    )
+    )?;
+    #[cfg(feature = "mpi")]
+    if let Some(mpi) = &mpi {
+        time_gathers(mpi, num_params * shards / ranks);
+    }
+    #[cfg(not(feature = "mpi"))]
+    let _ = num_params;
+    Ok(())
+}
+
+/// Times 100 back-to-back gathers of a training step's buffer (`floats` per rank): what the
+/// reduction costs without waiting for a slower rank. Rank 0 prints the median.
+#[cfg(feature = "mpi")]
+fn time_gathers(mpi: &recurrent::distributed::Mpi, floats: usize) {
+    use recurrent::train::Collective;
+    let collective = mpi.collective();
+    let buffer = vec![1.0f32; floats];
+    let mut times: Vec<f64> = (0..100)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            let all = Collective::<f32>::all_gather(&collective, &buffer);
+            std::hint::black_box(all.expect("MPI aborts the job on a failed gather"));
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    if mpi.rank() == 0 {
+        println!(
+            "         gather alone (100 back to back, {floats} floats per rank): median {:.3} ms",
+            times[50]
+        );
+    }
 }
