@@ -148,7 +148,7 @@ fn train(cli: Cli) -> AnyResult<()> {
     } else {
         (0, 1)
     };
-    if shards % ranks != 0 {
+    if !shards.is_multiple_of(ranks) {
         return Err(format!(
             "--shards {shards} cannot be split over {ranks} ranks: pass --shards N with N a \
              multiple of {ranks} (and the same N to a one-process run to compare with it)"

@@ -384,7 +384,7 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
     /// The shard count and the collective fit together; no shards with carried state.
     fn check_sharding(&self) -> Result<()> {
         let (_, ranks) = self.rank();
-        if self.shards % ranks != 0 {
+        if !self.shards.is_multiple_of(ranks) {
             return Err(Error::invalid(format!(
                 "Trainer: {} gradient shards cannot be split over {ranks} ranks (each rank \
                  computes whole shards; the shard count must be a multiple of the rank count)",
