@@ -22,6 +22,13 @@
 //! - `--unroll dynamic --epochs 10` (4297 steps): 98.35% (97.27% on the first 1280), 72 s,
 //!   16.1 ms per step.
 //!
+//! Each step's gradient is the sum of `--shards` gradient shards of the batch (default one per 64
+//! examples: 2), added in shard order, so that `mpirun -np 2 target/release/examples/mnist_lstm
+//! --distributed` (built with `--features mpi`) gives the same bits as one process: both print
+//! final loss 0.257786 and 91.61% after `--steps 200` (2026-12-01). `--shards 1` (the whole
+//! batch on one tape, the default before) differs in the last bits of the parameters but printed
+//! the same figures at 120 steps (0.387795, 85.03%) and at 2000 (0.034828, 98.20%).
+//!
 //! `--unroll static` (the default) feeds `tape.unstack(x, 1)` to `static_rnn`;
 //! `--unroll dynamic` feeds the `[batch, 28, 28]` tensor to `dynamic_rnn` and takes
 //! `last_relevant_output`. Both train the same model with the same parameter names.
