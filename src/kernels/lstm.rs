@@ -294,6 +294,8 @@ impl<T: Scalar> ShardIo<'_, T> {
         }
         let mut c_next = Array2::<T>::zeros((batch, units));
         let mut h_next = Array2::<T>::zeros((batch, units));
+        let no_peepholes = vec![T::zero(); if variant.is_basic() { 0 } else { units }];
+        let (w, clip) = variant_weights(&variant, &no_peepholes);
         for t in 0..steps {
             let mut z = buffers.gates.index_axis_mut(Axis(1), t);
             let h_prev = buffers.h_prev.index_axis(Axis(1), t);
@@ -323,8 +325,6 @@ impl<T: Scalar> ShardIo<'_, T> {
                         forget_bias,
                     );
                 } else {
-                    let (peep, [w_f, w_i, w_o]) = peephole_slices(&variant, units);
-                    let (clip_at, clip) = clip_of(&variant);
                     let mut cr = c_raw.row_mut(b);
                     step_row_variant(
                         zr.as_slice_mut().expect("contiguous"),
@@ -333,10 +333,8 @@ impl<T: Scalar> ShardIo<'_, T> {
                         cn.as_slice_mut().expect("contiguous"),
                         tc.as_slice_mut().expect("contiguous"),
                         hn,
-                        [w_f, w_i, w_o],
+                        w,
                         forget_bias,
-                        peep,
-                        clip_at,
                         clip,
                     );
                 }
@@ -509,16 +507,11 @@ impl<T: Scalar> BackwardShard<'_, T> {
         let variant = self.variant;
         // The peephole gradients, summed over this shard's valid (example, step) rows in a fixed
         // order (steps backwards, examples forwards): [dw_f, dw_i, dw_o].
-        let mut dpeep: [Vec<T>; 3] = std::array::from_fn(|_| {
-            vec![
-                T::zero();
-                if variant.peepholes.is_some() {
-                    units
-                } else {
-                    0
-                }
-            ]
-        });
+        // (Accumulated and dropped without peepholes, whose weights are then zeros.)
+        let width = if variant.is_basic() { 0 } else { units };
+        let mut dpeep: [Vec<T>; 3] = std::array::from_fn(|_| vec![T::zero(); width]);
+        let no_peepholes = vec![T::zero(); width];
+        let (w, clip) = variant_weights(&variant, &no_peepholes);
         for t in (0..t_end).rev() {
             if let Some(d_out) = &self.d_outputs {
                 for b in 0..batch {
@@ -552,8 +545,6 @@ impl<T: Scalar> BackwardShard<'_, T> {
                         dz.as_slice_mut().expect("contiguous"),
                     );
                 } else {
-                    let (peep, w) = peephole_slices(&variant, units);
-                    let (clip_at, clip) = clip_of(&variant);
                     let [dw_f, dw_i, dw_o] = &mut dpeep;
                     gate_gradients_variant(
                         g.as_slice().expect("contiguous"),
@@ -565,8 +556,6 @@ impl<T: Scalar> BackwardShard<'_, T> {
                         dz.as_slice_mut().expect("contiguous"),
                         w,
                         [&mut dw_f[..], &mut dw_i[..], &mut dw_o[..]],
-                        peep,
-                        clip_at,
                         clip,
                     );
                 }
@@ -697,21 +686,14 @@ isa_dispatch! {
     }
 }
 
-/// `(has_peepholes, [w_f, w_i, w_o])`: the variant's peephole weights, or empty slices cut to
-/// nothing (never read) without peepholes.
-fn peephole_slices<'a, T>(variant: &Variant<'a, T>, units: usize) -> (bool, [&'a [T]; 3]) {
-    match variant.peepholes {
-        Some([f, i, o]) => (true, [&f[..units], &i[..units], &o[..units]]),
-        None => (false, [&[], &[], &[]]),
-    }
-}
-
-/// `(has_clip, clip)`, with a clip of zero (never read) without one.
-fn clip_of<T: Scalar>(variant: &Variant<'_, T>) -> (bool, T) {
-    match variant.cell_clip {
-        Some(c) => (true, c),
-        None => (false, T::zero()),
-    }
+/// `([w_f, w_i, w_o], clip)` for the variant step: without peepholes the weights are
+/// `zeros` (adding exact zeros), without a clip the clip is infinite (clipping nothing), so one
+/// branch-free loop, vectorised like the basic step, serves every variant.
+fn variant_weights<'a, T: Scalar>(variant: &Variant<'a, T>, zeros: &'a [T]) -> ([&'a [T]; 3], T) {
+    (
+        variant.peepholes.unwrap_or([zeros, zeros, zeros]),
+        variant.cell_clip.unwrap_or_else(T::infinity),
+    )
 }
 
 /// `v` clipped to `[-clip, clip]` as `clip_by_value` clips (NaN passes through).
@@ -726,21 +708,12 @@ fn clip_value<T: Scalar>(v: T, clip: T) -> T {
     }
 }
 
-/// The peephole weight `w[k]`, or zero without peepholes.
-#[inline(always)]
-fn weight<T: Scalar>(peep: bool, w: &[T], k: usize) -> T {
-    if peep {
-        w[k]
-    } else {
-        T::zero()
-    }
-}
-
 isa_dispatch! {
-    /// [`step_row`] for `LstmCell`'s variants: with `peep`, `i = sigmoid(z_i + w_i ⊙ c_prev)`,
-    /// `f = sigmoid(z_f + forget_bias + w_f ⊙ c_prev)`; `c_raw = c_prev * f + i * j`; with
-    /// `clip_at`, `c_next = clip(c_raw, -clip, clip)` (else `c_raw`); with `peep`, `o =
-    /// sigmoid(z_o + w_o ⊙ c_next)`; `h_next = tanh(c_next) * o`. `w = [w_f, w_i, w_o]`.
+    /// [`step_row`] for `LstmCell`'s variants, with `w = [w_f, w_i, w_o]` the peephole weights
+    /// (zeros without peepholes) and `clip` the cell clip (infinite without):
+    /// `i = sigmoid(z_i + w_i ⊙ c_prev)`, `f = sigmoid(z_f + forget_bias + w_f ⊙ c_prev)`,
+    /// `c_raw = c_prev * f + i * j`, `c_next = clip(c_raw, -clip, clip)`,
+    /// `o = sigmoid(z_o + w_o ⊙ c_next)`, `h_next = tanh(c_next) * o`.
     fn step_row_variant / step_row_variant_on<T>(
         z: &mut [T],
         c_prev: &[T],
@@ -750,12 +723,11 @@ isa_dispatch! {
         h_next: &mut [T],
         w: [&[T]; 3],
         forget_bias: T,
-        peep: bool,
-        clip_at: bool,
         clip: T,
     ) {
         let units = c_prev.len();
         let [w_f, w_i, w_o] = w;
+        let (w_f, w_i, w_o) = (&w_f[..units], &w_i[..units], &w_o[..units]);
         let [zi, zj, zf, zo] = gate_blocks_mut(z);
         let (zi, zj, zf, zo) = (
             &mut zi[..units],
@@ -771,18 +743,13 @@ isa_dispatch! {
         );
         for k in 0..units {
             let cp = c_prev[k];
-            let (mut pi, mut pf) = (zi[k], zf[k] + forget_bias);
-            if peep {
-                pi = pi + w_i[k] * cp;
-                pf = pf + w_f[k] * cp;
-            }
-            let i = pi.sigmoid_elem();
+            let i = (zi[k] + w_i[k] * cp).sigmoid_elem();
             let j = zj[k].tanh_elem();
-            let f = pf.sigmoid_elem();
+            let f = (zf[k] + forget_bias + w_f[k] * cp).sigmoid_elem();
             let raw = flush_subnormal(cp * f + i * j);
             c_raw[k] = raw;
-            let c = if clip_at { clip_value(raw, clip) } else { raw };
-            let o = if peep { zo[k] + weight(peep, w_o, k) * c } else { zo[k] }.sigmoid_elem();
+            let c = clip_value(raw, clip);
+            let o = (zo[k] + w_o[k] * c).sigmoid_elem();
             (zi[k], zj[k], zf[k], zo[k]) = (i, j, f, o);
             c_next[k] = c;
             let th = c.tanh_elem();
@@ -793,12 +760,13 @@ isa_dispatch! {
 }
 
 isa_dispatch! {
-    /// [`gate_gradients`] for `LstmCell`'s variants, with `c = clip(c_raw)`: `dz_o = dh *
-    /// tanh(c) * o (1 - o)`; `d = dc + dh * o (1 - tanh(c)^2) + dz_o * w_o` (the peephole term
-    /// with `peep`), set to zero where the clip cut `c_raw` (`c_raw < -clip` or `c_raw > clip`,
-    /// as `clip_by_value`'s gradient); `dz_i`, `dz_j`, `dz_f` from `d` as in the basic step;
-    /// `dc = d * f + dz_i * w_i + dz_f * w_f`. With `peep` the peephole weight gradients are
-    /// accumulated: `dw_i += dz_i * c_prev`, `dw_f += dz_f * c_prev`, `dw_o += dz_o * c`.
+    /// [`gate_gradients`] for `LstmCell`'s variants ([`step_row_variant`]'s `w` and `clip`),
+    /// with `c = clip(c_raw)`: `dz_o = dh * tanh(c) * o (1 - o)`; `d = dc + dh * o (1 -
+    /// tanh(c)^2) + dz_o * w_o`, set to zero where the clip cut `c_raw` (`c_raw < -clip` or
+    /// `c_raw > clip`, as `clip_by_value`'s gradient); `dz_i`, `dz_j`, `dz_f` from `d` as in
+    /// the basic step; `dc = d * f + dz_i * w_i + dz_f * w_f`; and the peephole weight
+    /// gradients accumulate: `dw_i += dz_i * c_prev`, `dw_f += dz_f * c_prev`,
+    /// `dw_o += dz_o * c`.
     fn gate_gradients_variant / gate_gradients_variant_on<T>(
         gates: &[T],
         c_prev: &[T],
@@ -809,16 +777,18 @@ isa_dispatch! {
         dz: &mut [T],
         w: [&[T]; 3],
         dw: [&mut [T]; 3],
-        peep: bool,
-        clip_at: bool,
         clip: T,
     ) {
         let units = dc.len();
         let one = T::one();
         let [w_f, w_i, w_o] = w;
+        let (w_f, w_i, w_o) = (&w_f[..units], &w_i[..units], &w_o[..units]);
         let [dw_f, dw_i, dw_o] = dw;
+        let (dw_f, dw_i, dw_o) = (&mut dw_f[..units], &mut dw_i[..units], &mut dw_o[..units]);
         let [gi, gj, gf, go] = gate_blocks(gates);
         let [dzi, dzj, dzf, dzo] = gate_blocks_mut(dz);
+        let (gi, gj, gf, go) = (&gi[..units], &gj[..units], &gf[..units], &go[..units]);
+        let (dzi, dzj, dzf) = (&mut dzi[..units], &mut dzj[..units], &mut dzf[..units]);
         let (c_prev, c_raw, tanh_c, dh, dzo) = (
             &c_prev[..units],
             &c_raw[..units],
@@ -829,15 +799,14 @@ isa_dispatch! {
         for k in 0..units {
             let (i, j, f, o, th) = (gi[k], gj[k], gf[k], go[k], tanh_c[k]);
             let raw = c_raw[k];
-            let c = if clip_at { clip_value(raw, clip) } else { raw };
+            let c = clip_value(raw, clip);
             let d_o = dh[k] * th * o * (one - o);
-            let mut d = dc[k] + dh[k] * o * (one - th * th);
-            if peep {
-                d = d + d_o * w_o[k];
-            }
-            if clip_at && (raw < -clip || raw > clip) {
-                d = T::zero();
-            }
+            let d = dc[k] + dh[k] * o * (one - th * th) + d_o * w_o[k];
+            let d = if raw < -clip || raw > clip {
+                T::zero()
+            } else {
+                d
+            };
             let d_i = flush_subnormal(d * j * i * (one - i));
             let d_f = flush_subnormal(d * c_prev[k] * f * (one - f));
             let d_o = flush_subnormal(d_o);
@@ -845,14 +814,10 @@ isa_dispatch! {
             dzj[k] = flush_subnormal(d * i * (one - j * j));
             dzf[k] = d_f;
             dzo[k] = d_o;
-            let mut d_prev = d * f;
-            if peep {
-                d_prev = d_prev + d_i * w_i[k] + d_f * w_f[k];
-                dw_i[k] = dw_i[k] + d_i * c_prev[k];
-                dw_f[k] = dw_f[k] + d_f * c_prev[k];
-                dw_o[k] = dw_o[k] + d_o * c;
-            }
-            dc[k] = flush_subnormal(d_prev);
+            dw_i[k] = dw_i[k] + d_i * c_prev[k];
+            dw_f[k] = dw_f[k] + d_f * c_prev[k];
+            dw_o[k] = dw_o[k] + d_o * c;
+            dc[k] = flush_subnormal(d * f + d_i * w_i[k] + d_f * w_f[k]);
         }
     }
 }
@@ -935,8 +900,7 @@ mod tests {
             let (mut raw, mut c, mut tc, mut h) = (zero(), zero(), zero(), zero());
             let ws = [w[0].as_slice(), w[1].as_slice(), w[2].as_slice()];
             step_row_variant_on(
-                isa, &mut z, &c_prev, &mut raw, &mut c, &mut tc, &mut h, ws, 1.0f32, true, true,
-                0.8,
+                isa, &mut z, &c_prev, &mut raw, &mut c, &mut tc, &mut h, ws, 1.0f32, 0.8,
             );
             assert!(c.iter().any(|v| v.abs() == 0.8) && c.iter().any(|v| v.abs() < 0.8));
             let (mut dc, mut dz) = (dc.clone(), vec![0.0; 4 * units]);
@@ -952,8 +916,6 @@ mod tests {
                 &mut dz,
                 ws,
                 [&mut a, &mut b, &mut d],
-                true,
-                true,
                 0.8,
             );
             [z, raw, c, tc, h, dc, dz, a, b, d]
