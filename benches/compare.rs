@@ -30,6 +30,19 @@ use models::{Model, BATCH, NAMES};
 const WARM: usize = 10;
 const TIMED: usize = 50;
 
+/// The warm-up and timed step counts: [`WARM`] and [`TIMED`], or `COMPARE_STEPS=WARM,TIMED`
+/// (shorter runs under a profiler such as callgrind).
+fn step_counts() -> (usize, usize) {
+    std::env::var("COMPARE_STEPS")
+        .ok()
+        .and_then(|v| {
+            let (w, t) = v.split_once(',')?;
+            Some((w.trim().parse().ok()?, t.trim().parse().ok()?))
+        })
+        .filter(|&(_, t)| t > 0)
+        .unwrap_or((WARM, TIMED))
+}
+
 /// User plus system CPU time of this process in seconds, all threads (Linux `/proc`; clock
 /// ticks taken as the usual 100 per second).
 fn cpu_seconds() -> Option<f64> {
@@ -53,20 +66,21 @@ fn median(sorted: &[f64]) -> f64 {
 }
 
 fn run(name: &str, mnist: &mut Mnist) -> recurrent::Result<Value> {
+    let (warm, timed) = step_counts();
     let mut model = Model::new(name, 0);
-    let mut times = Vec::with_capacity(TIMED);
+    let mut times = Vec::with_capacity(timed);
     let (mut c0, mut w0) = (None, Instant::now());
     let mut last_loss = 0.0;
-    for step in 0..WARM + TIMED {
+    for step in 0..warm + timed {
         let batch = mnist.train.next_batch::<f32>(BATCH);
         let x = batch.images_as_sequences();
-        if step == WARM {
+        if step == warm {
             c0 = cpu_seconds();
             w0 = Instant::now();
         }
         let t0 = Instant::now();
         last_loss = model.train_step(&x, &batch.labels)?;
-        if step >= WARM {
+        if step >= warm {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
@@ -81,7 +95,7 @@ fn run(name: &str, mnist: &mut Mnist) -> recurrent::Result<Value> {
     let examples_per_s = BATCH as f64 / (med / 1e3);
     println!(
         "{name:<10} median {med:8.2} ms/step  min {min:8.2}  max {max:8.2}  {examples_per_s:8.0} examples/s  (loss after {} steps {last_loss:.3})",
-        WARM + TIMED
+        warm + timed
     );
     Ok(json!({
         "median_ms_per_step": med,
@@ -123,8 +137,10 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "recurrent {}: training steps on MNIST batches of {BATCH} ({WARM} warm-up, {TIMED} timed), {} thread(s), {} kernels",
+        "recurrent {}: training steps on MNIST batches of {BATCH} ({} warm-up, {} timed), {} thread(s), {} kernels",
         env!("CARGO_PKG_VERSION"),
+        step_counts().0,
+        step_counts().1,
         num_threads(),
         isa().name()
     );
@@ -145,8 +161,8 @@ fn main() -> ExitCode {
         "num_threads": num_threads(),
         "isa": isa().name(),
         "batch_size": BATCH,
-        "warm_up_steps": WARM,
-        "timed_steps": TIMED,
+        "warm_up_steps": step_counts().0,
+        "timed_steps": step_counts().1,
         "configs": configs,
     });
     let outdir = std::env::var("BENCH_RESULTS").unwrap_or_else(|_| "/tmp/recurrent-bench".into());
