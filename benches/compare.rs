@@ -85,16 +85,18 @@ fn run(name: &str, mnist: &mut Mnist) -> recurrent::Result<Value> {
         }
     }
     let wall = w0.elapsed().as_secs_f64();
-    let cpu_over_wall = match (c0, cpu_seconds()) {
-        (Some(c0), Some(c1)) => Value::from((c1 - c0) / wall),
-        _ => Value::Null,
-    };
+    let cpu = c0.zip(cpu_seconds()).map(|(c0, c1)| c1 - c0);
+    let cpu_over_wall = cpu.map_or(Value::Null, |c| Value::from(c / wall));
+    // CPU time of all threads per timed step: the work done, which a busy machine inflates far
+    // less than the wall time (it does not count the time spent waiting for a core).
+    let cpu_ms = cpu.map(|c| c * 1e3 / times.len() as f64);
     times.sort_by(f64::total_cmp);
     let med = median(&times);
     let (min, max) = (times[0], times[times.len() - 1]);
     let examples_per_s = BATCH as f64 / (med / 1e3);
+    let cpu_text = cpu_ms.map_or_else(|| "?".to_string(), |c| format!("{c:.2}"));
     println!(
-        "{name:<10} median {med:8.2} ms/step  min {min:8.2}  max {max:8.2}  {examples_per_s:8.0} examples/s  (loss after {} steps {last_loss:.3})",
+        "{name:<10} median {med:8.2} ms/step  min {min:8.2}  max {max:8.2}  {examples_per_s:8.0} examples/s  cpu {cpu_text} ms/step  (loss after {} steps {last_loss:.3})",
         warm + timed
     );
     Ok(json!({
@@ -104,6 +106,7 @@ fn run(name: &str, mnist: &mut Mnist) -> recurrent::Result<Value> {
         "examples_per_s": examples_per_s,
         "params": model.num_params(),
         "cpu_over_wall": cpu_over_wall,
+        "cpu_ms_per_step": cpu_ms,
     }))
 }
 

@@ -10,8 +10,8 @@
 //! threads that run them; each matrix product runs on one thread (the `gemm` crate is called with
 //! `Parallelism::None`). So parameters are bit-identical across thread counts too:
 //! [`same_bits_across_thread_counts`] trains a batch of 150 (three shards) with 1, 2 and 3 threads,
-//! in `f64` and, in [`same_f32_bits_across_thread_counts`], in `f32` (where the recurrent
-//! products take the packed AVX-512 kernel on a CPU that has it).
+//! in `f64` and, in [`same_f32_bits_across_thread_counts`], in `f32` (the precision of training,
+//! whose kernels take the AVX-512 or AVX2 paths on CPUs that have them).
 
 use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;

@@ -12,7 +12,6 @@ use ndarray::{
 
 use crate::kernels::linalg::gemm;
 use crate::kernels::math::{flush_subnormal, isa_dispatch};
-use crate::kernels::packed::RhsPanels;
 use crate::kernels::workspace;
 use crate::parallel::{run_shards, shard_rows};
 use crate::Scalar;
@@ -126,9 +125,6 @@ pub(crate) fn forward<T: Scalar>(
         lengths: lengths.map(<[usize]>::to_vec),
     };
     let rows = shard_rows(batch);
-    // `W_h` once per sequence, for the per-step product `h_{t-1} @ W_h` (packed.rs).
-    let w_h = RhsPanels::new(w_h, rows);
-    let w_h = &w_h;
     let mut kept = keep_for_backward.then(|| {
         fwd.gates
             .axis_chunks_iter_mut(Axis(0), rows)
@@ -215,7 +211,7 @@ impl<T: Scalar> ShardIo<'_, T> {
         mut self,
         mut buffers: StepBuffers<'_, T>,
         w_x: ArrayView2<'_, T>,
-        w_h: &RhsPanels<T>,
+        w_h: ArrayView2<'_, T>,
         bias: &[T],
         forget_bias: T,
     ) {
@@ -247,7 +243,7 @@ impl<T: Scalar> ShardIo<'_, T> {
         for t in 0..steps {
             let mut z = buffers.gates.index_axis_mut(Axis(1), t);
             let h_prev = buffers.h_prev.index_axis(Axis(1), t);
-            w_h.product(&h_prev, true, &mut z);
+            gemm(T::one(), &h_prev, &w_h, T::one(), &mut z);
             let c_prev = buffers.c_prev.index_axis(Axis(1), t);
             let mut tanh_c = buffers.tanh_c.index_axis_mut(Axis(1), t);
             let mut out = self.outputs.index_axis_mut(Axis(1), t);
@@ -362,11 +358,11 @@ pub(crate) fn backward<T: Scalar>(
         })
         .collect();
     let (w_x, w_h) = kernel.split_at(Axis(0), in_size);
-    // `W_h^T` once per sequence, packed or row-major (packed.rs), for the per-step product
-    // `dz_t @ W_h^T`: the products run about twice as fast on a row-major right operand as on
-    // the transposed view (benches/README.md).
-    let w_h_t = RhsPanels::new(w_h.t(), rows);
-    let mut partials = run_shards(shards, |shard| shard.run(w_x, &w_h_t, t_end)).into_iter();
+    // `W_h^T` row-major, once per sequence, for the per-step product `dz_t @ W_h^T`: the
+    // products run about twice as fast on a row-major right operand as on the transposed view
+    // (benches/README.md).
+    let w_h_t = w_h.t().as_standard_layout().into_owned();
+    let mut partials = run_shards(shards, |shard| shard.run(w_x, w_h_t.view(), t_end)).into_iter();
     // Partial sums are added in shard order: the result does not depend on the thread count.
     // The first shard's arrays take the sum, rather than a zeroed array (a statically unrolled
     // LSTM runs this once per step).
@@ -409,7 +405,7 @@ impl<T: Scalar> BackwardShard<'_, T> {
     fn run(
         mut self,
         w_x: ArrayView2<'_, T>,
-        w_h_t: &RhsPanels<T>,
+        w_h_t: ArrayView2<'_, T>,
         t_end: usize,
     ) -> (Array2<T>, Array1<T>) {
         let (batch, _, in_size) = self.x.dim();
@@ -449,7 +445,13 @@ impl<T: Scalar> BackwardShard<'_, T> {
                     dz.as_slice_mut().expect("contiguous"),
                 );
             }
-            w_h_t.product(&dz_t.view(), false, &mut dh_prev.view_mut());
+            gemm(
+                one,
+                &dz_t.view(),
+                &w_h_t,
+                T::zero(),
+                &mut dh_prev.view_mut(),
+            );
             for b in 0..batch {
                 if !alive(self.lengths, b, t) {
                     // Carried rows: dz is zero, so dh_prev is the carried gradient alone.

@@ -8,6 +8,5 @@ pub(crate) mod gru;
 pub(crate) mod linalg;
 pub(crate) mod lstm;
 pub mod math;
-pub(crate) mod packed;
 pub mod parallel;
 pub(crate) mod workspace;
