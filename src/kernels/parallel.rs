@@ -211,11 +211,11 @@ mod tests {
             let mut want = vec![0u32; n];
             let mut sequential = ChaCha12Rng::seed_from_u64(11);
             sequential.next_u32(); // start mid-block
-            let mut parallel = sequential.clone();
+            let start = sequential.clone();
             sequential.fill(&mut want[..]);
             for threads in [1, 2, 3] {
                 set_num_threads(threads);
-                let mut p = parallel.clone();
+                let mut p = start.clone();
                 let mut got = vec![0u32; n];
                 fill_words(&mut p, &mut got);
                 assert_eq!(got, want, "{n} words on {threads} threads");
