@@ -7,7 +7,8 @@
 //! MNIST training batches of 128 (`Mnist::load(dir, 0)`, `next_batch`), each step timed alone.
 //! Prints the median, minimum and maximum ms per step and examples per second, and writes
 //! `$BENCH_RESULTS/recurrent_bench.json` (default `/tmp/recurrent-bench`), shaped like
-//! `bench_torch.py`'s `torch_bench.json`.
+//! `bench_torch.py`'s `torch_bench.json`, with the CPU time of all threads per step beside it.
+//! `COMPARE_STEPS=WARM,TIMED` changes the step counts (short runs under a profiler).
 //!
 //! Not a criterion bench (`harness = false`): `cargo bench --bench compare -- lstm128 bilstm256
 //! multi3 gru128`. MNIST is read from `MNIST_DIR` (else `data/mnist`) and never downloaded; when it is
