@@ -109,7 +109,7 @@ pub use train::{metrics, optim};
 
 pub use cell::{
     BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell,
-    HighwayWrapper, LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell,
+    GruCellConfig, HighwayWrapper, LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell,
     ResidualWrapper, RnnState, ZoneoutWrapper,
 };
 pub use error::{Error, Result};
@@ -138,7 +138,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::cell::{
-        BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, HighwayWrapper,
+        BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, GruCellConfig,
+        HighwayWrapper,
         LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell, ResidualWrapper,
         RnnState, ZoneoutWrapper,
     };
