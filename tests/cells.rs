@@ -420,6 +420,7 @@ fn static_and_dynamic_agree_for_every_cell() {
     let mut params = ParamStore::<f64>::new(3);
     let lstm_cell = lstm(&mut params, "lstm", 3, 4, 30);
     let gru = GruCell::new(&mut params, "gru", 3, 4).unwrap();
+    let gru_ra = gru_reset_after(&mut params, "gru_ra", 3, 4, 44);
     let basic = BasicRnnCell::new(&mut params, "basic", 3, 4).unwrap();
     let stack = MultiCell::new(vec![
         lstm(&mut params, "m/cell_0", 3, 4, 40),
@@ -440,6 +441,7 @@ fn static_and_dynamic_agree_for_every_cell() {
         for with_initial in [false, true] {
             assert_static_equals_dynamic(&params, &lstm_cell, lengths, with_initial);
             assert_static_equals_dynamic(&params, &gru, lengths, with_initial);
+            assert_static_equals_dynamic(&params, &gru_ra, lengths, with_initial);
             assert_static_equals_dynamic(&params, &basic, lengths, with_initial);
             assert_static_equals_dynamic(&params, &stack, lengths, with_initial);
             assert_static_equals_dynamic(&params, &around_sequence, lengths, with_initial);
@@ -958,6 +960,8 @@ fn every_cell_honours_the_contract() {
     .unwrap();
     contract(&params, &l);
     contract(&params, &gru);
+    let gru_ra = gru_reset_after(&mut params, "gru_ra", 3, 4, 143);
+    contract(&params, &gru_ra);
     contract(&params, &basic);
     contract(&params, &stack);
     contract(
@@ -2663,6 +2667,7 @@ fn static_runners_take_the_sequence_path_and_equal_stepping() {
     ])
     .unwrap();
     let gru = GruCell::new(&mut params, "gru", 3, 4).unwrap();
+    let gru_ra = gru_reset_after(&mut params, "gru_ra", 3, 4, 45);
     // Per-step masks: the sequence path would draw them in another order, so the runner steps.
     let per_step_dropout = DropoutWrapper::new(lstm_cell.clone())
         .with_output_keep_prob(0.6)
@@ -2676,6 +2681,8 @@ fn static_runners_take_the_sequence_path_and_equal_stepping() {
         let ops = assert_static_equals_stepping(&params, &stack, lengths);
         assert!(ops < 16, "the stack stepped (24 ops or more): {ops} ops");
         assert_static_equals_stepping(&params, &gru, lengths);
+        let ops = assert_static_equals_stepping(&params, &gru_ra, lengths);
+        assert!(ops < 12, "the reset_after GRU stepped: {ops} ops");
         assert_static_equals_stepping(&params, &per_step_dropout, lengths);
         assert_static_equals_stepping(&params, &variational, lengths);
     }
@@ -2816,17 +2823,26 @@ fn fused_kernels_keep_no_subnormal_state_or_gradient() {
         ArrayD::zeros(IxDyn(&[units])),
     )
     .unwrap();
+    // The same with reset_after (a zero recurrent bias).
+    let ids = gru.param_ids();
+    let recurrent_bias = params
+        .create_from("subnormal_gru/candidate/recurrent_bias", ArrayD::zeros(IxDyn(&[units])))
+        .unwrap();
+    let gru_ra =
+        GruCell::from_params_reset_after(&params, ids[0], ids[1], ids[2], ids[3], recurrent_bias)
+            .unwrap();
     let tape = Tape::new(&params);
     let xv = tape.watch(ArrayD::from_elem(IxDyn(&[3, 20, 1]), 1.0f32));
     let xg = tape.watch(ArrayD::from_elem(IxDyn(&[3, 20, 1]), 1e-19f32));
     let (lstm_out, state) = dynamic_rnn(&tape, &lstm_cell, xv, RnnOptions::default()).unwrap();
     let (gru_out, h) = dynamic_rnn(&tape, &gru, xg, RnnOptions::default()).unwrap();
-    let loss = [lstm_out, state.c, state.h, gru_out, h]
+    let (ra_out, ra_h) = dynamic_rnn(&tape, &gru_ra, xg, RnnOptions::default()).unwrap();
+    let loss = [lstm_out, state.c, state.h, gru_out, h, ra_out, ra_h]
         .into_iter()
         .map(|v| tape.sum(v))
         .reduce(|a, b| tape.add(a, b).unwrap())
         .unwrap();
-    for v in [lstm_out, state.c, state.h, gru_out, h] {
+    for v in [lstm_out, state.c, state.h, gru_out, h, ra_out, ra_h] {
         assert!(tape.value(v).iter().all(is_ok), "a subnormal value");
     }
     let grads = tape.backward(loss).unwrap();
@@ -3168,4 +3184,81 @@ fn gru_reset_after_gradients_through_every_runner() {
     })
     .unwrap()
     .assert_ok();
+}
+
+/// The fused `reset_after` op against the tape ops stepped by hand (`GruCell::call`), values
+/// and every gradient, on a batch of 130 (three shards) with lengths; and the fused run gives
+/// the same bits with 1, 2 and 3 threads.
+#[test]
+fn fused_reset_after_gru_equals_the_tape_ops_and_ignores_the_thread_count() {
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = gru_reset_after(&mut params, "gru", 3, 4, 570);
+    let (batch, steps) = (130, 6);
+    let x = random(&[batch, steps, 3], 1.0, 571);
+    let h0 = random(&[batch, 4], 1.0, 572);
+    // Every length from 0 to `steps`, in every shard.
+    let lengths: Vec<usize> = (0..batch).map(|b| (b * 5) % (steps + 1)).collect();
+    assert!((0..=steps).all(|l| lengths[..43].contains(&l)));
+    let direction = random(&[batch, steps, 4], 1.0, 573);
+    let run = |fused: bool| {
+        let tape = Tape::new(&params);
+        let xv = tape.watch(x.clone());
+        let h0v = tape.watch(h0.clone());
+        let (out, last) = if fused {
+            dynamic_rnn(
+                &tape,
+                &cell,
+                xv,
+                RnnOptions::default()
+                    .initial_state(h0v)
+                    .sequence_length(&lengths),
+            )
+            .unwrap()
+        } else {
+            let zero = tape.constant(ArrayD::zeros(IxDyn(&[batch, 4])));
+            let mut h = h0v;
+            let mut outs = vec![];
+            for (t, step) in tape.unstack(xv, 1).unwrap().into_iter().enumerate() {
+                let (o, next) = cell.call(&tape, step, &h).unwrap();
+                let alive = ArrayD::from_shape_fn(IxDyn(&[batch, 1]), |i| t < lengths[i[0]]);
+                outs.push(tape.select(&alive, o, zero).unwrap());
+                h = tape.select(&alive, next, h).unwrap();
+            }
+            (tape.stack(&outs, 1).unwrap(), h)
+        };
+        let loss = tape
+            .add(
+                tape.sum(tape.mul(out, tape.constant(direction.clone())).unwrap()),
+                tape.sum(last),
+            )
+            .unwrap();
+        let values = vec![tape.to_array(out), tape.to_array(last)];
+        let grads = tape.backward(loss).unwrap();
+        let mut g: Vec<ArrayD<f64>> = grads.iter().map(|(_, g)| g.clone()).collect();
+        g.push(grads.wrt(xv).unwrap().clone());
+        g.push(grads.wrt(h0v).unwrap().clone());
+        (values, g)
+    };
+    let (tv, tg) = run(false);
+    let mut first: Option<(Vec<ArrayD<f64>>, Vec<ArrayD<f64>>)> = None;
+    for threads in [1, 2, 3] {
+        recurrent::parallel::set_num_threads(threads);
+        let (fv, fg) = run(true);
+        assert_eq!((fv.len(), fg.len()), (tv.len(), tg.len()));
+        assert_eq!(fg.len(), 5 + 2, "five parameters, the inputs and the initial state");
+        for (a, b) in fv.iter().zip(&tv) {
+            assert_close(a, b, 1e-13);
+        }
+        for (a, b) in fg.iter().zip(&tg) {
+            assert_close(a, b, 1e-12);
+        }
+        match &first {
+            None => first = Some((fv, fg)),
+            Some((v1, g1)) => {
+                assert!(v1.iter().zip(&fv).all(|(a, b)| a == b), "{threads} threads");
+                assert!(g1.iter().zip(&fg).all(|(a, b)| a == b), "{threads} threads");
+            }
+        }
+    }
+    recurrent::parallel::set_num_threads(0);
 }
