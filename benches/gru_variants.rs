@@ -89,7 +89,11 @@ impl Cells {
     }
 }
 
-const NAMES: [&str; 3] = ["reset_before_fused", "reset_after_fused", "reset_after_tape"];
+const NAMES: [&str; 3] = [
+    "reset_before_fused",
+    "reset_after_fused",
+    "reset_after_tape",
+];
 
 fn gru_variants(c: &mut Criterion) {
     let cells = cells();

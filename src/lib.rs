@@ -108,8 +108,8 @@ pub use nn::{cell, init, layers, params, rnn};
 pub use train::{metrics, optim};
 
 pub use cell::{
-    BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell,
-    GruCellConfig, HighwayWrapper, LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell,
+    BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell, GruCellConfig,
+    HighwayWrapper, LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell,
     ResidualWrapper, RnnState, ZoneoutWrapper,
 };
 pub use error::{Error, Result};
@@ -139,9 +139,8 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::cell::{
         BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, GruCellConfig,
-        HighwayWrapper,
-        LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell, ResidualWrapper,
-        RnnState, ZoneoutWrapper,
+        HighwayWrapper, LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell,
+        ResidualWrapper, RnnState, ZoneoutWrapper,
     };
     #[doc(no_inline)]
     pub use crate::optim::Optimizer;

@@ -2826,7 +2826,10 @@ fn fused_kernels_keep_no_subnormal_state_or_gradient() {
     // The same with reset_after (a zero recurrent bias).
     let ids = gru.param_ids();
     let recurrent_bias = params
-        .create_from("subnormal_gru/candidate/recurrent_bias", ArrayD::zeros(IxDyn(&[units])))
+        .create_from(
+            "subnormal_gru/candidate/recurrent_bias",
+            ArrayD::zeros(IxDyn(&[units])),
+        )
         .unwrap();
     let gru_ra =
         GruCell::from_params_reset_after(&params, ids[0], ids[1], ids[2], ids[3], recurrent_bias)
@@ -2946,7 +2949,11 @@ fn gru_reset_after_matches_its_equations_names_and_layout() {
     let h2 = random_matrix(batch, units, 502);
     let tape = Tape::new(&params);
     let (out, state) = cell
-        .call(&tape, tape.constant(x2.clone().into_dyn()), &tape.constant(h2.clone().into_dyn()))
+        .call(
+            &tape,
+            tape.constant(x2.clone().into_dyn()),
+            &tape.constant(h2.clone().into_dyn()),
+        )
         .unwrap();
     let expected = gru_reset_after_step(&params, &cell, &x2, &h2);
     assert_close(&tape.to_array(out), &expected.clone().into_dyn(), 1e-14);
@@ -2956,7 +2963,11 @@ fn gru_reset_after_matches_its_equations_names_and_layout() {
     let before = GruCell::from_params(&params, ids[0], ids[1], ids[2], ids[3]).unwrap();
     assert!(!before.reset_after());
     let (other, _) = before
-        .call(&tape, tape.constant(x2.into_dyn()), &tape.constant(h2.into_dyn()))
+        .call(
+            &tape,
+            tape.constant(x2.into_dyn()),
+            &tape.constant(h2.into_dyn()),
+        )
         .unwrap();
     let diff = (&tape.to_array(other) - &expected.into_dyn())
         .iter()
@@ -2987,8 +2998,8 @@ fn gru_reset_after_matches_its_equations_names_and_layout() {
             .into_dimensionality::<ndarray::Ix2>()
             .unwrap();
         let next = gru_reset_after_step(&params, &cell, &xt, &h);
-        for b in 0..batch {
-            if t < lengths[b] {
+        for (b, &length) in lengths.iter().enumerate() {
+            if t < length {
                 h.row_mut(b).assign(&next.row(b));
                 want.slice_mut(s![b, t, ..]).assign(&next.row(b));
             }
@@ -3014,7 +3025,9 @@ fn gru_reset_after_config_and_bad_input() {
     // Without the option the config builds what GruCell::new builds, drawing the same values.
     let mut a = ParamStore::<f64>::new(9);
     let mut b = ParamStore::<f64>::new(9);
-    let plain = recurrent::GruCellConfig::new(4).init(&mut a, "g", 3).unwrap();
+    let plain = recurrent::GruCellConfig::new(4)
+        .init(&mut a, "g", 3)
+        .unwrap();
     let new = GruCell::new(&mut b, "g", 3, 4).unwrap();
     assert!(!plain.reset_after());
     for (x, y) in plain.param_ids().into_iter().zip(new.param_ids()) {
@@ -3144,7 +3157,17 @@ fn gru_reset_after_gradients_through_every_runner() {
         )?;
         flat_concat(
             t,
-            &[f, b, sf, sb, outs[0], outs[2], m_out, m_states[0], m_states[1]],
+            &[
+                f,
+                b,
+                sf,
+                sb,
+                outs[0],
+                outs[2],
+                m_out,
+                m_states[0],
+                m_states[1],
+            ],
         )
     })
     .unwrap()
@@ -3158,7 +3181,10 @@ fn gru_reset_after_gradients_through_every_runner() {
             v[0],
             recurrent::StackedBidirectionalOptions::default().sequence_length(&lengths),
         )?;
-        flat_concat(t, &[out, fw_states[0], fw_states[1], bw_states[0], bw_states[1]])
+        flat_concat(
+            t,
+            &[out, fw_states[0], fw_states[1], bw_states[0], bw_states[1]],
+        )
     })
     .unwrap()
     .assert_ok();
@@ -3240,12 +3266,16 @@ fn fused_reset_after_gru_equals_the_tape_ops_and_ignores_the_thread_count() {
         (values, g)
     };
     let (tv, tg) = run(false);
-    let mut first: Option<(Vec<ArrayD<f64>>, Vec<ArrayD<f64>>)> = None;
+    let mut first = None;
     for threads in [1, 2, 3] {
         recurrent::parallel::set_num_threads(threads);
         let (fv, fg) = run(true);
         assert_eq!((fv.len(), fg.len()), (tv.len(), tg.len()));
-        assert_eq!(fg.len(), 5 + 2, "five parameters, the inputs and the initial state");
+        assert_eq!(
+            fg.len(),
+            5 + 2,
+            "five parameters, the inputs and the initial state"
+        );
         for (a, b) in fv.iter().zip(&tv) {
             assert_close(a, b, 1e-13);
         }

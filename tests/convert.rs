@@ -7,9 +7,9 @@ use common::{assert_close, random};
 use ndarray::{s, Array1, Array2, Array3, Axis, Ix1, Ix2, Ix3};
 use recurrent::cell::{LstmCell, LstmCellWeights, LstmPeepholes};
 use recurrent::convert::{
-    self, KerasGruWeights, KerasLstmWeights, KerasPeepholeLstmWeights,
-    KerasResetAfterGruWeights, OnnxLstmWeights, TfGruWeights, TfLstmWeights, TorchGruWeights,
-    TorchLstmWeights, TorchProjLstmWeights,
+    self, KerasGruWeights, KerasLstmWeights, KerasPeepholeLstmWeights, KerasResetAfterGruWeights,
+    OnnxLstmWeights, TfGruWeights, TfLstmWeights, TorchGruWeights, TorchLstmWeights,
+    TorchProjLstmWeights,
 };
 use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, Cell, Error, GruCell, LstmState, ParamStore, Tape};
@@ -790,14 +790,17 @@ fn gru_bad_shapes_are_errors() {
 /// z = σ(W_iz x + b_iz + W_hz h + b_hz), n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),
 /// h' = (1 − z) ⊙ n + z ⊙ h; row blocks r, z, n of weight_ih, weight_hh, bias_ih, bias_hh.
 fn run_torch_gru(w: &TorchGruWeights<f64>, d: &Data) -> Run {
-    let rows = |a: &Array2<f64>, k: usize| a.slice(s![k * UNITS..(k + 1) * UNITS, ..]).t().to_owned();
+    let rows =
+        |a: &Array2<f64>, k: usize| a.slice(s![k * UNITS..(k + 1) * UNITS, ..]).t().to_owned();
     let part = |b: &Array1<f64>, k: usize| b.slice(s![k * UNITS..(k + 1) * UNITS]).to_owned();
     unroll_gru(d, |x, h| {
-        let r = (x.dot(&rows(&w.weight_ih, 0)) + part(&w.bias_ih, 0)
+        let r = (x.dot(&rows(&w.weight_ih, 0))
+            + part(&w.bias_ih, 0)
             + h.dot(&rows(&w.weight_hh, 0))
             + part(&w.bias_hh, 0))
         .mapv(sigmoid);
-        let z = (x.dot(&rows(&w.weight_ih, 1)) + part(&w.bias_ih, 1)
+        let z = (x.dot(&rows(&w.weight_ih, 1))
+            + part(&w.bias_ih, 1)
             + h.dot(&rows(&w.weight_hh, 1))
             + part(&w.bias_hh, 1))
         .mapv(sigmoid);
@@ -814,8 +817,8 @@ fn run_torch_gru(w: &TorchGruWeights<f64>, d: &Data) -> Run {
 /// z = σ(x_z + h_z), r = σ(x_r + h_r), hh = tanh(x_h + r ⊙ h_h), h' = z ⊙ h + (1 − z) ⊙ hh.
 fn run_keras_reset_after_gru(w: &KerasResetAfterGruWeights<f64>, d: &Data) -> Run {
     unroll_gru(d, |x, h| {
-        let xm = x.dot(&w.kernel) + &w.bias.row(0);
-        let hm = h.dot(&w.recurrent_kernel) + &w.bias.row(1);
+        let xm = x.dot(&w.kernel) + w.bias.row(0);
+        let hm = h.dot(&w.recurrent_kernel) + w.bias.row(1);
         let z = (block(&xm, 0) + block(&hm, 0)).mapv(sigmoid);
         let r = (block(&xm, 1) + block(&hm, 1)).mapv(sigmoid);
         let hh = (block(&xm, 2) + &r * &block(&hm, 2)).mapv(f64::tanh);
@@ -859,7 +862,11 @@ fn torch_gru_loads_into_a_reset_after_cell_and_gives_its_outputs() {
         let ours = gru_reset_after_weights(seed);
         let exported = convert::tf_gru_to_torch(&ours).unwrap();
         assert_eq!(exported.weight_ih.dim(), (3 * UNITS, INPUT));
-        assert!(exported.bias_hh.slice(s![..2 * UNITS]).iter().all(|&b| b == 0.0));
+        assert!(exported
+            .bias_hh
+            .slice(s![..2 * UNITS])
+            .iter()
+            .all(|&b| b == 0.0));
         assert_runs_close(&run_torch_gru(&exported, &d), &run_our_gru(&ours, &d));
         assert_eq!(convert::torch_gru_to_tf(&exported).unwrap(), ours);
         assert_eq!(convert::tf_gru_to_torch(&ours).unwrap(), exported);
@@ -880,17 +887,26 @@ fn keras_reset_after_gru_gives_our_outputs_and_round_trips() {
             keras.bias.slice(s![0, ..UNITS]),
             ours.gate_bias.slice(s![UNITS..])
         );
-        assert_runs_close(&run_keras_reset_after_gru(&keras, &d), &run_our_gru(&ours, &d));
+        assert_runs_close(
+            &run_keras_reset_after_gru(&keras, &d),
+            &run_our_gru(&ours, &d),
+        );
         let back = convert::keras_reset_after_gru_to_tf(&keras).unwrap();
         assert_eq!(back, ours, "bit-exact round trip");
         // Keras weights with both bias rows non-zero everywhere: the same function in ours.
         let mut full = keras.clone();
         full.bias = m2([2, 3 * UNITS], 0.5, seed + 20);
         let loaded = convert::keras_reset_after_gru_to_tf(&full).unwrap();
-        assert_runs_close(&run_keras_reset_after_gru(&full, &d), &run_our_gru(&loaded, &d));
+        assert_runs_close(
+            &run_keras_reset_after_gru(&full, &d),
+            &run_our_gru(&loaded, &d),
+        );
         // And between PyTorch and Keras through ours.
         let torch = convert::tf_gru_to_torch(&loaded).unwrap();
-        assert_runs_close(&run_torch_gru(&torch, &d), &run_keras_reset_after_gru(&full, &d));
+        assert_runs_close(
+            &run_torch_gru(&torch, &d),
+            &run_keras_reset_after_gru(&full, &d),
+        );
     }
 }
 
@@ -906,7 +922,10 @@ fn gru_converters_refuse_the_other_variant_and_bad_shapes() {
     assert!(is_shape_err(convert::tf_gru_to_torch(&bad)));
     assert!(is_shape_err(convert::tf_gru_to_keras_reset_after(&bad)));
     let mut params = ParamStore::<f64>::new(0);
-    assert!(matches!(bad.to_cell(&mut params, "gru"), Err(Error::Shape { .. })));
+    assert!(matches!(
+        bad.to_cell(&mut params, "gru"),
+        Err(Error::Shape { .. })
+    ));
     assert!(params.is_empty());
     let torch = convert::tf_gru_to_torch(&after).unwrap();
     for k in 0..4 {
@@ -974,12 +993,21 @@ fn torch_gru_state_dict_names_layers_and_directions() {
         TorchGruWeights::from_state_dict(&dict, "", 2, false),
         Err(Error::InvalidArgument(_))
     ));
-    dict.create_from("x.weight_ih_l0", ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 4])))
-        .unwrap();
-    dict.create_from("x.weight_hh_l0", ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 3])))
-        .unwrap();
-    dict.create_from("x.bias_ih_l0", ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 1])))
-        .unwrap();
+    dict.create_from(
+        "x.weight_ih_l0",
+        ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 4])),
+    )
+    .unwrap();
+    dict.create_from(
+        "x.weight_hh_l0",
+        ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 3])),
+    )
+    .unwrap();
+    dict.create_from(
+        "x.bias_ih_l0",
+        ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 1])),
+    )
+    .unwrap();
     dict.create_from("x.bias_hh_l0", ndarray::ArrayD::zeros(ndarray::IxDyn(&[9])))
         .unwrap();
     assert!(is_shape_err(TorchGruWeights::from_state_dict(

@@ -244,16 +244,21 @@ fn worst<T: Scalar>(a: &ArrayD<T>, b: &ArrayD<T>) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Outputs, final states, and gradients by the other framework's names.
+type GruRun<T, Name> = (ArrayD<T>, ArrayD<T>, Vec<(Name, ArrayD<T>)>);
+
 /// The gradients of a reset_after cell's five parameters, in our layout.
 fn gru_grads<T: Scalar>(
     params: &ParamStore<T>,
     grads: &recurrent::Grads<T>,
     cell: &GruCell,
 ) -> TfGruWeights<T> {
-    let mut g = cell
-        .param_ids()
-        .into_iter()
-        .map(|id| grads.get(id).expect("every parameter gets a gradient").clone());
+    let mut g = cell.param_ids().into_iter().map(|id| {
+        grads
+            .get(id)
+            .expect("every parameter gets a gradient")
+            .clone()
+    });
     let mut next = || g.next().unwrap();
     let w = TfGruWeights {
         gate_kernel: to2(next()),
@@ -263,7 +268,10 @@ fn gru_grads<T: Scalar>(
         candidate_recurrent_bias: Some(to1(next())),
     };
     assert_eq!(
-        TfGruWeights::from_cell(params, cell).unwrap().gate_kernel.dim(),
+        TfGruWeights::from_cell(params, cell)
+            .unwrap()
+            .gate_kernel
+            .dim(),
         w.gate_kernel.dim()
     );
     w
@@ -272,9 +280,7 @@ fn gru_grads<T: Scalar>(
 /// Runs PyTorch's two-layer bidirectional GRU, loaded from its state dict, as a stack of
 /// reset_after cells; returns (outputs, h_n as PyTorch orders it, the gradients of
 /// `sum(outputs * d_out) + sum(h_n * d_hn)` by PyTorch's parameter names and for `x`).
-fn run_torch_gru_in_recurrent<T: Scalar>(
-    json: &Value,
-) -> (ArrayD<T>, ArrayD<T>, Vec<(String, ArrayD<T>)>) {
+fn run_torch_gru_in_recurrent<T: Scalar>(json: &Value) -> GruRun<T, String> {
     let size = |k: &str| json[k].as_u64().unwrap() as usize;
     let (batch, units, layers) = (size("batch"), size("units"), size("layers"));
     let lengths: Vec<usize> = Reference::floats(&json["lengths"])
@@ -293,8 +299,9 @@ fn run_torch_gru_in_recurrent<T: Scalar>(
         for (reverse, cells) in [(false, &mut fw), (true, &mut bw)] {
             let w = TorchGruWeights::from_state_dict(&dict, "", layer, reverse).unwrap();
             let direction = if reverse { "bw" } else { "fw" };
-            let scope =
-                format!("stack_bidirectional_rnn/cell_{layer}/bidirectional_rnn/{direction}/gru_cell");
+            let scope = format!(
+                "stack_bidirectional_rnn/cell_{layer}/bidirectional_rnn/{direction}/gru_cell"
+            );
             let cell = convert::gru_cell_from_torch(&mut params, scope.as_str(), &w).unwrap();
             assert!(cell.reset_after());
             cells.push(cell);
@@ -318,7 +325,10 @@ fn run_torch_gru_in_recurrent<T: Scalar>(
     assert_eq!(tape.shape(h_n), vec![2 * layers, batch, units]);
     let loss = tape
         .add(
-            tape.sum(tape.mul(outputs, tape.constant(entry(&json["d_out"]))).unwrap()),
+            tape.sum(
+                tape.mul(outputs, tape.constant(entry(&json["d_out"])))
+                    .unwrap(),
+            ),
             tape.sum(tape.mul(h_n, tape.constant(entry(&json["d_hn"]))).unwrap()),
         )
         .unwrap();
@@ -366,8 +376,14 @@ fn pytorch_gru_state_dict_gives_pytorch_outputs_and_gradients() {
     // f32: within a few float32 roundings of PyTorch's own float32 run.
     let (out, h_n, _) = run_torch_gru_in_recurrent::<f32>(&json);
     let theirs = &json["torch"]["f32"];
-    let (e_out, e_hn) = (worst(&out, &entry(&theirs["outputs"])), worst(&h_n, &entry(&theirs["h_n"])));
-    assert!(e_out < 1e-6 && e_hn < 1e-6, "f32: outputs {e_out:e}, h_n {e_hn:e}");
+    let (e_out, e_hn) = (
+        worst(&out, &entry(&theirs["outputs"])),
+        worst(&h_n, &entry(&theirs["h_n"])),
+    );
+    assert!(
+        e_out < 1e-6 && e_hn < 1e-6,
+        "f32: outputs {e_out:e}, h_n {e_hn:e}"
+    );
     // The test can fail: the same weights in a GRU without reset_after are far off.
     let w = TorchGruWeights::<f64>::from_state_dict(
         &{
@@ -389,16 +405,17 @@ fn pytorch_gru_state_dict_gives_pytorch_outputs_and_gradients() {
     let tape = Tape::inference(&params);
     let x = tape.constant(entry::<f64>(&json["x"]));
     let (other, _) = dynamic_rnn(&tape, &cell, x, RnnOptions::default()).unwrap();
-    let fw_ours = out.slice(ndarray::s![.., .., ..4]).mapv(f64::from).into_dyn();
+    let fw_ours = out
+        .slice(ndarray::s![.., .., ..4])
+        .mapv(f64::from)
+        .into_dyn();
     assert!(worst(&tape.to_array(other), &fw_ours) > 1e-2);
 }
 
 /// Keras's `GRU(reset_after=True)` (one layer, initial state), loaded with
 /// `keras_reset_after_gru_to_tf`; returns outputs, final state and the gradients of
 /// `sum(outputs * d_outputs) + sum(state * d_state)` in Keras's layout, and for `x`.
-fn run_keras_gru_in_recurrent<T: Scalar>(
-    json: &Value,
-) -> (ArrayD<T>, ArrayD<T>, Vec<(&'static str, ArrayD<T>)>) {
+fn run_keras_gru_in_recurrent<T: Scalar>(json: &Value) -> GruRun<T, &'static str> {
     let keras = &json["keras"];
     let w = &keras["weights"];
     let weights = KerasResetAfterGruWeights {
@@ -419,8 +436,14 @@ fn run_keras_gru_in_recurrent<T: Scalar>(
         dynamic_rnn(&tape, &cell, x, RnnOptions::default().initial_state(h0)).unwrap();
     let loss = tape
         .add(
-            tape.sum(tape.mul(outputs, tape.constant(entry(&keras["d_outputs"]))).unwrap()),
-            tape.sum(tape.mul(state, tape.constant(entry(&keras["d_state"]))).unwrap()),
+            tape.sum(
+                tape.mul(outputs, tape.constant(entry(&keras["d_outputs"])))
+                    .unwrap(),
+            ),
+            tape.sum(
+                tape.mul(state, tape.constant(entry(&keras["d_state"])))
+                    .unwrap(),
+            ),
         )
         .unwrap();
     let (out_value, state_value) = (tape.to_array(outputs), tape.to_array(state));
@@ -429,7 +452,8 @@ fn run_keras_gru_in_recurrent<T: Scalar>(
     // Both bias rows of z and r receive our gate bias's gradient.
     let mut bias = g.bias.clone();
     let input_row = bias.slice(ndarray::s![0, ..2 * units]).to_owned();
-    bias.slice_mut(ndarray::s![1, ..2 * units]).assign(&input_row);
+    bias.slice_mut(ndarray::s![1, ..2 * units])
+        .assign(&input_row);
     let named = vec![
         ("kernel", g.kernel.into_dyn()),
         ("recurrent_kernel", g.recurrent_kernel.into_dyn()),
@@ -455,5 +479,8 @@ fn keras_reset_after_gru_gives_keras_outputs_and_gradients() {
         worst(&out, &entry(&theirs["outputs"])),
         worst(&state, &entry(&theirs["state"])),
     );
-    assert!(e_out < 1e-6 && e_state < 1e-6, "f32: outputs {e_out:e}, state {e_state:e}");
+    assert!(
+        e_out < 1e-6 && e_state < 1e-6,
+        "f32: outputs {e_out:e}, state {e_state:e}"
+    );
 }

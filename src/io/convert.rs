@@ -1493,8 +1493,11 @@ pub fn keras_reset_after_gru_to_tf<T: Scalar>(
     let summed = &w.bias.row(0) + &w.bias.row(1);
     let weights = TfGruWeights {
         gate_kernel: stack_rows(pair(wx).view(), pair(wh).view()),
-        gate_bias: concatenate(Axis(0), &[summed.slice(s![h..2 * h]), summed.slice(s![..h])])
-            .expect("vectors"),
+        gate_bias: concatenate(
+            Axis(0),
+            &[summed.slice(s![h..2 * h]), summed.slice(s![..h])],
+        )
+        .expect("vectors"),
         candidate_kernel: stack_rows(wx.slice(c), wh.slice(c)),
         candidate_bias: w.bias.slice(s![0, 2 * h..]).to_owned(),
         candidate_recurrent_bias: Some(w.bias.slice(s![1, 2 * h..]).to_owned()),

@@ -768,6 +768,7 @@ isa_dispatch! {
     /// `dz_c = da = dh (1 - u)(1 - c^2)`, `dz_u = dh (h - c) u (1 - u)`,
     /// `dz_r = da hn r (1 - r)`, `dz_h = da r` (the gradient of `hn`) and the direct part of
     /// the gradient of `h`, `dh_prev = dh u` (subnormal results flushed to zero).
+    #[allow(clippy::too_many_arguments)]
     fn reset_after_grads_row / reset_after_grads_row_on<T>(
         dh: &[T],
         gates: &[T],
@@ -851,11 +852,13 @@ mod tests {
             reset_after_grads_row_on(
                 isa, &dh, &za, &zca, &drh, &h, &mut dzga, &mut dzca, &mut dzha, &mut dhpa,
             );
-            [z, zc, rh, hn, dzc, dzg, dhp, za, zca, hna, dzga, dzca, dzha, dhpa]
-                .concat()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
+            [
+                z, zc, rh, hn, dzc, dzg, dhp, za, zca, hna, dzga, dzca, dzha, dhpa,
+            ]
+            .concat()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
         };
         let portable = run(Isa::Portable);
         for isa in Isa::supported() {

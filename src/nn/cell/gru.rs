@@ -463,7 +463,8 @@ impl Cell for GruCell {
                     vec![self.input_size, self.num_units],
                     0,
                 )?;
-                let xc = tape.bias_add(tape.matmul(input, w[0])?, tape.param(self.candidate_bias))?;
+                let xc =
+                    tape.bias_add(tape.matmul(input, w[0])?, tape.param(self.candidate_bias))?;
                 let hn = tape.bias_add(tape.matmul(h, w[1])?, tape.param(recurrent_bias))?;
                 tape.tanh(tape.add(xc, tape.mul(r, hn)?)?)
             }
