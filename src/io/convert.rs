@@ -1322,6 +1322,37 @@ pub fn torch_gru_to_tf<T: Scalar>(w: &TorchGruWeights<T>) -> Result<TfGruWeights
 /// A `reset_after` [`GruCell`] in `params` under `scope` with PyTorch `nn.GRU` weights:
 /// [`torch_gru_to_tf`], then [`TfGruWeights::to_cell`].
 ///
+/// ```
+/// # fn main() -> recurrent::Result<()> {
+/// use ndarray::{Array1, Array2};
+/// use recurrent::convert::{self, TorchGruWeights};
+/// use recurrent::{dynamic_rnn, ParamStore, RnnOptions, Tape};
+///
+/// // nn.GRU(input_size=3, hidden_size=2): weight_ih_l0 [6, 3], weight_hh_l0 [6, 2], biases [6].
+/// let torch = TorchGruWeights {
+///     weight_ih: Array2::<f32>::from_elem((6, 3), 0.1),
+///     weight_hh: Array2::from_elem((6, 2), -0.2),
+///     bias_ih: Array1::from_elem(6, 0.3),
+///     bias_hh: Array1::from_elem(6, 0.4),
+/// };
+/// let mut params = ParamStore::<f32>::new(0);
+/// let cell = convert::gru_cell_from_torch(&mut params, "rnn/gru_cell", &torch)?;
+/// assert!(cell.reset_after());
+/// // r and z have one bias here, the sum of PyTorch's two; b_hn stays apart.
+/// let id = params.id("rnn/gru_cell/gates/bias").unwrap();
+/// assert!((params.value(id)[0] - 0.7).abs() < 1e-6);
+/// let tape = Tape::inference(&params);
+/// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[1, 4, 3])));
+/// let (outputs, _) = dynamic_rnn(&tape, &cell, x, RnnOptions::default())?;
+/// assert_eq!(tape.shape(outputs), vec![1, 4, 2]);
+/// // And back: PyTorch's layout, with the gates' bias on the input side.
+/// let back = convert::tf_gru_to_torch(&convert::TfGruWeights::from_cell(&params, &cell)?)?;
+/// assert_eq!(back.weight_hh, torch.weight_hh);
+/// assert_eq!(back.bias_hh[5], 0.4);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 /// As [`torch_gru_to_tf`] and [`GruCell::from_weights_reset_after`].
 pub fn gru_cell_from_torch<T: Scalar>(
