@@ -176,7 +176,7 @@ impl GruCellConfig {
         if !self.reset_after {
             return GruCell::new(params, scope, input_size, num_units);
         }
-        let [rows, gate_cols] = kernel_shape("GruCell::new", input_size, num_units, 2)?;
+        let [rows, gate_cols] = kernel_shape("GruCellConfig::init", input_size, num_units, 2)?;
         let scope = scope.into();
         // Names first, so that a refused name draws nothing from the generator.
         if let Some(taken) = GRU_PARAMS
