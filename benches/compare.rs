@@ -1,8 +1,9 @@
 //! Training steps of the reference models on real MNIST, timed the way
 //! `shared/bench/bench_torch.py` times PyTorch, for `benches/compare.sh`.
 //!
-//! For each model named on the command line (all three when none is; a name is matched as a
-//! substring, like criterion's filters): 10 warm-up and 50 timed training steps (forward, mean
+//! For each model named on the command line (all of them when none is; a name is matched as a
+//! substring, like criterion's filters, unless it is a model's whole name: `gru128` runs
+//! `gru128` alone, `gru` both GRUs): 10 warm-up and 50 timed training steps (forward, mean
 //! sparse softmax cross-entropy, backward, Adam update; `benches/models/mod.rs`) on shuffled
 //! MNIST training batches of 128 (`Mnist::load(dir, 0)`, `next_batch`), each step timed alone.
 //! Prints the median, minimum and maximum ms per step and examples per second, and writes
@@ -11,7 +12,7 @@
 //! `COMPARE_STEPS=WARM,TIMED` changes the step counts (short runs under a profiler).
 //!
 //! Not a criterion bench (`harness = false`): `cargo bench --bench compare -- lstm128 bilstm256
-//! multi3 gru128`. MNIST is read from `MNIST_DIR` (else `data/mnist`) and never downloaded; when it is
+//! multi3 gru128 gru128ra`. MNIST is read from `MNIST_DIR` (else `data/mnist`) and never downloaded; when it is
 //! missing a plain `cargo bench` skips this, a run that names a model fails. Threads:
 //! `RECURRENT_NUM_THREADS` (compare.sh sets 2, as `bench_torch.py` uses 2), else all cores.
 
@@ -120,7 +121,13 @@ fn main() -> ExitCode {
         .collect();
     let selected: Vec<&str> = NAMES
         .into_iter()
-        .filter(|name| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|name| {
+            filters.is_empty()
+                || filters.iter().any(|f| {
+                    // A whole model name selects that model only (gru128 is in gru128ra).
+                    f == name || (!NAMES.contains(&f.as_str()) && name.contains(f.as_str()))
+                })
+        })
         .collect();
     if selected.is_empty() {
         return ExitCode::SUCCESS;

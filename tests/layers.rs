@@ -174,6 +174,40 @@ fn bidirectional_last_output_is_forward_at_the_length_and_backward_at_step_zero(
     assert_close(&tape.to_array(summed), &(&fw + &bw), 0.0);
 }
 
+/// Keras's `merge_mode=None`: the directions apart, for every `Returns`, equal to the runner's
+/// outputs and to what the merged layer concatenates.
+#[test]
+fn bidirectional_directions_unmerged() {
+    let mut params = ParamStore::<f64>::new(4);
+    let bi = Bidirectional::gru(&mut params, 2, 3).unwrap();
+    let lengths = [4, 2];
+    let tape = Tape::inference(&params);
+    let xv = tape.constant(random(&[2, 4, 2], 1.0, 5));
+    let mut ctx = Context::new().lengths(&lengths);
+    let options = BidirectionalOptions::default().sequence_length(&lengths);
+    let ((fw, bw), (sf, sb)) =
+        bidirectional_dynamic_rnn(&tape, bi.fw(), bi.bw(), xv, options).unwrap();
+    let (f, b) = bi.forward_directions(&tape, xv, &mut ctx).unwrap();
+    assert_close(&tape.to_array(f), &tape.to_array(fw), 0.0);
+    assert_close(&tape.to_array(b), &tape.to_array(bw), 0.0);
+    for returns in [Returns::Sequences, Returns::LastOutput, Returns::FinalState] {
+        let layer = bi.clone().returns(returns);
+        let (f, b) = layer.forward_directions(&tape, xv, &mut ctx).unwrap();
+        let merged = layer.forward(&tape, xv, &mut ctx).unwrap();
+        let axis = tape.shape(f).len() - 1;
+        let both = tape.concat(&[f, b], axis).unwrap();
+        assert_close(&tape.to_array(both), &tape.to_array(merged), 0.0);
+        if returns == Returns::FinalState {
+            assert_close(&tape.to_array(f), &tape.to_array(sf), 0.0);
+            assert_close(&tape.to_array(b), &tape.to_array(sb), 0.0);
+        }
+    }
+    // Bad input is the same error as the merged layer's.
+    let wrong = tape.constant(random(&[2, 4, 3], 1.0, 6));
+    let err = bi.forward_directions(&tape, wrong, &mut ctx).unwrap_err();
+    assert!(err.to_string().contains("Bidirectional"), "{err}");
+}
+
 #[test]
 fn a_sequence_model_passes_the_gradient_check() {
     // Embedding -> LSTM (lengths) -> last valid output -> dense, every parameter checked.
@@ -447,4 +481,48 @@ fn an_f32_embedding_refuses_ids_it_cannot_hold_exactly() {
         .to_string();
     assert!(err.contains("F32"), "{err}");
     assert!(params.is_empty());
+}
+
+/// Keras's default GRU (`reset_after=True`) as a layer and as a bidirectional layer: the
+/// parameter names, the layer equals its cell run by `dynamic_rnn`, and the gradients through
+/// lengths against finite differences.
+#[test]
+fn reset_after_gru_layers() {
+    use recurrent::cell::GruCellConfig;
+    let mut params = ParamStore::<f64>::new(8);
+    let config = GruCellConfig::new(3).with_reset_after(true);
+    let rnn = Rnn::gru_with(&mut params, 2, config.clone()).unwrap();
+    let bi = Bidirectional::gru_with(&mut params, 2, config)
+        .unwrap()
+        .merge(Merge::Sum);
+    assert!(rnn.cell().reset_after() && bi.fw().reset_after() && bi.bw().reset_after());
+    let names: Vec<&str> = params.iter().map(|(_, n, _)| n).collect();
+    assert_eq!(names.len(), 15);
+    assert_eq!(names[4], "rnn/gru_cell/candidate/recurrent_bias");
+    assert_eq!(
+        names[14],
+        "bidirectional_rnn/bw/gru_cell/candidate/recurrent_bias"
+    );
+    let x = random(&[2, 4, 2], 1.0, 3);
+    let lengths = [4, 2];
+    let tape = Tape::inference(&params);
+    let xv = tape.constant(x.clone());
+    let layer_out = rnn
+        .forward(&tape, xv, &mut Context::new().lengths(&lengths))
+        .unwrap();
+    let (cell_out, _) = dynamic_rnn(
+        &tape,
+        rnn.cell(),
+        xv,
+        RnnOptions::default().sequence_length(&lengths),
+    )
+    .unwrap();
+    assert_close(&tape.to_array(layer_out), &tape.to_array(cell_out), 0.0);
+    gradcheck(&params, &[x], tol(), |tape, xs| {
+        let a = rnn.forward(tape, xs[0], &mut Context::new().lengths(&lengths))?;
+        let b = bi.forward(tape, xs[0], &mut Context::new().lengths(&lengths))?;
+        tape.concat(&[a, b], 2)
+    })
+    .unwrap()
+    .assert_ok();
 }
