@@ -23,6 +23,12 @@ the samples and confusion matrices can be read afterwards. Our examples are buil
 `cargo build --release --examples` first unless --bin-dir names a folder with built
 `char_rnn` and `word_language` (a copy, so that a rebuild cannot change a long run midway).
 Environment: TORCH_PYTHON, a python with torch (default /tmp/torchenv/bin/python).
+
+PyTorch's OpenMP threads busy-wait at every barrier by default; on a machine whose cores are
+taken by other work that spinning costs it several times its speed (measured here under load
+10 on 2 cores: 700 ms per char_rnn step spinning, 189 ms with OMP_WAIT_POLICY=PASSIVE), so the
+PyTorch runs get OMP_WAIT_POLICY=PASSIVE unless --omp-wait-policy says otherwise (ACTIVE, or
+"" to leave the environment alone). On a quiet machine the two are close.
 """
 import argparse
 import os
@@ -148,6 +154,8 @@ def main():
     p.add_argument("--bin-dir", default=None, help="built char_rnn and word_language (no cargo build)")
     p.add_argument("--log-dir", default="/tmp/text_compare")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--omp-wait-policy", default="PASSIVE",
+                   help="OMP_WAIT_POLICY for the PyTorch runs (default PASSIVE; '' leaves it alone)")
     args = p.parse_args()
 
     torch_python = os.environ.get("TORCH_PYTHON", "/tmp/torchenv/bin/python")
@@ -158,7 +166,9 @@ def main():
 
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average {load_average()}")
     print(f"CPU: {cpu_model()}")
-    print(f"threads: {args.threads} each (RECURRENT_NUM_THREADS, torch.set_num_threads); seeds {args.seeds}")
+    print(f"threads: {args.threads} each (RECURRENT_NUM_THREADS, torch.set_num_threads); "
+          f"PyTorch's OMP_WAIT_POLICY={args.omp_wait_policy or os.environ.get('OMP_WAIT_POLICY', '(unset)')}; "
+          f"seeds {args.seeds}")
     print(f"char_rnn: {char_steps} steps{' ' + ' '.join(char_extra) if char_extra else ''}; "
           f"word_language: {args.word_epochs} epochs{' ' + ' '.join(word_extra) if word_extra else ''}")
     print(f"logs: {args.log_dir}")
@@ -171,6 +181,9 @@ def main():
                        cwd=ROOT, check=True)
         bin_dir = os.path.join(ROOT, "target", "release", "examples")
     env = dict(os.environ, RECURRENT_NUM_THREADS=str(args.threads))
+    torch_env = dict(env)
+    if args.omp_wait_policy:
+        torch_env["OMP_WAIT_POLICY"] = args.omp_wait_policy
     threads = ["--threads", str(args.threads)]
 
     char_rows, word_rows = [], []
@@ -181,7 +194,7 @@ def main():
             ours = run(f"char_rnn seed {seed}", [os.path.join(bin_dir, "char_rnn")] + common, env,
                        os.path.join(args.log_dir, f"char_rnn_ours_seed{seed}.log"), OURS_CHAR)
             torch = run(f"char_rnn_torch seed {seed}",
-                        [torch_python, os.path.join(HERE, "char_rnn_torch.py")] + common + threads, env,
+                        [torch_python, os.path.join(HERE, "char_rnn_torch.py")] + common + threads, torch_env,
                         os.path.join(args.log_dir, f"char_rnn_torch_seed{seed}.log"), TORCH_CHAR)
             char_rows.append((seed, ours, torch))
         if args.only in (None, "word_language"):
@@ -189,7 +202,7 @@ def main():
             ours = run(f"word_language seed {seed}", [os.path.join(bin_dir, "word_language")] + common, env,
                        os.path.join(args.log_dir, f"word_language_ours_seed{seed}.log"), OURS_WORD)
             torch = run(f"word_language_torch seed {seed}",
-                        [torch_python, os.path.join(HERE, "word_language_torch.py")] + common + threads, env,
+                        [torch_python, os.path.join(HERE, "word_language_torch.py")] + common + threads, torch_env,
                         os.path.join(args.log_dir, f"word_language_torch_seed{seed}.log"), TORCH_WORD)
             word_rows.append((seed, ours, torch))
 
