@@ -17,6 +17,7 @@ the two runs of one seed, made one after the other. The CPU model (lscpu) and th
     python3 benches/text_compare.py                 # full length: 1500 char_rnn steps, 5 epochs
     python3 benches/text_compare.py --short         # a quick check of the script (minutes)
     python3 benches/text_compare.py --seeds 0 --char-steps 200 --only char_rnn
+    python3 benches/text_compare.py --report-only --seeds 0 1   # the table of finished runs
 
 Every run's whole output goes to --log-dir (default /tmp/text_compare), one file per run, so
 the samples and confusion matrices can be read afterwards. Our examples are built with
@@ -82,8 +83,15 @@ def cpu_model():
     )
 
 
-def run(label, cmd, env, log_path, patterns):
-    """Runs `cmd`, its output to `log_path`; the numbers `patterns` find (exit on failure)."""
+def run(label, cmd, env, log_path, patterns, report_only=False):
+    """Runs `cmd`, its output to `log_path`; the numbers `patterns` find (exit on failure).
+    With `report_only`, reads an earlier run's `log_path` instead."""
+    if report_only:
+        with open(log_path) as f:
+            text = f.read()
+        found = parse(label, text, log_path, patterns)
+        print(f"  {label} (from {log_path}): {found['quality']}, {found['ms']} ms/step", flush=True)
+        return found
     print(f"  [{time.strftime('%H:%M:%S')}, load {load_average()}] {label}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
@@ -95,13 +103,20 @@ def run(label, cmd, env, log_path, patterns):
         text = f.read()
     if proc.returncode != 0:
         sys.exit(f"{label} failed (exit {proc.returncode}); its output is in {log_path}:\n{text[-2000:]}")
+    found = parse(label, text, log_path, patterns)
+    print(f"      {found['quality']} , {found['ms']} ms/step, {wall:.0f} s wall", flush=True)
+    return found
+
+
+def parse(label, text, log_path, patterns):
     found = {}
+    m = re.search(r"^# load average before: ([0-9.]+)", text, re.MULTILINE)
+    found["load"] = float(m.group(1)) if m else float("nan")
     for name, pattern in patterns:
         m = re.search(pattern, text, re.MULTILINE)
         if not m:
             sys.exit(f"{label}: no match for {pattern!r} in its output ({log_path})")
         found[name] = float(m.group(1))
-    print(f"      {found['quality']} , {found['ms']} ms/step, {wall:.0f} s wall", flush=True)
     return found
 
 
@@ -115,14 +130,15 @@ def table(title, quality_name, rows, digits):
     """rows: [(seed, ours, torch)], each a dict with quality and ms."""
     print()
     print(f"{title}")
-    head = f"{'seed':>6} | {'ours ' + quality_name:>18} | {'PyTorch ' + quality_name:>18} | {'ours ms/step':>12} | {'PyTorch ms/step':>15} | {'PyTorch/ours':>12}"
+    head = f"{'seed':>6} | {'ours ' + quality_name:>18} | {'PyTorch ' + quality_name:>18} | {'ours ms/step':>12} | {'PyTorch ms/step':>15} | {'PyTorch/ours':>12} | {'load (1 min) before':>19}"
     print(head)
     print("-" * len(head))
     for seed, ours, torch in rows:
         ratio = torch["ms"] / ours["ms"]
         print(
             f"{seed:>6} | {ours['quality']:>18.{digits}f} | {torch['quality']:>18.{digits}f} | "
-            f"{ours['ms']:>12.2f} | {torch['ms']:>15.2f} | {ratio:>12.2f}"
+            f"{ours['ms']:>12.2f} | {torch['ms']:>15.2f} | {ratio:>12.2f} | "
+            f"{ours['load']:>8.1f} / {torch['load']:<8.1f}"
         )
     cols = {
         "oq": [o["quality"] for _, o, _ in rows],
@@ -154,6 +170,8 @@ def main():
     p.add_argument("--bin-dir", default=None, help="built char_rnn and word_language (no cargo build)")
     p.add_argument("--log-dir", default="/tmp/text_compare")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: the table from the logs an earlier run left in --log-dir")
     p.add_argument("--omp-wait-policy", default="PASSIVE",
                    help="OMP_WAIT_POLICY for the PyTorch runs (default PASSIVE; '' leaves it alone)")
     args = p.parse_args()
@@ -173,8 +191,8 @@ def main():
           f"word_language: {args.word_epochs} epochs{' ' + ' '.join(word_extra) if word_extra else ''}")
     print(f"logs: {args.log_dir}")
 
-    if args.bin_dir:
-        bin_dir = args.bin_dir
+    if args.bin_dir or args.report_only:
+        bin_dir = args.bin_dir or "."
     else:
         print("building: cargo build --release --examples", flush=True)
         subprocess.run(["cargo", "build", "--release", "--example", "char_rnn", "--example", "word_language"],
@@ -192,18 +210,18 @@ def main():
         if args.only in (None, "char_rnn"):
             common = ["--seed", s, "--steps", str(char_steps), "--text", args.text] + char_extra
             ours = run(f"char_rnn seed {seed}", [os.path.join(bin_dir, "char_rnn")] + common, env,
-                       os.path.join(args.log_dir, f"char_rnn_ours_seed{seed}.log"), OURS_CHAR)
+                       os.path.join(args.log_dir, f"char_rnn_ours_seed{seed}.log"), OURS_CHAR, args.report_only)
             torch = run(f"char_rnn_torch seed {seed}",
                         [torch_python, os.path.join(HERE, "char_rnn_torch.py")] + common + threads, torch_env,
-                        os.path.join(args.log_dir, f"char_rnn_torch_seed{seed}.log"), TORCH_CHAR)
+                        os.path.join(args.log_dir, f"char_rnn_torch_seed{seed}.log"), TORCH_CHAR, args.report_only)
             char_rows.append((seed, ours, torch))
         if args.only in (None, "word_language"):
             common = ["--seed", s, "--epochs", str(args.word_epochs)] + word_extra
             ours = run(f"word_language seed {seed}", [os.path.join(bin_dir, "word_language")] + common, env,
-                       os.path.join(args.log_dir, f"word_language_ours_seed{seed}.log"), OURS_WORD)
+                       os.path.join(args.log_dir, f"word_language_ours_seed{seed}.log"), OURS_WORD, args.report_only)
             torch = run(f"word_language_torch seed {seed}",
                         [torch_python, os.path.join(HERE, "word_language_torch.py")] + common + threads, torch_env,
-                        os.path.join(args.log_dir, f"word_language_torch_seed{seed}.log"), TORCH_WORD)
+                        os.path.join(args.log_dir, f"word_language_torch_seed{seed}.log"), TORCH_WORD, args.report_only)
             word_rows.append((seed, ours, torch))
 
     if char_rows:
