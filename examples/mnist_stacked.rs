@@ -12,7 +12,10 @@
 //!
 //! Re-measured 2026-12-01 on an AMD EPYC Zen 5 (2 cores, shared): 98.65% (97.66% on the first
 //! 1280), 148 s wall time, median 60.4 ms per step, peak RSS 228 MB. `--cell` picks the cell
-//! of every layer (`basic-lstm`, `lstm-peephole`, `layer-norm-lstm`, `gru`).
+//! of every layer (`basic-lstm`, `lstm-peephole`, `layer-norm-lstm`, `gru`); test accuracy
+//! with the defaults (2026-12-01, same machine, loaded): 98.65%, 98.62%, 98.61%, 99.06%
+//! (the README has times). For `layer-norm-lstm` the input projection's bias starts in
+//! [-0.1, 0.1) instead of 0: see `train` below.
 //!
 //! Measured with the defaults (2000 steps, seed 42) on the project's 2-core machine, 2026-11-22:
 //! test accuracy 98.68% on all 10000 test images (97.73% on the first 1280), 152 s wall time,
@@ -28,6 +31,7 @@ use recurrent::cell::{
     BasicLstmCell, BoxedCell, Cell, DropoutWrapper, GruCell, LayerNormLstmConfig, LstmCellConfig,
     MultiCell,
 };
+use recurrent::init::Initializer;
 use recurrent::layers::{Context, Dense, Layer, Rnn};
 use recurrent::{ParamId, ParamStore, Scope, Tape, Var};
 
@@ -127,7 +131,27 @@ fn train(cli: Cli) -> AnyResult<()> {
     let args = &cli.train;
     let h = args.hidden;
     let mut params = ParamStore::<f32>::new(args.seed);
-    let projection = Dense::new(&mut params, "input_projection", 28, h)?;
+    // A LayerNormBasicLstmCell over a zero state whose input is exactly zero (a blank row
+    // through a zero bias) normalises rows of zeros, whose derivative is 1e6 with TensorFlow's
+    // epsilon: over MNIST's 4 to 11 blank top rows the gradient overflows f32 at the first
+    // step, as it does in TensorFlow (tensorflow/tensorflow#21929; LayerNormLstmConfig::
+    // with_epsilon has the numbers). A bias that starts away from zero gives those rows an
+    // input with a spread, and the cell stays TensorFlow's. The other cells keep a zero bias.
+    let projection_bias = match cli.cell {
+        CellKind::LayerNormLstm => Initializer::RandomUniform {
+            min: -0.1,
+            max: 0.1,
+        },
+        _ => Initializer::Zeros,
+    };
+    let projection = Dense::with_init(
+        &mut params,
+        "input_projection",
+        28,
+        h,
+        Initializer::GlorotUniform,
+        projection_bias,
+    )?;
     let rnn = Rnn::build(&mut params, |params, scope| {
         let cells = (0..cli.layers)
             .map(|k| {

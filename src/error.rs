@@ -35,6 +35,10 @@ pub enum Error {
     /// ([`Trainer::stop_on_divergence`](crate::train::Trainer::stop_on_divergence)).
     #[error("training diverged: {0}")]
     Diverged(String),
+    /// The processes of a data-parallel run disagree (different parameters at start-up) or
+    /// their communication failed ([`Collective`](crate::train::Collective)).
+    #[error("distributed training: {0}")]
+    Distributed(String),
 }
 
 /// `Result` with the crate's [`Error`](enum@Error).
@@ -71,6 +75,7 @@ impl Error {
             Error::Checkpoint(m) => Error::Checkpoint(format!("{context}: {m}")),
             Error::NonFinite(m) => Error::NonFinite(format!("{context}: {m}")),
             Error::Diverged(m) => Error::Diverged(format!("{context}: {m}")),
+            Error::Distributed(m) => Error::Distributed(format!("{context}: {m}")),
         }
     }
 }

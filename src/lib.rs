@@ -105,6 +105,8 @@ pub use autodiff::{gradcheck, ops, tape};
 pub use io::{checkpoint, convert};
 pub use kernels::{math, parallel};
 pub use nn::{cell, init, layers, params, rnn};
+#[cfg(feature = "mpi")]
+pub use train::distributed;
 pub use train::{metrics, optim};
 
 pub use cell::{

@@ -1609,6 +1609,14 @@ fn layer_norm_lstm_matches_tensorflow_equations_and_names() {
     assert!(LayerNormLstmConfig::new(0)
         .init(&mut params, "b", 2)
         .is_err());
+    for eps in [0.0, -1e-3, f64::NAN, f64::INFINITY] {
+        assert!(matches!(
+            LayerNormLstmConfig::new(3)
+                .with_epsilon(eps)
+                .init(&mut params, "b", 2),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
     assert!(LayerNormLstmConfig::new(3)
         .init(&mut params, "plain", 2)
         .is_err());
@@ -1622,6 +1630,133 @@ fn layer_norm_lstm_matches_tensorflow_equations_and_names() {
         Err(Error::Shape { .. })
     ));
     assert_eq!(params.len(), n);
+}
+
+/// `w` in another float type.
+fn cast_layer_norm_weights<T: recurrent::Scalar>(
+    w: &LayerNormLstmWeights<f64>,
+) -> LayerNormLstmWeights<T> {
+    let c1 = |v: &ndarray::Array1<f64>| v.mapv(T::from_f64_lossy);
+    LayerNormLstmWeights {
+        kernel: w.kernel.mapv(T::from_f64_lossy),
+        bias: w.bias.as_ref().map(c1),
+        norms: w
+            .norms
+            .as_ref()
+            .map(|n| std::array::from_fn(|k| (c1(&n[k].0), c1(&n[k].1)))),
+    }
+}
+
+/// The gradient of `sum(h_T^2)` for every parameter of a `LayerNormBasicLstmCell` (TensorFlow's
+/// initial gains and shifts, 1 and 0) over a zero state, run by `dynamic_rnn` over `zero_steps`
+/// all-zero inputs then two random ones, each input plus `offset`; in `T`, returned in `f64`.
+fn zero_input_gradients<T: recurrent::Scalar>(
+    zero_steps: usize,
+    epsilon: f64,
+    offset: f64,
+) -> Vec<ndarray::ArrayD<f64>> {
+    let (batch, input, units) = (2, 3, 4);
+    let mut w = layer_norm_weights(input, units, true, 450);
+    for (g, b) in w.norms.as_mut().unwrap() {
+        g.fill(1.0);
+        b.fill(0.0);
+    }
+    let mut params = ParamStore::<T>::new(0);
+    let cell = LayerNormBasicLstmCell::from_weights(&mut params, "ln", cast_layer_norm_weights(&w))
+        .unwrap()
+        .with_epsilon(epsilon)
+        .unwrap();
+    let mut x = random(&[batch, zero_steps + 2, input], 1.0, 451);
+    x.slice_mut(s![.., ..zero_steps, ..]).fill(0.0);
+    x += offset;
+    let tape = Tape::new(&params);
+    let xv = tape.constant(x.mapv(T::from_f64_lossy));
+    let (_, state) = dynamic_rnn(&tape, &cell, xv, RnnOptions::default()).unwrap();
+    let grads = tape.backward(tape.sum(tape.square(state.h))).unwrap();
+    cell.param_ids()
+        .into_iter()
+        .map(|id| grads.get(id).unwrap().mapv(|v| v.to_f64_lossless()))
+        .collect()
+}
+
+fn max_abs(grads: &[ndarray::ArrayD<f64>]) -> f64 {
+    grads
+        .iter()
+        .flat_map(|g| g.iter())
+        .fold(0.0, |m, v| m.max(v.abs()))
+}
+
+/// Why `mnist_stacked --cell layer-norm-lstm` failed at step 1 (tensorflow/tensorflow#21929 in
+/// TensorFlow): a zero input over a zero state makes every normalised row all zeros, whose
+/// derivative is `1 / sqrt(epsilon)` = 1e6, and each such step multiplies the gradient by about
+/// 1e11. It is the exact derivative (`f64` agrees with `f32` while `f32` can hold it, and grows
+/// past `f32::MAX`), so the remedies are a larger epsilon or an input that is not all zeros.
+#[test]
+fn layer_norm_lstm_on_zero_inputs_over_a_zero_state() {
+    let tf = recurrent::cell::LAYER_NORM_EPSILON;
+    let mut previous = 0.0;
+    for zero_steps in 0..4 {
+        let (g32, g64) = (
+            zero_input_gradients::<f32>(zero_steps, tf, 0.0),
+            zero_input_gradients::<f64>(zero_steps, tf, 0.0),
+        );
+        let big = max_abs(&g64);
+        assert!(g64.iter().flatten().all(|v| v.is_finite()));
+        // The first zero step multiplies the largest gradient by more than 1e4, each further
+        // one by more than 1e9 (measured: 0.93, 1.2e5, 3.3e16, 1.5e27).
+        let factor = if zero_steps == 1 { 1e4 } else { 1e9 };
+        assert!(big > previous * factor, "{zero_steps} zero steps: {big:e}");
+        previous = big;
+        // f32 computes the same derivative, to its precision, while it is representable.
+        if big < f64::from(f32::MAX) {
+            for (a, e) in g32.iter().zip(&g64) {
+                assert_close(&(a / big), &(e / big), 1e-4);
+            }
+        }
+    }
+    // Five zero steps: beyond what f32 can hold, so f32 must overflow (the reported failure).
+    let g64 = zero_input_gradients::<f64>(5, tf, 0.0);
+    assert!(max_abs(&g64) > f64::from(f32::MAX), "{:e}", max_abs(&g64));
+    assert!(zero_input_gradients::<f32>(5, tf, 0.0)
+        .iter()
+        .flatten()
+        .any(|v| !v.is_finite()));
+    // A larger epsilon bounds the gain (Keras's 1e-3: about 1e3 per step) ...
+    let g = zero_input_gradients::<f32>(5, 1e-3, 0.0);
+    assert!(max_abs(&g) < 1e15 && g.iter().flatten().all(|v| v.is_finite()));
+    // ... and an input that is not all zeros (here a constant 0.1 added to every element)
+    // removes the fixed point: ordinary gradients with TensorFlow's epsilon, in f32 and f64.
+    let (g32, g64) = (
+        zero_input_gradients::<f32>(6, tf, 0.1),
+        zero_input_gradients::<f64>(6, tf, 0.1),
+    );
+    assert!(max_abs(&g64) < 1e3, "{:e}", max_abs(&g64));
+    for (a, e) in g32.iter().zip(&g64) {
+        assert_close(a, e, 1e-3);
+    }
+    // And the cell's gradient at an exactly zero input and state is the finite-difference one
+    // where the differences can resolve it (epsilon 1e-3: curvature on a scale of 0.03).
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = LayerNormBasicLstmCell::from_weights(
+        &mut params,
+        "ln",
+        layer_norm_weights(3, 4, true, 452),
+    )
+    .unwrap()
+    .with_epsilon(1e-3)
+    .unwrap();
+    assert_eq!(cell.epsilon(), 1e-3);
+    let zeros = [
+        ArrayD::zeros(IxDyn(&[2, 3])),
+        ArrayD::zeros(IxDyn(&[2, 4])),
+        ArrayD::zeros(IxDyn(&[2, 4])),
+    ];
+    gradcheck(&params, &zeros, Tolerance::default(), |t, v| {
+        let (out, state) = cell.call(t, v[0], &LstmState { c: v[1], h: v[2] })?;
+        t.concat(&[out, state.c], 1)
+    })
+    .unwrap()
+    .assert_ok();
 }
 
 /// The recurrent dropout drops the candidate g = tanh(j) and scales kept values by 1 / keep.

@@ -174,6 +174,40 @@ fn bidirectional_last_output_is_forward_at_the_length_and_backward_at_step_zero(
     assert_close(&tape.to_array(summed), &(&fw + &bw), 0.0);
 }
 
+/// Keras's `merge_mode=None`: the directions apart, for every `Returns`, equal to the runner's
+/// outputs and to what the merged layer concatenates.
+#[test]
+fn bidirectional_directions_unmerged() {
+    let mut params = ParamStore::<f64>::new(4);
+    let bi = Bidirectional::gru(&mut params, 2, 3).unwrap();
+    let lengths = [4, 2];
+    let tape = Tape::inference(&params);
+    let xv = tape.constant(random(&[2, 4, 2], 1.0, 5));
+    let mut ctx = Context::new().lengths(&lengths);
+    let options = BidirectionalOptions::default().sequence_length(&lengths);
+    let ((fw, bw), (sf, sb)) =
+        bidirectional_dynamic_rnn(&tape, bi.fw(), bi.bw(), xv, options).unwrap();
+    let (f, b) = bi.forward_directions(&tape, xv, &mut ctx).unwrap();
+    assert_close(&tape.to_array(f), &tape.to_array(fw), 0.0);
+    assert_close(&tape.to_array(b), &tape.to_array(bw), 0.0);
+    for returns in [Returns::Sequences, Returns::LastOutput, Returns::FinalState] {
+        let layer = bi.clone().returns(returns);
+        let (f, b) = layer.forward_directions(&tape, xv, &mut ctx).unwrap();
+        let merged = layer.forward(&tape, xv, &mut ctx).unwrap();
+        let axis = tape.shape(f).len() - 1;
+        let both = tape.concat(&[f, b], axis).unwrap();
+        assert_close(&tape.to_array(both), &tape.to_array(merged), 0.0);
+        if returns == Returns::FinalState {
+            assert_close(&tape.to_array(f), &tape.to_array(sf), 0.0);
+            assert_close(&tape.to_array(b), &tape.to_array(sb), 0.0);
+        }
+    }
+    // Bad input is the same error as the merged layer's.
+    let wrong = tape.constant(random(&[2, 4, 3], 1.0, 6));
+    let err = bi.forward_directions(&tape, wrong, &mut ctx).unwrap_err();
+    assert!(err.to_string().contains("Bidirectional"), "{err}");
+}
+
 #[test]
 fn a_sequence_model_passes_the_gradient_check() {
     // Embedding -> LSTM (lengths) -> last valid output -> dense, every parameter checked.

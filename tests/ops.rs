@@ -534,6 +534,66 @@ fn layer_norm_values_and_gradients() {
     ));
 }
 
+/// Rows whose elements are all equal (variance 0) come out as `beta`, and the derivative is the
+/// fused formula at `xhat = 0`: `dx = (gamma dy - mean(gamma dy)) / sqrt(eps)`, finite in f32
+/// and f64 even for TensorFlow's epsilon 1e-12, and the finite-difference one.
+#[test]
+fn layer_norm_on_constant_rows() {
+    let mut x = random(&[3, 5], 2.0, 14);
+    for (r, mut row) in x.rows_mut().into_iter().enumerate() {
+        row.fill([0.0, 1.5, -3.0][r]);
+    }
+    let (gamma, beta) = (random(&[5], 1.0, 15), random(&[5], 1.0, 16));
+    // Epsilon 1e-2: the function's curvature is on a scale of 0.1, well above the step.
+    check(&[x.clone(), gamma.clone(), beta.clone()], |t, v| {
+        t.layer_norm(v[0], v[1], v[2], 1e-2)
+    });
+    // Epsilon 1e-12: linear on a scale of 1e-6, so differences of step 1e-10 resolve it.
+    let params = ParamStore::<f64>::new(0);
+    let tol = Tolerance {
+        atol: 1e-6,
+        rtol: 1e-4,
+        step: 1e-10,
+    };
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let (g, b) = (t.constant(gamma.clone()), t.constant(beta.clone()));
+        t.layer_norm(v[0], g, b, 1e-12)
+    })
+    .unwrap()
+    .assert_ok();
+    let dy = random(&[3, 5], 1.0, 17);
+    fn grads<T: recurrent::Scalar>(
+        x: &ArrayD<f64>,
+        gamma: &ArrayD<f64>,
+        beta: &ArrayD<f64>,
+        dy: &ArrayD<f64>,
+    ) -> (ArrayD<f64>, ArrayD<f64>) {
+        let c = |a: &ArrayD<f64>| a.mapv(T::from_f64_lossy);
+        let params = ParamStore::<T>::new(0);
+        let t = Tape::new(&params);
+        let xv = t.watch(c(x));
+        let y = t
+            .layer_norm(xv, t.constant(c(gamma)), t.constant(c(beta)), 1e-12)
+            .unwrap();
+        let loss = t.sum(t.mul(y, t.constant(c(dy))).unwrap());
+        let back = |a: &ArrayD<T>| a.mapv(|v| v.to_f64_lossless());
+        let dx = back(t.backward(loss).unwrap().wrt(xv).unwrap());
+        (back(&t.to_array(y)), dx)
+    }
+    let mut expected = &dy * &gamma; // d xhat
+    for mut row in expected.rows_mut() {
+        let mean = row.sum() / 5.0;
+        row.mapv_inplace(|v| 1e6 * (v - mean));
+    }
+    let beta_rows = beta.broadcast(IxDyn(&[3, 5])).unwrap().to_owned();
+    let (y64, dx64) = grads::<f64>(&x, &gamma, &beta, &dy);
+    assert_close(&y64, &beta_rows, 1e-15);
+    assert_close(&(&dx64 / 1e6), &(&expected / 1e6), 1e-9);
+    let (y32, dx32) = grads::<f32>(&x, &gamma, &beta, &dy);
+    assert_close(&y32, &beta_rows, 1e-6);
+    assert_close(&(&dx32 / 1e6), &(&expected / 1e6), 1e-5);
+}
+
 // ------------------------------------------------------------- ops for users' own losses
 
 /// `random` shifted away from 0: uniform in `[lo, lo + 2 * scale)`.

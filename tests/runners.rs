@@ -5,7 +5,10 @@
 mod common;
 
 use common::{assert_close, random};
-use recurrent::cell::{BasicLstmCell, Cell, GruCell, LstmState};
+use recurrent::cell::{
+    BasicLstmCell, Cell, GruCell, HighwayOptions, HighwayWrapper, LayerNormLstmConfig,
+    LstmCellConfig, LstmState, ResidualWrapper, ZoneoutWrapper,
+};
 use recurrent::gradcheck::{gradcheck, Tolerance};
 use recurrent::rnn::{
     bidirectional_dynamic_rnn, stack_bidirectional_dynamic_rnn, stack_bidirectional_rnn,
@@ -135,6 +138,119 @@ fn stacks_that_do_not_fit_are_errors_naming_the_layer() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("layer 1"), "{err}");
+}
+
+/// Issue 14's cells in a stack: layer 0 a projected peephole `LstmCell` forward (output width
+/// `num_proj` 2) and a `LayerNormBasicLstmCell` backward; layer 1 reads their 2 + 3 outputs
+/// through a zoneout-wrapped `LstmCell` forward and a residual-and-highway-wrapped GRU
+/// backward. Equal to the layers run by hand, static equal to dynamic, gradients in f64.
+#[test]
+fn a_stack_of_issue_14_cells_with_lengths() {
+    let mut params = ParamStore::<f64>::new(5);
+    let fw = vec![
+        LstmCellConfig::new(3)
+            .with_peepholes(true)
+            .with_cell_clip(0.8)
+            .with_num_proj(2)
+            .init(&mut params, "stack/cell_0/fw/lstm_cell", 2)
+            .unwrap()
+            .boxed(),
+        ZoneoutWrapper::new(
+            LstmCellConfig::new(2)
+                .with_peepholes(true)
+                .init(&mut params, "stack/cell_1/fw/lstm_cell", 5)
+                .unwrap(),
+            0.3,
+            0.2,
+        )
+        .unwrap()
+        .boxed(),
+    ];
+    let gru = GruCell::new(&mut params, "stack/cell_1/bw/gru_cell", 5, 5).unwrap();
+    let bw = vec![
+        LayerNormLstmConfig::new(3)
+            .init(&mut params, "stack/cell_0/bw/layer_norm_basic_lstm_cell", 2)
+            .unwrap()
+            .boxed(),
+        HighwayWrapper::new(
+            &mut params,
+            "stack/cell_1/bw",
+            ResidualWrapper::new(gru).unwrap(),
+            HighwayOptions::default(),
+        )
+        .unwrap()
+        .boxed(),
+    ];
+    let x = random(&[3, 4, 2], 1.0, 8);
+    let lengths = [4, 1, 3];
+
+    // Zoneout draws masks: every evaluation seeds its tape alike, and the hand-run layers below
+    // draw them in the same order as the stack (layer by layer, forward before backward).
+    let run = |seed: u64| {
+        let tape = Tape::new(&params).with_seed(seed);
+        let xv = tape.constant(x.clone());
+        let options = StackedBidirectionalOptions::default().sequence_length(&lengths);
+        let (top, states_fw, states_bw) =
+            stack_bidirectional_dynamic_rnn(&tape, &fw, &bw, xv, options).unwrap();
+        let top = tape.to_array(top);
+        let fw_first: Vec<_> = states_fw
+            .iter()
+            .map(|s| tape.to_array(s.vars()[0]))
+            .collect();
+        let bw_first: Vec<_> = states_bw
+            .iter()
+            .map(|s| tape.to_array(s.vars()[0]))
+            .collect();
+
+        let tape = Tape::new(&params).with_seed(seed);
+        let mut input = tape.constant(x.clone());
+        for k in 0..2 {
+            let layer = BidirectionalOptions::default().sequence_length(&lengths);
+            let ((f, b), (sf, sb)) =
+                bidirectional_dynamic_rnn(&tape, &fw[k], &bw[k], input, layer).unwrap();
+            input = tape.concat(&[f, b], 2).unwrap();
+            assert_close(&fw_first[k], &tape.to_array(sf.vars()[0]), 0.0);
+            assert_close(&bw_first[k], &tape.to_array(sb.vars()[0]), 0.0);
+        }
+        assert_close(&top, &tape.to_array(input), 0.0);
+        top
+    };
+    let top = run(9);
+    assert_eq!(top.shape(), &[3, 4, 7]); // 2 (projected) + 5 (highway over the GRU)
+                                         // Past each example's length the outputs are zero.
+    assert!(top.slice(ndarray::s![1, 1.., ..]).iter().all(|&v| v == 0.0));
+
+    // The static runner on an inference tape (zoneout's expectation) equals the dynamic one.
+    let tape = Tape::inference(&params);
+    let xv = tape.constant(x.clone());
+    let options = StackedBidirectionalOptions::default().sequence_length(&lengths);
+    let (top, _, states_bw) =
+        stack_bidirectional_dynamic_rnn(&tape, &fw, &bw, xv, options).unwrap();
+    let steps = tape.unstack(xv, 1).unwrap();
+    let options = StackedBidirectionalOptions::default().sequence_length(&lengths);
+    let (outputs, _, sbw) = stack_bidirectional_rnn(&tape, &fw, &bw, &steps, options).unwrap();
+    let stacked = tape.stack(&outputs, 1).unwrap();
+    assert_close(&tape.to_array(stacked), &tape.to_array(top), 1e-14);
+    assert_close(
+        &tape.to_array(sbw[1].vars()[0]),
+        &tape.to_array(states_bw[1].vars()[0]),
+        1e-14,
+    );
+
+    let tol = Tolerance {
+        atol: 1e-7,
+        rtol: 1e-5,
+        step: 1e-5,
+    };
+    gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
+        let options = StackedBidirectionalOptions::default().sequence_length(&lengths);
+        let (top, states_fw, _) = stack_bidirectional_dynamic_rnn(t, &fw, &bw, v[0], options)?;
+        let flat = t.reshape(top, &[3 * 4 * 7])?;
+        let c = states_fw[0].vars()[0];
+        t.concat(&[flat, t.reshape(c, &[9])?], 0)
+    })
+    .unwrap()
+    .assert_ok();
 }
 
 /// The fused LSTM reads a batch-major input in standard layout in place (forward and backward)

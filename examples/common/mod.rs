@@ -72,7 +72,7 @@ pub struct TrainArgs {
 }
 
 /// Parses a count that must be at least 1.
-fn positive() -> clap::builder::RangedU64ValueParser<usize> {
+pub fn positive() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
@@ -126,14 +126,30 @@ struct Progress {
     curve: Vec<Point>,
     validation: Vec<(u64, f64)>,
     step_times: Vec<Duration>,
+    reduction_times: Vec<Duration>,
     last_step_end: Instant,
     eval_time: Duration,
+    /// Whether this process prints (rank 0 of a distributed run, or the only process).
+    show: bool,
+}
+
+/// The median of some durations, in milliseconds (0 for none).
+fn median_of(times: &[Duration]) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted
+        .get(sorted.len() / 2)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 impl Observer for Progress {
     fn on_step(&mut self, r: &StepReport) {
         self.step_times.push(r.elapsed);
+        self.reduction_times.push(r.reduction);
         self.last_step_end = Instant::now();
+        if !self.show {
+            return;
+        }
         self.curve.push(Point {
             step: r.step,
             loss: r.loss,
@@ -160,6 +176,9 @@ impl Observer for Progress {
     fn on_evaluation(&mut self, step: u64, m: &Metrics) {
         self.eval_time += self.last_step_end.elapsed();
         self.validation.push((step, m.accuracy));
+        if !self.show {
+            return;
+        }
         let epoch = step as f64 / self.steps_per_epoch;
         self.bar.suspend(|| {
             println!(
@@ -170,6 +189,9 @@ impl Observer for Progress {
     }
 
     fn on_checkpoint(&mut self, step: u64, path: &Path) {
+        if !self.show {
+            return;
+        }
         self.bar.suspend(|| {
             println!(
                 "step {step}: wrote the training state to {}",
@@ -180,41 +202,63 @@ impl Observer for Progress {
 }
 
 /// Trains `model` (or loads it with `--load`), then reports test accuracy, timing and throughput.
+#[allow(dead_code)] // mnist_lstm calls run_with
 pub fn run<M: Layer<f32>>(
+    title: &str,
+    model_lines: &[String],
+    args: &TrainArgs,
+    params: ParamStore<f32>,
+    model: M,
+) -> AnyResult<()> {
+    run_with(title, model_lines, args, params, model, true, Ok)
+}
+
+/// [`run`] with the trainer set up by `configure` (gradient shards, a collective) and output
+/// only if `show`: in a distributed run every rank trains, rank 0 alone prints and writes files.
+pub fn run_with<M: Layer<f32>>(
     title: &str,
     model_lines: &[String],
     args: &TrainArgs,
     mut params: ParamStore<f32>,
     model: M,
+    show: bool,
+    configure: impl FnOnce(Trainer<f32, M>) -> recurrent::Result<Trainer<f32, M>>,
 ) -> AnyResult<()> {
     let start = Instant::now();
     let (dir, mnist) = load_mnist(args)?;
     let steps = args.total_steps(mnist.train.num_examples()) as u64;
-    println!("{title}");
-    for line in model_lines {
-        println!("  {line}");
+    if show {
+        println!("{title}");
+        for line in model_lines {
+            println!("  {line}");
+        }
+        println!(
+            "  parameters: {} in {} tensors",
+            params.num_params(),
+            params.len()
+        );
+        println!("  data: {}", dir.display());
     }
-    println!(
-        "  parameters: {} in {} tensors",
-        params.num_params(),
-        params.len()
-    );
-    println!("  data: {}", dir.display());
     if let Some(path) = &args.load {
-        println!("  evaluating {} (no training)", path.display());
+        if show {
+            println!("  evaluating {} (no training)", path.display());
+        }
         checkpoint::load(&mut params, path)?;
-        let trainer = Trainer::new(model, params, Adam::new(args.learning_rate)?);
-        report_test(&trainer, &mnist.test, args)?;
+        let trainer = configure(Trainer::new(model, params, Adam::new(args.learning_rate)?))?;
+        trainer.check_replicas()?;
+        report_test(&trainer, &mnist.test, args, show)?;
         return Ok(());
     }
     let epochs = args
         .epochs
         .map(|e| format!(" ({e} epochs)"))
         .unwrap_or_default();
-    println!(
-        "  training: {steps} steps{epochs}, batch {}, Adam lr {}, seed {}",
-        args.batch_size, args.learning_rate, args.seed
-    );
+    if show {
+        println!(
+            "  training: {steps} steps{epochs}, batch {}, Adam lr {}, seed {}",
+            args.batch_size, args.learning_rate, args.seed
+        );
+    }
 
     let Mnist {
         train,
@@ -223,14 +267,18 @@ pub fn run<M: Layer<f32>>(
     } = mnist;
     let steps_per_epoch = train.num_examples().div_ceil(args.batch_size) as u64;
     let mut train = train.row_sequences(args.batch_size)?;
-    let mut trainer = Trainer::new(model, params, Adam::new(args.learning_rate)?).seed(args.seed);
+    let mut trainer =
+        configure(Trainer::new(model, params, Adam::new(args.learning_rate)?).seed(args.seed))?;
     if let Some(path) = &args.resume {
         trainer.resume(path, &mut train)?;
-        println!("resumed {} at step {}", path.display(), trainer.step());
+        if show {
+            println!("resumed {} at step {}", path.display(), trainer.step());
+        }
     }
     let mut options = FitOptions::until_step(steps)
         .eval_every(args.eval_every.map_or(steps_per_epoch, |n| n as u64));
-    if let Some(path) = &args.checkpoint {
+    // Only the printing process writes files (the other ranks hold the same state).
+    if let Some(path) = args.checkpoint.as_ref().filter(|_| show) {
         options = options.checkpoint(path);
         if let Some(n) = args.checkpoint_every {
             options = options.checkpoint_every(n as u64);
@@ -238,16 +286,23 @@ pub fn run<M: Layer<f32>>(
     }
     let style =
         ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} {msg} ({eta})")?;
+    let bar = if show {
+        ProgressBar::new(steps)
+    } else {
+        ProgressBar::hidden()
+    };
     let mut progress = Progress {
-        bar: ProgressBar::new(steps).with_style(style.progress_chars("=> ")),
+        bar: bar.with_style(style.progress_chars("=> ")),
         log_every: args.log_every as u64,
         steps_per_epoch: steps_per_epoch as f64,
         validation_size: validation.num_examples(),
         curve: Vec::new(),
         validation: Vec::new(),
         step_times: Vec::new(),
+        reduction_times: Vec::new(),
         last_step_end: Instant::now(),
         eval_time: Duration::ZERO,
+        show,
     };
     progress.bar.set_position(trainer.step());
     let mut validation_batches = || validation.row_sequence_batches(EVAL_BATCH, None).collect();
@@ -261,7 +316,10 @@ pub fn run<M: Layer<f32>>(
     progress.bar.finish_and_clear();
     let train_time = train_start.elapsed();
 
-    let test_acc = report_test(&trainer, &test, args)?;
+    let test_acc = report_test(&trainer, &test, args, show)?;
+    if !show {
+        return Ok(());
+    }
     if let Some(path) = &args.save {
         checkpoint::save(trainer.params(), path)?;
         println!("saved the parameters to {}", path.display());
@@ -271,11 +329,7 @@ pub fn run<M: Layer<f32>>(
         println!("plotted the training curves to {}", path.display());
     }
     let trained = progress.step_times.len();
-    let mut sorted = progress.step_times.clone();
-    sorted.sort();
-    let median_ms = sorted
-        .get(sorted.len() / 2)
-        .map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    let median_ms = median_of(&progress.step_times);
     let step_secs: f64 = progress.step_times.iter().sum::<Duration>().as_secs_f64();
     let final_loss = progress.curve.last().map_or(f64::NAN, |p| p.loss);
     println!(
@@ -289,6 +343,17 @@ pub fn run<M: Layer<f32>>(
         "         {:.0} examples/s, median {median_ms:.1} ms per training step",
         (trained * args.batch_size) as f64 / step_secs
     );
+    if trainer.shards() > 1 {
+        let (_, ranks) = trainer.rank();
+        let reduction_ms = median_of(&progress.reduction_times);
+        println!(
+            "         gradient reduction ({} shards, {ranks} rank{}): median {reduction_ms:.3} ms \
+             per step, {:.1}% of the median step",
+            trainer.shards(),
+            if ranks == 1 { "" } else { "s" },
+            100.0 * reduction_ms / median_ms.max(f64::MIN_POSITIVE)
+        );
+    }
     Ok(())
 }
 
@@ -298,21 +363,26 @@ fn report_test<M: Layer<f32>>(
     trainer: &Trainer<f32, M>,
     test: &DataSet,
     args: &TrainArgs,
+    show: bool,
 ) -> AnyResult<f64> {
     let t = Instant::now();
     let all = trainer.evaluate(test.row_sequence_batches(EVAL_BATCH, None).map(Ok))?;
-    println!(
-        "test accuracy {:.4} ({} images, {:.1} s)",
-        all.accuracy,
-        all.count,
-        t.elapsed().as_secs_f64()
-    );
+    if show {
+        println!(
+            "test accuracy {:.4} ({} images, {:.1} s)",
+            all.accuracy,
+            all.count,
+            t.elapsed().as_secs_f64()
+        );
+    }
     for &limit in &args.test_limit {
         let part = trainer.evaluate(test.row_sequence_batches(EVAL_BATCH, Some(limit)).map(Ok))?;
-        println!(
-            "test accuracy {:.4} (first {} images)",
-            part.accuracy, part.count
-        );
+        if show {
+            println!(
+                "test accuracy {:.4} (first {} images)",
+                part.accuracy, part.count
+            );
+        }
     }
     Ok(all.accuracy)
 }

@@ -540,8 +540,37 @@ pub fn stack_bidirectional_dynamic_rnn<T: Scalar, F: Cell, B: Cell>(
 
 /// Stacked bidirectional layers over a list of per-step inputs `[batch, input_size]`
 /// (`tf.contrib.rnn.stack_bidirectional_rnn`): layer `k + 1` reads the per-step
-/// `concat([fw_t, bw_t], axis 1)` of layer `k`. Returns the top layer's per-step outputs and
-/// every layer's final states, bottom first.
+/// `concat([fw_t, bw_t], axis 1)` of layer `k`. Returns the top layer's per-step outputs
+/// `[batch, fw_units + bw_units]` and every layer's final states, bottom first; each layer
+/// reads its steps through [`static_bidirectional_rnn`].
+///
+/// ```
+/// use recurrent::cell::{Cell, GruCell, LstmCellConfig};
+/// use recurrent::rnn::{stack_bidirectional_rnn, StackedBidirectionalOptions};
+/// use recurrent::{ParamStore, Tape};
+///
+/// let mut params = ParamStore::<f64>::new(0);
+/// // Peephole LSTMs forward (projected to 2), GRUs backward (3): layer 1 reads 2 + 3 inputs.
+/// let mut lstm = |scope: &str, input| {
+///     LstmCellConfig::new(4).with_peepholes(true).with_num_proj(2).init(&mut params, scope, input)
+/// };
+/// let fw = vec![lstm("stack/cell_0/fw/lstm_cell", 3)?, lstm("stack/cell_1/fw/lstm_cell", 5)?];
+/// let bw = vec![
+///     GruCell::new(&mut params, "stack/cell_0/bw/gru_cell", 3, 3)?,
+///     GruCell::new(&mut params, "stack/cell_1/bw/gru_cell", 5, 3)?,
+/// ];
+/// let tape = Tape::inference(&params);
+/// let steps: Vec<_> = (0..4)
+///     .map(|_| tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 3]))))
+///     .collect();
+/// let options = StackedBidirectionalOptions::default().sequence_length(&[4, 2]);
+/// let (outputs, states_fw, _) = stack_bidirectional_rnn(&tape, &fw, &bw, &steps, options)?;
+/// assert_eq!((outputs.len(), tape.shape(outputs[0])), (4, vec![2, 5]));
+/// assert_eq!(tape.shape(states_fw[1].h), vec![2, 2]); // the projected h
+/// // Past the second example's length its outputs are zero.
+/// assert!(tape.to_array(outputs[3]).index_axis(ndarray::Axis(0), 1).iter().all(|&v| v == 0.0));
+/// # Ok::<(), recurrent::Error>(())
+/// ```
 #[allow(clippy::type_complexity)]
 pub fn stack_bidirectional_rnn<T: Scalar, F: Cell, B: Cell>(
     tape: &Tape<'_, T>,

@@ -5,11 +5,15 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array2, ArrayD};
 
+use super::shards::{
+    batch_weight, params_fingerprint, shard_ranges, shard_seed, short_hex, slice_batch, Collective,
+    Layout, ShardResult,
+};
 use super::state::{load_training_state, save_training_state, TrainingState};
 use crate::data::{Minibatch, Targets, TrainSource};
 use crate::layers::{Carry, Context, Layer};
 use crate::optim::{check_finite_loss, clip_by_global_norm, LearningRateSchedule, Optimizer};
-use crate::{Error, ParamStore, Result, Scalar, Tape, Var};
+use crate::{Error, Grads, ParamStore, Result, Scalar, Tape, Var};
 
 /// The seed of step `step`'s tape (dropout masks) in a run seeded with `seed`: every step draws
 /// new masks, and a resumed run draws the same ones as an uninterrupted run.
@@ -48,6 +52,10 @@ pub struct StepReport {
     pub gradient_norm: f64,
     /// The wall time of the step (batch, forward, backward, update).
     pub elapsed: Duration,
+    /// The part of [`StepReport::elapsed`] spent combining the shards' gradients: the gather
+    /// across ranks and the sum in shard order ([`Trainer::gradient_shards`]); zero for a
+    /// step on one tape.
+    pub reduction: Duration,
 }
 
 /// Why [`Trainer::fit`] returned.
@@ -211,6 +219,80 @@ pub struct Trainer<T: Scalar, M> {
     recent_losses: Vec<f64>,
     running_min: f64,
     history: History,
+    /// The gradient shards of a step (1: the whole batch on one tape).
+    shards: usize,
+    /// Computes a rank's shards: one after another, or on the thread pool
+    /// ([`Trainer::parallel_shards`]).
+    shard_runner: ShardRunner<T, M>,
+    /// The other ranks of a data-parallel run.
+    collective: Option<Box<dyn Collective<T>>>,
+}
+
+/// One shard's work: its examples, its tape seed, and its share of the batch's loss weight.
+struct ShardTask<T: Scalar> {
+    batch: Minibatch<T>,
+    seed: u64,
+    scale: f64,
+}
+
+/// Runs a rank's shard tasks and returns their results in shard order.
+type ShardRunner<T, M> = fn(&M, &ParamStore<T>, Vec<ShardTask<T>>) -> Vec<Result<ShardResult<T>>>;
+
+/// The shards one after another on the calling thread.
+fn run_shards_in_turn<T: Scalar, M: Layer<T>>(
+    model: &M,
+    params: &ParamStore<T>,
+    tasks: Vec<ShardTask<T>>,
+) -> Vec<Result<ShardResult<T>>> {
+    tasks
+        .into_iter()
+        .map(|task| shard_gradient(model, params, task))
+        .collect()
+}
+
+/// The shards at once on the kernels' thread pool ([`crate::parallel`]), results in shard order.
+fn run_shards_on_pool<T: Scalar, M: Layer<T> + Sync>(
+    model: &M,
+    params: &ParamStore<T>,
+    tasks: Vec<ShardTask<T>>,
+) -> Vec<Result<ShardResult<T>>> {
+    crate::kernels::parallel::run_shards(tasks, |task| shard_gradient(model, params, task))
+}
+
+/// One shard's forward and backward pass on its own tape, its loss weighted by its share of
+/// the batch so that the shards' losses add up to the batch's mean loss.
+fn shard_gradient<T: Scalar, M: Layer<T> + ?Sized>(
+    model: &M,
+    params: &ParamStore<T>,
+    task: ShardTask<T>,
+) -> Result<ShardResult<T>> {
+    let weight = batch_weight(&task.batch);
+    if weight == 0 {
+        // No valid position: nothing to learn from, and its mean loss would be 0 / 0.
+        return Ok(ShardResult {
+            loss: T::zero(),
+            correct: 0.0,
+            weight,
+            grads: Grads::new(),
+        });
+    }
+    let tape = Tape::new(params).with_seed(task.seed);
+    let (loss, accuracy) = forward_loss(model, &tape, task.batch, None)?;
+    let scale = T::from_f64(task.scale).expect("a share fits the float type");
+    let loss = tape.scale(loss, scale);
+    let value = tape.scalar(loss);
+    let grads = tape.backward(loss)?;
+    let correct = accuracy * weight as f64;
+    Ok(ShardResult {
+        loss: value,
+        correct: if correct.is_nan() {
+            correct
+        } else {
+            correct.round()
+        },
+        weight,
+        grads,
+    })
 }
 
 /// What a [`Trainer`] has measured so far in this process (Keras's `History`).
@@ -241,6 +323,147 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             recent_losses: Vec::new(),
             running_min: f64::INFINITY,
             history: History::default(),
+            shards: 1,
+            shard_runner: run_shards_in_turn::<T, M>,
+            collective: None,
+        }
+    }
+
+    /// Computes every step's gradient as the sum of `shards` parts of the batch (shard `k`
+    /// holds examples `k*B/shards .. (k+1)*B/shards` of a batch of `B`), each on its own tape
+    /// with its loss weighted by its share of the batch, added in shard order. The sum depends
+    /// on the shard count, never on which process or thread computed a shard: that is what
+    /// makes a data-parallel run ([`Trainer::collective`]) bit-identical to one process with
+    /// the same shard count. 1 (the default) runs the whole batch on one tape, as without
+    /// shards; the two differ in the last bits (the batch's sums are associated differently).
+    ///
+    /// Each shard's dropout masks come from the step's seed and the shard's index, so they
+    /// change with the shard count but not with the number of ranks. The shards run one after
+    /// another unless [`Trainer::parallel_shards`] is set.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for 0 shards, with [`Trainer::carry_state`] (carried state is
+    /// per example and stays whole), or for a count the ranks of a set collective do not
+    /// divide.
+    pub fn gradient_shards(mut self, shards: usize) -> Result<Self> {
+        if shards == 0 {
+            return Err(Error::invalid(
+                "Trainer: gradient shards must be >= 1, got 0",
+            ));
+        }
+        self.shards = shards;
+        self.check_sharding()?;
+        Ok(self)
+    }
+
+    /// Trains on several processes ([`Collective`], for instance MPI's): each rank computes
+    /// `shards / ranks` whole [gradient shards](Trainer::gradient_shards) of every batch
+    /// (rank `r` the shards `r * shards / ranks ..`), the shards' gradients are gathered to
+    /// every rank and summed there in shard order, and every rank applies the same update. All
+    /// ranks must build the same model from the same seed and read the same batches; each
+    /// takes its own shards of them. [`Trainer::fit`] first checks that every rank holds the
+    /// same parameters ([`Trainer::check_replicas`]); evaluation splits the batches over the
+    /// ranks. With a collective, an error on one rank during a step, an evaluation or a
+    /// checkpoint ends the whole job ([`Collective::abort`]), naming the rank and the step.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the shard count is not a multiple of the rank count.
+    pub fn collective(mut self, collective: impl Collective<T> + 'static) -> Result<Self> {
+        self.collective = Some(Box::new(collective));
+        self.check_sharding()?;
+        Ok(self)
+    }
+
+    /// The rank of this process and the number of ranks: `(0, 1)` without a collective.
+    pub fn rank(&self) -> (usize, usize) {
+        self.collective
+            .as_ref()
+            .map_or((0, 1), |c| (c.rank(), c.size()))
+    }
+
+    /// The shard count and the collective fit together; no shards with carried state.
+    fn check_sharding(&self) -> Result<()> {
+        let (_, ranks) = self.rank();
+        if !self.shards.is_multiple_of(ranks) {
+            return Err(Error::invalid(format!(
+                "Trainer: {} gradient shards cannot be split over {ranks} ranks (each rank \
+                 computes whole shards; the shard count must be a multiple of the rank count)",
+                self.shards
+            )));
+        }
+        if self.carry_state && (self.shards > 1 || ranks > 1) {
+            return Err(Error::invalid(
+                "Trainer: gradient shards and data-parallel training do not carry state \
+                 between batches (carry_state)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that every rank holds the same parameters (a SHA-256 of names, shapes and
+    /// values), the same step count and the same shard count. Collective: every rank calls
+    /// it; all of them get the same answer. Without a collective it is always `Ok`.
+    ///
+    /// # Errors
+    /// [`Error::Distributed`] naming the ranks that differ from rank 0, and in what.
+    pub fn check_replicas(&self) -> Result<()> {
+        let Some(c) = &self.collective else {
+            return Ok(());
+        };
+        let mut local: Vec<f64> = params_fingerprint(&self.params)
+            .iter()
+            .map(|&b| f64::from(b))
+            .collect();
+        local.push(self.step() as f64);
+        local.push(self.shards as f64);
+        let width = local.len();
+        let all = c.all_gather_f64(&local)?;
+        let ranks: Vec<&[f64]> = all.chunks(width).collect();
+        let bytes = |r: &[f64]| r[..32].iter().map(|&b| b as u8).collect::<Vec<u8>>();
+        let mut problems = Vec::new();
+        for (rank, theirs) in ranks.iter().enumerate().skip(1) {
+            if theirs[..32] != ranks[0][..32] {
+                problems.push(format!(
+                    "rank {rank} has parameters {}.. where rank 0 has {}..",
+                    short_hex(&bytes(theirs)),
+                    short_hex(&bytes(ranks[0]))
+                ));
+            }
+            if theirs[32] != ranks[0][32] {
+                problems.push(format!(
+                    "rank {rank} is at step {} where rank 0 is at step {}",
+                    theirs[32], ranks[0][32]
+                ));
+            }
+            if theirs[33] != ranks[0][33] {
+                problems.push(format!(
+                    "rank {rank} has {} gradient shards where rank 0 has {}",
+                    theirs[33], ranks[0][33]
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Distributed(format!(
+                "the {} ranks do not hold the same model: {} (build the model from the same \
+                 seed on every rank, and resume every rank from the same file)",
+                ranks.len(),
+                problems.join("; ")
+            )))
+        }
+    }
+
+    /// With a collective, ends the job on an error (the other ranks would wait for this one
+    /// forever); without, hands the result back.
+    fn or_abort<R>(&self, result: Result<R>, step: u64, during: &str) -> Result<R> {
+        match (result, &self.collective) {
+            (Err(e), Some(c)) => c.abort(&format!(
+                "recurrent: rank {} of {} failed at step {step} ({during}): {e}; stopping the job",
+                c.rank(),
+                c.size()
+            )),
+            (result, _) => result,
         }
     }
 
@@ -276,6 +499,11 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
     pub fn carry_state(mut self, carry: bool) -> Self {
         self.carry_state = carry;
         self
+    }
+
+    /// The number of gradient shards of a step ([`Trainer::gradient_shards`]).
+    pub fn shards(&self) -> usize {
+        self.shards
     }
 
     /// Stops [`Trainer::fit`] when the validation metric stops improving.
@@ -356,6 +584,8 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
                 return Err(Error::invalid(format!("FitOptions: {what} must be >= 1")));
             }
         }
+        // Collective, same answer on every rank: an error here stops all of them alike.
+        self.check_replicas()?;
         while self.step() < options.until_step {
             let report = self.train_step(data)?;
             observer.on_step(&report);
@@ -373,7 +603,8 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             if let Some(path) = &options.checkpoint {
                 let due = options.checkpoint_every.is_some_and(|n| step % n == 0);
                 if due || last || stop.is_some() {
-                    self.save(path, data)?;
+                    let saved = self.save(path, data);
+                    self.or_abort(saved, step, "writing the checkpoint")?;
                     observer.on_checkpoint(step, path);
                 }
             }
@@ -384,24 +615,37 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
         Ok(Stop::Completed)
     }
 
-    /// One update on the next batch of `data`.
+    /// One update on the next batch of `data`. With a [collective](Trainer::collective), an
+    /// error before the gradients are combined (the batch, this rank's shards) ends the job.
     pub fn train_step<D: TrainSource<T> + ?Sized>(&mut self, data: &mut D) -> Result<StepReport> {
         let start = Instant::now();
-        let batch = data.next_batch()?;
-        batch.check()?;
         let step = self.step() + 1;
+        let batch = data.next_batch().and_then(|b| b.check().map(|()| b));
+        let batch = self.or_abort(batch, step, "reading the batch")?;
         // A copy: a failed step leaves the carried state as it was.
         let mut carry = self.carry.clone();
         if data.starts_new_streams() {
             carry.reset();
         }
-        let (loss, accuracy, mut grads) = {
+        let sharded = self.shards > 1 || self.collective.is_some();
+        let (loss, accuracy, mut grads, reduction) = if sharded {
+            self.sharded_gradients(batch, step)?
+        } else {
             let tape = Tape::new(&self.params).with_seed(step_seed(self.seed, step));
-            let (loss, accuracy) =
-                self.forward_loss(&tape, batch, self.carry_state.then_some(&mut carry))?;
+            let (loss, accuracy) = forward_loss(
+                &self.model,
+                &tape,
+                batch,
+                self.carry_state.then_some(&mut carry),
+            )?;
             let value = tape.scalar(loss);
             check_finite_loss(value, step)?;
-            (value.to_f64_lossless(), accuracy, tape.backward(loss)?)
+            (
+                value.to_f64_lossless(),
+                accuracy,
+                tape.backward(loss)?,
+                Duration::ZERO,
+            )
         };
         let mut recent = self.recent_losses.clone();
         recent.push(loss);
@@ -442,100 +686,126 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             learning_rate,
             gradient_norm,
             elapsed: start.elapsed(),
+            reduction,
         };
         self.history.steps.push(report);
         Ok(report)
     }
 
-    /// The model's loss on `batch` recorded on `tape`, and the batch's accuracy. The batch is
-    /// taken by value so that its inputs and targets move onto the tape without a copy.
-    fn forward_loss(
+    /// Step `step`'s loss, accuracy and gradient over shards: this rank's shards computed, all
+    /// shards' buffers gathered (from the other ranks too), and summed in shard order; with the
+    /// time the combining took.
+    fn sharded_gradients(
         &self,
-        tape: &Tape<'_, T>,
         batch: Minibatch<T>,
-        carry: Option<&mut Carry<T>>,
-    ) -> Result<(Var, f64)> {
-        let Minibatch {
-            inputs,
-            lengths,
-            targets,
-        } = batch;
-        let x = tape.constant(inputs);
-        let mut context = Context::new();
-        if let Some(lengths) = &lengths {
-            context = context.lengths(lengths);
-        }
-        if let Some(carry) = carry {
-            context = context.carry(carry);
-        }
-        let output = self.model.forward(tape, x, &mut context)?;
-        let lengths = lengths.as_deref();
-        match targets {
-            Targets::Classes(labels) => {
-                let losses = tape.sparse_softmax_cross_entropy_with_logits(&labels, output)?;
-                let accuracy = class_accuracy(&tape.value(output), &labels, None)?;
-                Ok((tape.mean(losses), accuracy.0))
-            }
-            Targets::Sequence(targets) => {
-                let weights = match lengths {
-                    Some(l) => Some(tape.sequence_mask(l, targets.ncols())?),
-                    None => None,
-                };
-                let loss = tape.sequence_loss(output, &targets, weights)?;
-                let accuracy = class_accuracy(&tape.value(output), &[], Some((&targets, lengths)))?;
-                Ok((loss, accuracy.0))
-            }
-            Targets::Values(values) => {
-                let target = tape.constant(values);
-                let shape = tape.shape(output);
-                let loss = match lengths {
-                    // A sequence output: padded steps do not count (mean over valid steps).
-                    Some(l) if shape.len() >= 3 => {
-                        let mut mask_shape = vec![shape[0], shape[1]];
-                        mask_shape.resize(shape.len(), 1);
-                        let mask = tape.reshape(tape.sequence_mask(l, shape[1])?, &mask_shape)?;
-                        if tape.shape(target) != shape {
-                            return Err(Error::shape(
-                                "mean_squared_error",
-                                format!("targets of the output's shape {shape:?}"),
-                                &tape.shape(target),
-                            ));
-                        }
-                        tape.masked_mean(tape.square(tape.sub(output, target)?), mask)?
+        step: u64,
+    ) -> Result<(f64, f64, Grads<T>, Duration)> {
+        let (rank, ranks) = self.rank();
+        let local = (|| {
+            self.check_sharding()?;
+            let ranges = shard_ranges(batch.len(), self.shards)?;
+            let total = batch_weight(&batch) as f64;
+            let per_rank = self.shards / ranks;
+            let tasks = (rank * per_rank..(rank + 1) * per_rank)
+                .map(|k| {
+                    let part = slice_batch(&batch, ranges[k].clone());
+                    let share = if total > 0.0 {
+                        batch_weight(&part) as f64 / total
+                    } else {
+                        0.0
+                    };
+                    ShardTask {
+                        batch: part,
+                        seed: shard_seed(step_seed(self.seed, step), k),
+                        scale: share,
                     }
-                    _ => tape.mean_squared_error(output, target)?,
-                };
-                Ok((loss, f64::NAN))
+                })
+                .collect();
+            drop(batch);
+            let layout = Layout::new(&self.params);
+            let mut buffer = Vec::with_capacity(per_rank * layout.len());
+            for result in (self.shard_runner)(&self.model, &self.params, tasks) {
+                layout.pack(&result?, &mut buffer)?;
             }
-        }
+            Ok((layout, buffer))
+        })();
+        let (layout, buffer) = self.or_abort(local, step, "computing its gradient shards")?;
+        let start = Instant::now();
+        let all = match &self.collective {
+            Some(c) => c.all_gather(&buffer)?,
+            None => buffer,
+        };
+        let (grads, loss, correct, weight) = layout.combine(&all, self.shards)?;
+        let reduction = start.elapsed();
+        // Every rank has the same sums: a non-finite loss stops all of them alike.
+        check_finite_loss(loss, step)?;
+        Ok((loss, correct / weight.max(1.0), grads, reduction))
     }
 
     /// Loss and accuracy over `batches`, on inference tapes, weighted by examples (or by valid
     /// positions for sequence targets). With [`Trainer::carry_state`] the batches are one
     /// continuing stream, starting from zero states.
+    ///
+    /// With a [collective](Trainer::collective) (every rank passing the same batches) rank `r`
+    /// evaluates the batches `r, r + ranks, ...`, and every rank adds all batches' figures in
+    /// batch order: the same bits as one process evaluating them all. An error on one rank
+    /// then ends the job.
     pub fn evaluate<I>(&self, batches: I) -> Result<Metrics>
     where
         I: IntoIterator<Item = Result<Minibatch<T>>>,
     {
+        let (rank, ranks) = match (&self.collective, self.carry_state) {
+            // A carried state makes the batches one stream: every rank runs all of them.
+            (Some(c), false) => (c.rank(), c.size()),
+            _ => (0, 1),
+        };
+        // Each evaluated batch's (loss * n, correct, n), in batch order.
         let mut carry = Carry::new();
-        let (mut loss_sum, mut correct, mut count) = (0.0, 0.0, 0usize);
-        for batch in batches {
-            let batch = batch?;
-            batch.check()?;
-            let n = match (&batch.targets, &batch.lengths) {
-                (Targets::Sequence(t), Some(l)) => l.iter().map(|&l| l.min(t.ncols())).sum(),
-                (Targets::Sequence(t), None) => t.len(),
-                (Targets::Values(v), Some(l)) if v.ndim() >= 3 => {
-                    l.iter().map(|&l| l.min(v.shape()[1])).sum()
+        let mut figures = Vec::new();
+        let mut seen = 0usize;
+        let local = (|| {
+            for (i, batch) in batches.into_iter().enumerate() {
+                seen = i + 1;
+                if i % ranks != rank {
+                    continue;
                 }
-                _ => batch.len(),
-            };
-            let tape = Tape::inference(&self.params);
-            let (loss, accuracy) =
-                self.forward_loss(&tape, batch, self.carry_state.then_some(&mut carry))?;
-            loss_sum += tape.scalar(loss).to_f64_lossless() * n as f64;
-            correct += accuracy * n as f64;
-            count += n;
+                let batch = batch?;
+                batch.check()?;
+                let n = batch_weight(&batch);
+                let tape = Tape::inference(&self.params);
+                let (loss, accuracy) = forward_loss(
+                    &self.model,
+                    &tape,
+                    batch,
+                    self.carry_state.then_some(&mut carry),
+                )?;
+                figures.extend([
+                    tape.scalar(loss).to_f64_lossless() * n as f64,
+                    accuracy * n as f64,
+                    n as f64,
+                ]);
+            }
+            Ok(())
+        })();
+        self.or_abort(local, self.step(), "evaluating")?;
+        if ranks > 1 {
+            let c = self.collective.as_ref().expect("ranks > 1");
+            // Every rank saw the same number of batches; rank r evaluated batch j * ranks + r.
+            let per_rank = seen.div_ceil(ranks) * 3;
+            figures.resize(per_rank, 0.0);
+            let all = c.all_gather_f64(&figures)?;
+            figures = (0..seen)
+                .flat_map(|i| {
+                    let at = (i % ranks) * per_rank + (i / ranks) * 3;
+                    all[at..at + 3].to_vec()
+                })
+                .collect();
+        }
+        let (mut loss_sum, mut correct, mut count) = (0.0, 0.0, 0usize);
+        for f in figures.chunks(3) {
+            loss_sum += f[0];
+            correct += f[1];
+            count += f[2] as usize;
         }
         if count == 0 {
             return Err(Error::invalid(
@@ -680,6 +950,80 @@ impl<T: Scalar, M: Layer<T>> Trainer<T, M> {
             }
         }
         Ok(None)
+    }
+}
+
+impl<T: Scalar, M: Layer<T> + Sync> Trainer<T, M> {
+    /// Runs a step's [gradient shards](Trainer::gradient_shards) at once on the kernels' thread
+    /// pool ([`crate::parallel`]) instead of one after another; the result is the same, bit for
+    /// bit. For models that can be shared between threads (`Sync`: plain layers are, a
+    /// [`Sequential`](crate::layers::Sequential) of boxed layers is not).
+    pub fn parallel_shards(mut self) -> Self {
+        self.shard_runner = run_shards_on_pool::<T, M>;
+        self
+    }
+}
+
+/// The model's loss on `batch` recorded on `tape`, and the batch's accuracy. The batch is
+/// taken by value so that its inputs and targets move onto the tape without a copy.
+fn forward_loss<T: Scalar, M: Layer<T> + ?Sized>(
+    model: &M,
+    tape: &Tape<'_, T>,
+    batch: Minibatch<T>,
+    carry: Option<&mut Carry<T>>,
+) -> Result<(Var, f64)> {
+    let Minibatch {
+        inputs,
+        lengths,
+        targets,
+    } = batch;
+    let x = tape.constant(inputs);
+    let mut context = Context::new();
+    if let Some(lengths) = &lengths {
+        context = context.lengths(lengths);
+    }
+    if let Some(carry) = carry {
+        context = context.carry(carry);
+    }
+    let output = model.forward(tape, x, &mut context)?;
+    let lengths = lengths.as_deref();
+    match targets {
+        Targets::Classes(labels) => {
+            let losses = tape.sparse_softmax_cross_entropy_with_logits(&labels, output)?;
+            let accuracy = class_accuracy(&tape.value(output), &labels, None)?;
+            Ok((tape.mean(losses), accuracy.0))
+        }
+        Targets::Sequence(targets) => {
+            let weights = match lengths {
+                Some(l) => Some(tape.sequence_mask(l, targets.ncols())?),
+                None => None,
+            };
+            let loss = tape.sequence_loss(output, &targets, weights)?;
+            let accuracy = class_accuracy(&tape.value(output), &[], Some((&targets, lengths)))?;
+            Ok((loss, accuracy.0))
+        }
+        Targets::Values(values) => {
+            let target = tape.constant(values);
+            let shape = tape.shape(output);
+            let loss = match lengths {
+                // A sequence output: padded steps do not count (mean over valid steps).
+                Some(l) if shape.len() >= 3 => {
+                    let mut mask_shape = vec![shape[0], shape[1]];
+                    mask_shape.resize(shape.len(), 1);
+                    let mask = tape.reshape(tape.sequence_mask(l, shape[1])?, &mask_shape)?;
+                    if tape.shape(target) != shape {
+                        return Err(Error::shape(
+                            "mean_squared_error",
+                            format!("targets of the output's shape {shape:?}"),
+                            &tape.shape(target),
+                        ));
+                    }
+                    tape.masked_mean(tape.square(tape.sub(output, target)?), mask)?
+                }
+                _ => tape.mean_squared_error(output, target)?,
+            };
+            Ok((loss, f64::NAN))
+        }
     }
 }
 

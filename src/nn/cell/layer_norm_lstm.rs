@@ -9,7 +9,8 @@ use crate::params::{ParamId, ParamStore, Scope};
 use crate::{Error, Result, Scalar, Tape, Var};
 
 /// TensorFlow's variance epsilon in `tf.contrib.layers.layer_norm`, which the cell calls:
-/// `1e-12` for `float32` and `float64` (`1e-3` only for `float16`).
+/// `1e-12` for `float32` and `float64` (`1e-3` only for `float16`). The cell's default;
+/// [`LayerNormLstmConfig::with_epsilon`] changes it (see there for when to).
 pub const LAYER_NORM_EPSILON: f64 = 1e-12;
 
 /// The scopes of the five layer normalisations under the cell's scope, in TensorFlow's order
@@ -86,9 +87,11 @@ impl<T: Scalar> LayerNormLstmWeights<T> {
 /// dropout on the candidate.
 ///
 /// # Equations
-/// With `LN_s(v) = (v - mean(v)) / sqrt(var(v) + 1e-12) ⊙ s/gamma + s/beta` over each row (the
-/// population variance; [`LAYER_NORM_EPSILON`] is TensorFlow's epsilon) and `σ` the logistic
-/// sigmoid:
+/// With `LN_s(v) = (v - mean(v)) / sqrt(var(v) + ε) ⊙ s/gamma + s/beta` over each row (the
+/// population variance; `ε` is TensorFlow's [`LAYER_NORM_EPSILON`], `1e-12`, unless
+/// [`LayerNormLstmConfig::with_epsilon`] sets another; read there why all-zero inputs over a
+/// zero state, such as MNIST's blank rows, give gradients that overflow `f32`) and `σ` the
+/// logistic sigmoid:
 ///
 /// ```text
 /// [i, j, f, o] = split([x, h] @ kernel, 4, axis = 1)            (gate order i, j, f, o)
@@ -151,6 +154,7 @@ pub struct LayerNormBasicLstmCell {
     num_units: usize,
     forget_bias: f64,
     dropout_keep_prob: f64,
+    epsilon: f64,
 }
 
 /// The hyper-parameters of a [`LayerNormBasicLstmCell`] with TensorFlow's defaults;
@@ -169,6 +173,9 @@ pub struct LayerNormLstmConfig {
     pub norm_shift: f64,
     /// The keep probability of the recurrent dropout on the candidate (default 1.0: none).
     pub dropout_keep_prob: f64,
+    /// The variance epsilon of every normalisation (default [`LAYER_NORM_EPSILON`],
+    /// TensorFlow's `1e-12`).
+    pub epsilon: f64,
 }
 
 impl LayerNormLstmConfig {
@@ -181,6 +188,7 @@ impl LayerNormLstmConfig {
             norm_gain: 1.0,
             norm_shift: 0.0,
             dropout_keep_prob: 1.0,
+            epsilon: LAYER_NORM_EPSILON,
         }
     }
 
@@ -211,6 +219,32 @@ impl LayerNormLstmConfig {
     /// Sets `dropout_keep_prob`.
     pub fn with_dropout_keep_prob(mut self, dropout_keep_prob: f64) -> Self {
         self.dropout_keep_prob = dropout_keep_prob;
+        self
+    }
+
+    /// Sets the variance epsilon of the normalisations (default TensorFlow's
+    /// [`LAYER_NORM_EPSILON`], `1e-12`; must be positive and finite, checked by
+    /// [`LayerNormLstmConfig::init`]).
+    ///
+    /// TensorFlow's `1e-12` makes a row whose elements are all equal (variance 0) come out
+    /// as `beta` with a derivative of `gamma / sqrt(1e-12) = 1e6 * gamma` (applied to the
+    /// row minus its mean). Such rows are exact zeros: a zero input (MNIST's blank top rows,
+    /// padding) on a zero state makes every gate's pre-activation, the new cell state and so
+    /// the next `h` exactly 0. Each such step multiplies the gradient flowing back by about
+    /// `1e6` twice (the state's normalisation, then the candidate's), so a few of them
+    /// overflow `f32`: `tf.contrib.rnn.LayerNormBasicLSTMCell` gives NaN at the first step
+    /// of row-by-row MNIST (tensorflow/tensorflow#21929). This is the exact derivative of
+    /// TensorFlow's function, not a rounding problem (in `f64` it is finite and huge:
+    /// `tests/cells.rs`, `layer_norm_lstm_on_zero_inputs_over_a_zero_state`).
+    ///
+    /// A larger epsilon, such as the `1e-3` of Keras's `LayerNormalization` and of
+    /// TensorFlow's own `float16` path, caps the gain at `1 / sqrt(epsilon)` per
+    /// normalisation and changes rows of ordinary variance `v` by a relative
+    /// `epsilon / (2 v)`; the gain still compounds over consecutive zero steps. An input
+    /// that is not exactly zero removes the fixed point instead: `examples/mnist_stacked.rs`
+    /// starts its input projection's bias away from 0 for this cell.
+    pub fn with_epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = epsilon;
         self
     }
 
@@ -245,6 +279,7 @@ impl LayerNormLstmConfig {
             }
         }
         check_keep_prob(self.dropout_keep_prob)?;
+        check_epsilon(self.epsilon)?;
         let scope = scope.into();
         let kernel_name = scope.join("kernel");
         if params.id(&kernel_name).is_some() {
@@ -266,7 +301,19 @@ impl LayerNormLstmConfig {
         };
         LayerNormBasicLstmCell::from_weights(params, scope, weights)?
             .with_forget_bias(self.forget_bias)?
-            .with_dropout_keep_prob(self.dropout_keep_prob)
+            .with_dropout_keep_prob(self.dropout_keep_prob)?
+            .with_epsilon(self.epsilon)
+    }
+}
+
+/// `Ok` for a positive, finite variance epsilon.
+fn check_epsilon(epsilon: f64) -> Result<()> {
+    if epsilon > 0.0 && epsilon.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "LayerNormBasicLstmCell: epsilon must be positive and finite, got {epsilon}"
+        )))
     }
 }
 
@@ -288,7 +335,8 @@ impl LayerNormBasicLstmCell {
 
     /// Creates the cell's parameters from given weights: `{scope}/kernel`, and
     /// `{scope}/{input,transform,forget,output,state}/{gamma,beta}` with layer normalisation or
-    /// `{scope}/bias` without. `forget_bias` is 1.0 and there is no dropout.
+    /// `{scope}/bias` without. `forget_bias` is 1.0, there is no dropout and the epsilon is
+    /// [`LAYER_NORM_EPSILON`].
     ///
     /// # Errors
     /// As [`LayerNormLstmWeights::sizes`], and [`Error::InvalidArgument`] for a taken name; the
@@ -324,6 +372,7 @@ impl LayerNormBasicLstmCell {
             num_units,
             forget_bias: 1.0,
             dropout_keep_prob: 1.0,
+            epsilon: LAYER_NORM_EPSILON,
         })
     }
 
@@ -349,6 +398,22 @@ impl LayerNormBasicLstmCell {
         check_keep_prob(keep_prob)?;
         self.dropout_keep_prob = keep_prob;
         Ok(self)
+    }
+
+    /// Sets the variance epsilon of the normalisations (default [`LAYER_NORM_EPSILON`]); see
+    /// [`LayerNormLstmConfig::with_epsilon`] for when a larger one is needed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless it is positive and finite.
+    pub fn with_epsilon(mut self, epsilon: f64) -> Result<Self> {
+        check_epsilon(epsilon)?;
+        self.epsilon = epsilon;
+        Ok(self)
+    }
+
+    /// The variance epsilon of the normalisations.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
     }
 
     /// The number of units.
@@ -414,7 +479,7 @@ impl LayerNormBasicLstmCell {
         match self.norms {
             Some(norms) => {
                 let (g, b) = norms[k];
-                tape.layer_norm(v, tape.param(g), tape.param(b), LAYER_NORM_EPSILON)
+                tape.layer_norm(v, tape.param(g), tape.param(b), self.epsilon)
             }
             None => Ok(v),
         }

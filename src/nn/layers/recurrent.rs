@@ -243,7 +243,8 @@ fn concat_state<T: Scalar>(tape: &Tape<'_, T>, vars: &[Var]) -> Result<Var> {
     }
 }
 
-/// How a [`Bidirectional`] layer combines its two directions (Keras's `merge_mode`).
+/// How a [`Bidirectional`] layer combines its two directions (Keras's `merge_mode`; for
+/// `merge_mode=None`, the two directions apart, [`Bidirectional::forward_directions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Merge {
     /// `concat([fw, bw], axis = -1)`: twice the width (TensorFlow's usual choice).
@@ -408,8 +409,47 @@ impl Bidirectional<GruCell, GruCell> {
     }
 }
 
-impl<T: Scalar, F: Cell, B: Cell> Layer<T> for Bidirectional<F, B> {
-    fn forward(&self, tape: &Tape<'_, T>, x: Var, context: &mut Context<'_, T>) -> Result<Var> {
+impl<F: Cell, B: Cell> Bidirectional<F, B> {
+    /// The two directions unmerged, forward first (Keras's `merge_mode=None`, which returns
+    /// them as a list): per [`Returns`], the output sequences `[batch, time, fw_units]` and
+    /// `[batch, time, bw_units]`, the last valid forward output and the backward output at
+    /// step 0 (`[batch, units]` each), or each direction's final state tensors concatenated.
+    /// The layer's [`Merge`] is not used; [`Layer::forward`] merges these.
+    ///
+    /// ```
+    /// use recurrent::layers::{Bidirectional, Context, Returns};
+    /// use recurrent::{ParamStore, Tape};
+    ///
+    /// let mut params = ParamStore::<f32>::new(0);
+    /// let birnn = Bidirectional::gru(&mut params, 3, 4)?.returns(Returns::LastOutput);
+    /// let tape = Tape::inference(&params);
+    /// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[2, 6, 3])));
+    /// let (fw, bw) = birnn.forward_directions(&tape, x, &mut Context::new().lengths(&[6, 4]))?;
+    /// assert_eq!((tape.shape(fw), tape.shape(bw)), (vec![2, 4], vec![2, 4]));
+    /// # Ok::<(), recurrent::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Layer::forward`].
+    pub fn forward_directions<T: Scalar>(
+        &self,
+        tape: &Tape<'_, T>,
+        x: Var,
+        context: &mut Context<'_, T>,
+    ) -> Result<(Var, Var)> {
+        Ok(match self.directions(tape, x, context)? {
+            Directions::Outputs(fw, bw) => (fw, bw),
+            Directions::States(fw, bw) => (concat_state(tape, &fw)?, concat_state(tape, &bw)?),
+        })
+    }
+
+    /// Both directions run, then reduced per [`Returns`].
+    fn directions<T: Scalar>(
+        &self,
+        tape: &Tape<'_, T>,
+        x: Var,
+        context: &mut Context<'_, T>,
+    ) -> Result<Directions> {
         let shape = tape.shape(x);
         if shape.len() != 3 || shape[2] != self.fw.input_size() {
             return Err(layer_shape_error(
@@ -433,18 +473,31 @@ impl<T: Scalar, F: Cell, B: Cell> Layer<T> for Bidirectional<F, B> {
         };
         let ((out_fw, out_bw), (state_fw, state_bw)) =
             bidirectional_dynamic_rnn(tape, &self.fw, &self.bw, x, options)?;
-        match self.returns {
-            Returns::Sequences => self.merge.apply(tape, out_fw, out_bw),
+        Ok(match self.returns {
+            Returns::Sequences => Directions::Outputs(out_fw, out_bw),
             Returns::LastOutput => {
                 let last_fw = crate::rnn::last_relevant_output(tape, out_fw, lengths)?;
                 let first_bw = tape.gather_rows(out_bw, &vec![0; shape[0]])?;
-                self.merge.apply(tape, last_fw, first_bw)
+                Directions::Outputs(last_fw, first_bw)
             }
-            Returns::FinalState => {
-                let mut vars = state_fw.flatten();
-                vars.extend(state_bw.flatten());
-                concat_state(tape, &vars)
-            }
+            Returns::FinalState => Directions::States(state_fw.flatten(), state_bw.flatten()),
+        })
+    }
+}
+
+/// What a [`Bidirectional`] layer's two directions give before they are merged.
+enum Directions {
+    /// One output var per direction, forward first.
+    Outputs(Var, Var),
+    /// Each direction's state tensors, forward first.
+    States(Vec<Var>, Vec<Var>),
+}
+
+impl<T: Scalar, F: Cell, B: Cell> Layer<T> for Bidirectional<F, B> {
+    fn forward(&self, tape: &Tape<'_, T>, x: Var, context: &mut Context<'_, T>) -> Result<Var> {
+        match self.directions(tape, x, context)? {
+            Directions::Outputs(fw, bw) => self.merge.apply(tape, fw, bw),
+            Directions::States(fw, bw) => concat_state(tape, &[fw, bw].concat()),
         }
     }
 
