@@ -1,16 +1,18 @@
 //! Training steps of the reference models on real MNIST, timed the way
 //! `shared/bench/bench_torch.py` times PyTorch, for `benches/compare.sh`.
 //!
-//! For each model named on the command line (all three when none is; a name is matched as a
-//! substring, like criterion's filters): 10 warm-up and 50 timed training steps (forward, mean
+//! For each model named on the command line (all of them when none is; a name is matched as a
+//! substring, like criterion's filters, unless it is a model's whole name: `gru128` runs
+//! `gru128` alone, `gru` both GRUs): 10 warm-up and 50 timed training steps (forward, mean
 //! sparse softmax cross-entropy, backward, Adam update; `benches/models/mod.rs`) on shuffled
 //! MNIST training batches of 128 (`Mnist::load(dir, 0)`, `next_batch`), each step timed alone.
 //! Prints the median, minimum and maximum ms per step and examples per second, and writes
 //! `$BENCH_RESULTS/recurrent_bench.json` (default `/tmp/recurrent-bench`), shaped like
-//! `bench_torch.py`'s `torch_bench.json`.
+//! `bench_torch.py`'s `torch_bench.json`, with the CPU time of all threads per step beside it.
+//! `COMPARE_STEPS=WARM,TIMED` changes the step counts (short runs under a profiler).
 //!
 //! Not a criterion bench (`harness = false`): `cargo bench --bench compare -- lstm128 bilstm256
-//! multi3 gru128`. MNIST is read from `MNIST_DIR` (else `data/mnist`) and never downloaded; when it is
+//! multi3 gru128 gru128ra`. MNIST is read from `MNIST_DIR` (else `data/mnist`) and never downloaded; when it is
 //! missing a plain `cargo bench` skips this, a run that names a model fails. Threads:
 //! `RECURRENT_NUM_THREADS` (compare.sh sets 2, as `bench_torch.py` uses 2), else all cores.
 
@@ -29,6 +31,19 @@ use models::{Model, BATCH, NAMES};
 
 const WARM: usize = 10;
 const TIMED: usize = 50;
+
+/// The warm-up and timed step counts: [`WARM`] and [`TIMED`], or `COMPARE_STEPS=WARM,TIMED`
+/// (shorter runs under a profiler such as callgrind).
+fn step_counts() -> (usize, usize) {
+    std::env::var("COMPARE_STEPS")
+        .ok()
+        .and_then(|v| {
+            let (w, t) = v.split_once(',')?;
+            Some((w.trim().parse().ok()?, t.trim().parse().ok()?))
+        })
+        .filter(|&(_, t)| t > 0)
+        .unwrap_or((WARM, TIMED))
+}
 
 /// User plus system CPU time of this process in seconds, all threads (Linux `/proc`; clock
 /// ticks taken as the usual 100 per second).
@@ -53,35 +68,38 @@ fn median(sorted: &[f64]) -> f64 {
 }
 
 fn run(name: &str, mnist: &mut Mnist) -> recurrent::Result<Value> {
+    let (warm, timed) = step_counts();
     let mut model = Model::new(name, 0);
-    let mut times = Vec::with_capacity(TIMED);
+    let mut times = Vec::with_capacity(timed);
     let (mut c0, mut w0) = (None, Instant::now());
     let mut last_loss = 0.0;
-    for step in 0..WARM + TIMED {
+    for step in 0..warm + timed {
         let batch = mnist.train.next_batch::<f32>(BATCH);
         let x = batch.images_as_sequences();
-        if step == WARM {
+        if step == warm {
             c0 = cpu_seconds();
             w0 = Instant::now();
         }
         let t0 = Instant::now();
         last_loss = model.train_step(&x, &batch.labels)?;
-        if step >= WARM {
+        if step >= warm {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
     let wall = w0.elapsed().as_secs_f64();
-    let cpu_over_wall = match (c0, cpu_seconds()) {
-        (Some(c0), Some(c1)) => Value::from((c1 - c0) / wall),
-        _ => Value::Null,
-    };
+    let cpu = c0.zip(cpu_seconds()).map(|(c0, c1)| c1 - c0);
+    let cpu_over_wall = cpu.map_or(Value::Null, |c| Value::from(c / wall));
+    // CPU time of all threads per timed step: the work done, which a busy machine inflates far
+    // less than the wall time (it does not count the time spent waiting for a core).
+    let cpu_ms = cpu.map(|c| c * 1e3 / times.len() as f64);
     times.sort_by(f64::total_cmp);
     let med = median(&times);
     let (min, max) = (times[0], times[times.len() - 1]);
     let examples_per_s = BATCH as f64 / (med / 1e3);
+    let cpu_text = cpu_ms.map_or_else(|| "?".to_string(), |c| format!("{c:.2}"));
     println!(
-        "{name:<10} median {med:8.2} ms/step  min {min:8.2}  max {max:8.2}  {examples_per_s:8.0} examples/s  (loss after {} steps {last_loss:.3})",
-        WARM + TIMED
+        "{name:<10} median {med:8.2} ms/step  min {min:8.2}  max {max:8.2}  {examples_per_s:8.0} examples/s  cpu {cpu_text} ms/step  (loss after {} steps {last_loss:.3})",
+        warm + timed
     );
     Ok(json!({
         "median_ms_per_step": med,
@@ -90,6 +108,7 @@ fn run(name: &str, mnist: &mut Mnist) -> recurrent::Result<Value> {
         "examples_per_s": examples_per_s,
         "params": model.num_params(),
         "cpu_over_wall": cpu_over_wall,
+        "cpu_ms_per_step": cpu_ms,
     }))
 }
 
@@ -102,7 +121,13 @@ fn main() -> ExitCode {
         .collect();
     let selected: Vec<&str> = NAMES
         .into_iter()
-        .filter(|name| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|name| {
+            filters.is_empty()
+                || filters.iter().any(|f| {
+                    // A whole model name selects that model only (gru128 is in gru128ra).
+                    f == name || (!NAMES.contains(&f.as_str()) && name.contains(f.as_str()))
+                })
+        })
         .collect();
     if selected.is_empty() {
         return ExitCode::SUCCESS;
@@ -123,8 +148,10 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "recurrent {}: training steps on MNIST batches of {BATCH} ({WARM} warm-up, {TIMED} timed), {} thread(s), {} kernels",
+        "recurrent {}: training steps on MNIST batches of {BATCH} ({} warm-up, {} timed), {} thread(s), {} kernels",
         env!("CARGO_PKG_VERSION"),
+        step_counts().0,
+        step_counts().1,
         num_threads(),
         isa().name()
     );
@@ -145,8 +172,8 @@ fn main() -> ExitCode {
         "num_threads": num_threads(),
         "isa": isa().name(),
         "batch_size": BATCH,
-        "warm_up_steps": WARM,
-        "timed_steps": TIMED,
+        "warm_up_steps": step_counts().0,
+        "timed_steps": step_counts().1,
         "configs": configs,
     });
     let outdir = std::env::var("BENCH_RESULTS").unwrap_or_else(|_| "/tmp/recurrent-bench".into());

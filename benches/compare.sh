@@ -2,12 +2,12 @@
 # Times the reference models' training steps in recurrent and in PyTorch, back to back on this
 # machine, measures the machine's GEMM limit, and prints a table of the three.
 #
-#   benches/compare.sh [lstm128] [bilstm256] [multi3] [gru128]      (all four by default)
+#   benches/compare.sh [lstm128] [bilstm256] [multi3] [gru128] [gru128ra]   (all five by default)
 #
 # 0. the CPU model and the SIMD extensions it reports (and the path recurrent's kernels take);
 # 1. `cargo bench --bench compare -- MODELS` (benches/compare.rs): 10 warm-up + 50 timed steps
 #    on real MNIST batches of 128, median ms/step -> $BENCH_RESULTS/recurrent_bench.json;
-# 2. benches/torch_bench.py (shared/bench/bench_torch.py plus gru128) with $TORCH_PYTHON, if
+# 2. benches/torch_bench.py (shared/bench/bench_torch.py plus gru128, gru128ra) with $TORCH_PYTHON, if
 #    that python exists, the same protocol -> $BENCH_RESULTS/torch_bench.json;
 # 3. benches/gemm_limit.py: torch.mm's GFLOP/s at each model's per-step product on 1 and 2
 #    threads -> $BENCH_RESULTS/gemm_limit.json;
@@ -40,7 +40,7 @@ TORCH_PYTHON=${TORCH_PYTHON:-/tmp/torchenv/bin/python}
 if [[ $# -gt 0 ]]; then
     models=("$@")
 else
-    models=(lstm128 bilstm256 multi3 gru128)
+    models=(lstm128 bilstm256 multi3 gru128 gru128ra)
 fi
 
 echo "$(date '+%Y-%m-%d %H:%M:%S'), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
@@ -120,6 +120,7 @@ LAYERS = {
     "bilstm256": [(28, 256, 4)] * 2,
     "multi3": [(128, 128, 4)] * 3,
     "gru128": [(28, 128, 3)],
+    "gru128ra": [(28, 128, 3)],
 }
 EXTRA = {"multi3": 3 * 2.0 * B * T * 28 * 128}
 

@@ -1,12 +1,14 @@
 """shared/bench/bench_torch.py with one more model, `gru128`, for benches/compare.sh.
 
-    python benches/torch_bench.py [lstm128] [bilstm256] [multi3] [gru128]
+    python benches/torch_bench.py [lstm128] [bilstm256] [multi3] [gru128] [gru128ra]
 
 `gru128` is nn.GRU(28, 128, batch_first=True) + Linear(128, 10) on the last output, the PyTorch
 side of benches/compare.rs's gru128. PyTorch's GRU applies the reset gate after the recurrent
 product (`n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`), TensorFlow 1.x's GRUCell before it
 (`c = tanh([x, r * h] @ W_c + b_c)`): the two models have the same size and the same matrix
-products per step, but are not the same function. The other models come unchanged from
+products per step, but are not the same function. `gru128ra` is the same PyTorch model, timed
+again under the name of benches/compare.rs's `gru128ra` (our GruCell with reset_after), which
+is PyTorch's function. The other models come unchanged from
 shared/bench/torch_models.py; the timing protocol is bench_torch.py's, run as it is.
 """
 import os
@@ -38,7 +40,7 @@ _make = torch_models.make
 
 
 def make(name):
-    if name == "gru128":
+    if name in ("gru128", "gru128ra"):
         return GRUClassifier(128)
     return _make(name)
 

@@ -1,6 +1,6 @@
 //! A whole training step of each reference model (`benches/models/mod.rs`): forward, mean
 //! sparse softmax cross-entropy, backward and an Adam update, batch 128 of 28 steps of 28
-//! inputs: `training_step/lstm128`, `training_step/bilstm256`, `training_step/multi3`, `training_step/gru128`.
+//! inputs: `training_step/lstm128`, `training_step/bilstm256`, `training_step/multi3`, `training_step/gru128`, `training_step/gru128ra`.
 //!
 //! The criterion counterpart of `benches/compare.rs` (which uses real MNIST batches and
 //! PyTorch's timing protocol); here the batches are synthetic and seeded, cycling through 8.

@@ -110,7 +110,7 @@ pub use train::distributed;
 pub use train::{metrics, optim};
 
 pub use cell::{
-    BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell,
+    BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, DynState, GruCell, GruCellConfig,
     HighwayWrapper, LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell,
     ResidualWrapper, RnnState, ZoneoutWrapper,
 };
@@ -140,9 +140,9 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::cell::{
-        BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, HighwayWrapper,
-        LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell, ResidualWrapper,
-        RnnState, ZoneoutWrapper,
+        BasicLstmCell, BasicRnnCell, BoxedCell, Cell, DropoutWrapper, GruCell, GruCellConfig,
+        HighwayWrapper, LayerNormBasicLstmCell, LstmCell, LstmCellConfig, LstmState, MultiCell,
+        ResidualWrapper, RnnState, ZoneoutWrapper,
     };
     #[doc(no_inline)]
     pub use crate::optim::Optimizer;

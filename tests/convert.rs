@@ -7,8 +7,9 @@ use common::{assert_close, random};
 use ndarray::{s, Array1, Array2, Array3, Axis, Ix1, Ix2, Ix3};
 use recurrent::cell::{LstmCell, LstmCellWeights, LstmPeepholes};
 use recurrent::convert::{
-    self, KerasGruWeights, KerasLstmWeights, KerasPeepholeLstmWeights, OnnxLstmWeights,
-    TfGruWeights, TfLstmWeights, TorchLstmWeights, TorchProjLstmWeights,
+    self, KerasGruWeights, KerasLstmWeights, KerasPeepholeLstmWeights, KerasResetAfterGruWeights,
+    OnnxLstmWeights, TfGruWeights, TfLstmWeights, TorchGruWeights, TorchLstmWeights,
+    TorchProjLstmWeights,
 };
 use recurrent::RnnOptions;
 use recurrent::{dynamic_rnn, Cell, Error, GruCell, LstmState, ParamStore, Tape};
@@ -407,6 +408,10 @@ fn is_shape_err<T>(r: recurrent::Result<T>) -> bool {
     matches!(r, Err(Error::Shape { .. }))
 }
 
+fn invalid<T>(r: recurrent::Result<T>) -> bool {
+    matches!(r, Err(Error::InvalidArgument(_)))
+}
+
 #[test]
 fn bad_shapes_are_errors() {
     let good = tf_weights(20, 1.0);
@@ -667,6 +672,15 @@ fn gru_weights(seed: u64) -> TfGruWeights<f64> {
         gate_bias: v1(2 * UNITS, 0.5, seed + 1) + 1.0,
         candidate_kernel: m2([INPUT + UNITS, UNITS], 0.7, seed + 2),
         candidate_bias: v1(UNITS, 0.5, seed + 3),
+        candidate_recurrent_bias: None,
+    }
+}
+
+/// Weights of a `reset_after` GRU.
+fn gru_reset_after_weights(seed: u64) -> TfGruWeights<f64> {
+    TfGruWeights {
+        candidate_recurrent_bias: Some(v1(UNITS, 0.5, seed + 4)),
+        ..gru_weights(seed)
     }
 }
 
@@ -677,7 +691,11 @@ fn run_our_gru(w: &TfGruWeights<f64>, d: &Data) -> Run {
     assert_eq!(&TfGruWeights::from_cell(&params, &cell).unwrap(), w);
     // Writing the weights into a freshly initialised cell gives the same parameters.
     let mut fresh = ParamStore::<f64>::new(1);
-    let other = GruCell::new(&mut fresh, "rnn/gru_cell", INPUT, UNITS).unwrap();
+    let other = recurrent::GruCellConfig::new(UNITS)
+        .with_reset_after(w.reset_after())
+        .init(&mut fresh, "rnn/gru_cell", INPUT)
+        .unwrap();
+    assert_eq!(cell.reset_after(), w.reset_after());
     w.assign_to(&mut fresh, &other).unwrap();
     assert_eq!(&TfGruWeights::from_cell(&fresh, &other).unwrap(), w);
     let tape = Tape::inference(&params);
@@ -768,6 +786,235 @@ fn gru_bad_shapes_are_errors() {
     }
 }
 
+/// PyTorch `nn.GRU`, from its documentation: r = σ(W_ir x + b_ir + W_hr h + b_hr),
+/// z = σ(W_iz x + b_iz + W_hz h + b_hz), n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),
+/// h' = (1 − z) ⊙ n + z ⊙ h; row blocks r, z, n of weight_ih, weight_hh, bias_ih, bias_hh.
+fn run_torch_gru(w: &TorchGruWeights<f64>, d: &Data) -> Run {
+    let rows =
+        |a: &Array2<f64>, k: usize| a.slice(s![k * UNITS..(k + 1) * UNITS, ..]).t().to_owned();
+    let part = |b: &Array1<f64>, k: usize| b.slice(s![k * UNITS..(k + 1) * UNITS]).to_owned();
+    unroll_gru(d, |x, h| {
+        let r = (x.dot(&rows(&w.weight_ih, 0))
+            + part(&w.bias_ih, 0)
+            + h.dot(&rows(&w.weight_hh, 0))
+            + part(&w.bias_hh, 0))
+        .mapv(sigmoid);
+        let z = (x.dot(&rows(&w.weight_ih, 1))
+            + part(&w.bias_ih, 1)
+            + h.dot(&rows(&w.weight_hh, 1))
+            + part(&w.bias_hh, 1))
+        .mapv(sigmoid);
+        let n = (x.dot(&rows(&w.weight_ih, 2))
+            + part(&w.bias_ih, 2)
+            + &r * &(h.dot(&rows(&w.weight_hh, 2)) + part(&w.bias_hh, 2)))
+            .mapv(f64::tanh);
+        (1.0 - &z) * &n + &z * h
+    })
+}
+
+/// Keras `GRU(reset_after=True)`, from `GRUCell.call`: `x @ kernel + bias[0]` and
+/// `h @ recurrent_kernel + bias[1]` split into blocks z, r, h;
+/// z = σ(x_z + h_z), r = σ(x_r + h_r), hh = tanh(x_h + r ⊙ h_h), h' = z ⊙ h + (1 − z) ⊙ hh.
+fn run_keras_reset_after_gru(w: &KerasResetAfterGruWeights<f64>, d: &Data) -> Run {
+    unroll_gru(d, |x, h| {
+        let xm = x.dot(&w.kernel) + w.bias.row(0);
+        let hm = h.dot(&w.recurrent_kernel) + w.bias.row(1);
+        let z = (block(&xm, 0) + block(&hm, 0)).mapv(sigmoid);
+        let r = (block(&xm, 1) + block(&hm, 1)).mapv(sigmoid);
+        let hh = (block(&xm, 2) + &r * &block(&hm, 2)).mapv(f64::tanh);
+        &z * h + (1.0 - &z) * &hh
+    })
+}
+
+/// Random PyTorch weights, both biases non-zero everywhere.
+fn torch_gru_weights(seed: u64) -> TorchGruWeights<f64> {
+    TorchGruWeights {
+        weight_ih: m2([3 * UNITS, INPUT], 0.7, seed),
+        weight_hh: m2([3 * UNITS, UNITS], 0.7, seed + 1),
+        bias_ih: v1(3 * UNITS, 0.5, seed + 2),
+        bias_hh: v1(3 * UNITS, 0.5, seed + 3),
+    }
+}
+
+#[test]
+fn torch_gru_loads_into_a_reset_after_cell_and_gives_its_outputs() {
+    for seed in [50, 51, 52] {
+        let d = data(seed + 10);
+        // PyTorch -> ours: the equations of both agree.
+        let torch = torch_gru_weights(seed);
+        let ours = convert::torch_gru_to_tf(&torch).unwrap();
+        assert!(ours.reset_after());
+        assert_eq!(ours.gate_kernel.dim(), (INPUT + UNITS, 2 * UNITS));
+        assert_runs_close(&run_torch_gru(&torch, &d), &run_our_gru(&ours, &d));
+        // The kernels and the candidate's biases are moved, the gate biases summed.
+        assert_eq!(
+            ours.candidate_kernel.slice(s![..INPUT, ..]),
+            torch.weight_ih.slice(s![2 * UNITS.., ..]).t()
+        );
+        assert_eq!(
+            ours.candidate_recurrent_bias.as_ref().unwrap(),
+            torch.bias_hh.slice(s![2 * UNITS..])
+        );
+        let mut params = ParamStore::<f64>::new(0);
+        let cell = convert::gru_cell_from_torch(&mut params, "rnn/gru_cell", &torch).unwrap();
+        assert_eq!(TfGruWeights::from_cell(&params, &cell).unwrap(), ours);
+        // Ours -> PyTorch -> ours is bit-exact; PyTorch's function is kept.
+        let ours = gru_reset_after_weights(seed);
+        let exported = convert::tf_gru_to_torch(&ours).unwrap();
+        assert_eq!(exported.weight_ih.dim(), (3 * UNITS, INPUT));
+        assert!(exported
+            .bias_hh
+            .slice(s![..2 * UNITS])
+            .iter()
+            .all(|&b| b == 0.0));
+        assert_runs_close(&run_torch_gru(&exported, &d), &run_our_gru(&ours, &d));
+        assert_eq!(convert::torch_gru_to_tf(&exported).unwrap(), ours);
+        assert_eq!(convert::tf_gru_to_torch(&ours).unwrap(), exported);
+    }
+}
+
+#[test]
+fn keras_reset_after_gru_gives_our_outputs_and_round_trips() {
+    for seed in [60, 61, 62] {
+        let d = data(seed + 10);
+        let ours = gru_reset_after_weights(seed);
+        let keras = convert::tf_gru_to_keras_reset_after(&ours).unwrap();
+        assert_eq!(keras.kernel.dim(), (INPUT, 3 * UNITS));
+        assert_eq!(keras.recurrent_kernel.dim(), (UNITS, 3 * UNITS));
+        assert_eq!(keras.bias.dim(), (2, 3 * UNITS));
+        // Keras's z is our u (second block of gates/bias), then r, then the candidate.
+        assert_eq!(
+            keras.bias.slice(s![0, ..UNITS]),
+            ours.gate_bias.slice(s![UNITS..])
+        );
+        assert_runs_close(
+            &run_keras_reset_after_gru(&keras, &d),
+            &run_our_gru(&ours, &d),
+        );
+        let back = convert::keras_reset_after_gru_to_tf(&keras).unwrap();
+        assert_eq!(back, ours, "bit-exact round trip");
+        // Keras weights with both bias rows non-zero everywhere: the same function in ours.
+        let mut full = keras.clone();
+        full.bias = m2([2, 3 * UNITS], 0.5, seed + 20);
+        let loaded = convert::keras_reset_after_gru_to_tf(&full).unwrap();
+        assert_runs_close(
+            &run_keras_reset_after_gru(&full, &d),
+            &run_our_gru(&loaded, &d),
+        );
+        // And between PyTorch and Keras through ours.
+        let torch = convert::tf_gru_to_torch(&loaded).unwrap();
+        assert_runs_close(
+            &run_torch_gru(&torch, &d),
+            &run_keras_reset_after_gru(&full, &d),
+        );
+    }
+}
+
+#[test]
+fn gru_converters_refuse_the_other_variant_and_bad_shapes() {
+    let before = gru_weights(70);
+    let after = gru_reset_after_weights(70);
+    assert!(invalid(convert::tf_gru_to_torch(&before)));
+    assert!(invalid(convert::tf_gru_to_keras_reset_after(&before)));
+    assert!(invalid(convert::tf_gru_to_keras(&after)));
+    let mut bad = after.clone();
+    bad.candidate_recurrent_bias = Some(Array1::zeros(UNITS + 1));
+    assert!(is_shape_err(convert::tf_gru_to_torch(&bad)));
+    assert!(is_shape_err(convert::tf_gru_to_keras_reset_after(&bad)));
+    let mut params = ParamStore::<f64>::new(0);
+    assert!(matches!(
+        bad.to_cell(&mut params, "gru"),
+        Err(Error::Shape { .. })
+    ));
+    assert!(params.is_empty());
+    let torch = convert::tf_gru_to_torch(&after).unwrap();
+    for k in 0..4 {
+        let mut t = torch.clone();
+        match k {
+            0 => t.weight_ih = Array2::zeros((3 * UNITS + 1, INPUT)),
+            1 => t.weight_hh = Array2::zeros((3 * UNITS, UNITS + 1)),
+            2 => t.bias_ih = Array1::zeros(3 * UNITS - 1),
+            _ => t.bias_hh = Array1::zeros(2 * UNITS),
+        }
+        assert!(is_shape_err(convert::torch_gru_to_tf(&t)), "case {k}");
+    }
+    let keras = convert::tf_gru_to_keras_reset_after(&after).unwrap();
+    let mut k = keras.clone();
+    k.bias = Array2::zeros((1, 3 * UNITS));
+    assert!(is_shape_err(convert::keras_reset_after_gru_to_tf(&k)));
+    let mut k = keras;
+    k.recurrent_kernel = Array2::zeros((UNITS, 3 * UNITS + 3));
+    assert!(is_shape_err(convert::keras_reset_after_gru_to_tf(&k)));
+    // A variant mismatch between weights and cell: refused, nothing written.
+    let mut params = ParamStore::<f64>::new(0);
+    let cell = GruCell::new(&mut params, "gru", INPUT, UNITS).unwrap();
+    let snapshot = params.clone();
+    assert!(invalid(after.assign_to(&mut params, &cell)));
+    for id in cell.param_ids() {
+        assert_eq!(params.value(id), snapshot.value(id));
+    }
+}
+
+/// A two-layer bidirectional `nn.GRU` state dict: names, `_reverse`, and each entry back.
+#[test]
+fn torch_gru_state_dict_names_layers_and_directions() {
+    assert_eq!(
+        TorchGruWeights::<f64>::state_dict_names("gru.", 1, true),
+        [
+            "gru.weight_ih_l1_reverse",
+            "gru.weight_hh_l1_reverse",
+            "gru.bias_ih_l1_reverse",
+            "gru.bias_hh_l1_reverse"
+        ]
+    );
+    let mut dict = ParamStore::<f64>::new(0);
+    let mut all = vec![];
+    for layer in 0..2 {
+        for reverse in [false, true] {
+            let w = torch_gru_weights(80 + 10 * layer as u64 + u64::from(reverse));
+            w.to_state_dict(&mut dict, "", layer, reverse).unwrap();
+            all.push((layer, reverse, w));
+        }
+    }
+    assert_eq!(dict.len(), 16);
+    assert!(dict.id("weight_hh_l0_reverse").is_some());
+    for (layer, reverse, w) in &all {
+        assert_eq!(
+            &TorchGruWeights::from_state_dict(&dict, "", *layer, *reverse).unwrap(),
+            w
+        );
+    }
+    // A taken name, a missing entry and a bias of the wrong rank are errors.
+    assert!(matches!(
+        all[0].2.to_state_dict(&mut dict, "", 0, false),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        TorchGruWeights::from_state_dict(&dict, "", 2, false),
+        Err(Error::InvalidArgument(_))
+    ));
+    dict.create_from(
+        "x.weight_ih_l0",
+        ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 4])),
+    )
+    .unwrap();
+    dict.create_from(
+        "x.weight_hh_l0",
+        ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 3])),
+    )
+    .unwrap();
+    dict.create_from(
+        "x.bias_ih_l0",
+        ndarray::ArrayD::zeros(ndarray::IxDyn(&[9, 1])),
+    )
+    .unwrap();
+    dict.create_from("x.bias_hh_l0", ndarray::ArrayD::zeros(ndarray::IxDyn(&[9])))
+        .unwrap();
+    assert!(is_shape_err(TorchGruWeights::from_state_dict(
+        &dict, "x.", 0, false
+    )));
+}
+
 /// PyTorch `nn.GRU`: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h,
 /// row blocks r, z, n. Returned as a step over `(x, h)` with the weights mapped naively from
 /// ours (same values, reset applied after the product).
@@ -788,8 +1035,8 @@ fn run_torch_gru_naive(w: &TfGruWeights<f64>, d: &Data) -> Run {
     })
 }
 
-/// Why no PyTorch GRU converter exists: `r ⊙ (h U)` differs from `(r ⊙ h) U` unless `U` (the
-/// recurrent candidate matrix) is diagonal.
+/// Why a GRU without `reset_after` has no PyTorch converter: `r ⊙ (h U)` differs from
+/// `(r ⊙ h) U` unless `U` (the recurrent candidate matrix) is diagonal.
 #[test]
 fn torch_gru_is_another_function_unless_the_recurrent_candidate_is_diagonal() {
     let d = data(40);

@@ -9,7 +9,9 @@
 //! examples each) and adds their partial weight gradients in shard order, whatever the number of
 //! threads that run them; each matrix product runs on one thread (the `gemm` crate is called with
 //! `Parallelism::None`). So parameters are bit-identical across thread counts too:
-//! [`same_bits_across_thread_counts`] trains a batch of 150 (three shards) with 1, 2 and 3 threads.
+//! [`same_bits_across_thread_counts`] trains a batch of 150 (three shards) with 1, 2 and 3 threads,
+//! in `f64` and, in [`same_f32_bits_across_thread_counts`], in `f32` (the precision of training,
+//! whose kernels take the AVX-512 or AVX2 paths on CPUs that have them).
 
 use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
@@ -18,7 +20,8 @@ use recurrent::optim::{check_finite_loss, Adam, Optimizer};
 use recurrent::Layer;
 use recurrent::RnnOptions;
 use recurrent::{
-    dynamic_rnn, last_relevant_output, BasicLstmCell, Dense, DropoutWrapper, ParamStore, Tape,
+    dynamic_rnn, last_relevant_output, BasicLstmCell, Dense, DropoutWrapper, ParamStore, Scalar,
+    Tape,
 };
 
 const STEPS: u64 = 5;
@@ -30,7 +33,12 @@ const CLASSES: usize = 4;
 
 /// Trains the model for [`STEPS`] steps and returns every parameter's bits in creation order.
 fn train(seed: u64) -> Vec<(String, Vec<u64>)> {
-    let mut params = ParamStore::<f64>::new(seed);
+    train_in::<f64>(seed)
+}
+
+/// [`train`] in `T`.
+fn train_in<T: Scalar>(seed: u64) -> Vec<(String, Vec<u64>)> {
+    let mut params = ParamStore::<T>::new(seed);
     let cell = DropoutWrapper::new(
         BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", INPUT, UNITS).unwrap(),
     )
@@ -43,11 +51,11 @@ fn train(seed: u64) -> Vec<(String, Vec<u64>)> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     for step in 0..STEPS {
         let x = ArrayD::from_shape_simple_fn(IxDyn(&[BATCH, TIME, INPUT]), || {
-            rng.random_range(-1.0..1.0)
+            T::from_f64_lossy(rng.random_range(-1.0..1.0))
         });
-        let mut y = Array2::<f64>::zeros((BATCH, CLASSES));
+        let mut y = Array2::<T>::zeros((BATCH, CLASSES));
         for b in 0..BATCH {
-            y[[b, rng.random_range(0..CLASSES)]] = 1.0;
+            y[[b, rng.random_range(0..CLASSES)]] = T::one();
         }
         let lengths: Vec<usize> = (0..BATCH).map(|_| rng.random_range(1..=TIME)).collect();
         let (loss, grads) = {
@@ -69,12 +77,15 @@ fn train(seed: u64) -> Vec<(String, Vec<u64>)> {
             );
             (tape.scalar(loss), tape.backward(loss).unwrap())
         };
-        check_finite_loss(loss, step + 1).unwrap();
+        check_finite_loss(loss.to_f64_lossless(), step + 1).unwrap();
         opt.apply(&mut params, &grads).unwrap();
     }
     params
         .iter()
-        .map(|(_, name, v)| (name.to_string(), v.iter().map(|x| x.to_bits()).collect()))
+        .map(|(_, name, v)| {
+            let bits = v.iter().map(|x| x.to_f64_lossless().to_bits()).collect();
+            (name.to_string(), bits)
+        })
         .collect()
 }
 
@@ -122,6 +133,21 @@ fn same_bits_across_thread_counts() {
     recurrent::parallel::set_num_threads(0);
     assert_eq!(runs[0], runs[1], "1 vs 2 threads");
     assert_eq!(runs[0], runs[2], "1 vs 3 threads");
+}
+
+#[test]
+fn same_f32_bits_across_thread_counts() {
+    let runs: Vec<_> = [1, 2, 3]
+        .into_iter()
+        .map(|threads| {
+            recurrent::parallel::set_num_threads(threads);
+            digest(&train_in::<f32>(5))
+        })
+        .collect();
+    recurrent::parallel::set_num_threads(0);
+    assert_eq!(runs[0], runs[1], "1 vs 2 threads");
+    assert_eq!(runs[0], runs[2], "1 vs 3 threads");
+    assert_ne!(runs[0], digest(&train_in::<f32>(6)), "the seed matters");
 }
 
 /// The fused LstmCell with peepholes and a cell clip (f32, batch 150: three shards, sequence

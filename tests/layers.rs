@@ -482,3 +482,47 @@ fn an_f32_embedding_refuses_ids_it_cannot_hold_exactly() {
     assert!(err.contains("F32"), "{err}");
     assert!(params.is_empty());
 }
+
+/// Keras's default GRU (`reset_after=True`) as a layer and as a bidirectional layer: the
+/// parameter names, the layer equals its cell run by `dynamic_rnn`, and the gradients through
+/// lengths against finite differences.
+#[test]
+fn reset_after_gru_layers() {
+    use recurrent::cell::GruCellConfig;
+    let mut params = ParamStore::<f64>::new(8);
+    let config = GruCellConfig::new(3).with_reset_after(true);
+    let rnn = Rnn::gru_with(&mut params, 2, config.clone()).unwrap();
+    let bi = Bidirectional::gru_with(&mut params, 2, config)
+        .unwrap()
+        .merge(Merge::Sum);
+    assert!(rnn.cell().reset_after() && bi.fw().reset_after() && bi.bw().reset_after());
+    let names: Vec<&str> = params.iter().map(|(_, n, _)| n).collect();
+    assert_eq!(names.len(), 15);
+    assert_eq!(names[4], "rnn/gru_cell/candidate/recurrent_bias");
+    assert_eq!(
+        names[14],
+        "bidirectional_rnn/bw/gru_cell/candidate/recurrent_bias"
+    );
+    let x = random(&[2, 4, 2], 1.0, 3);
+    let lengths = [4, 2];
+    let tape = Tape::inference(&params);
+    let xv = tape.constant(x.clone());
+    let layer_out = rnn
+        .forward(&tape, xv, &mut Context::new().lengths(&lengths))
+        .unwrap();
+    let (cell_out, _) = dynamic_rnn(
+        &tape,
+        rnn.cell(),
+        xv,
+        RnnOptions::default().sequence_length(&lengths),
+    )
+    .unwrap();
+    assert_close(&tape.to_array(layer_out), &tape.to_array(cell_out), 0.0);
+    gradcheck(&params, &[x], tol(), |tape, xs| {
+        let a = rnn.forward(tape, xs[0], &mut Context::new().lengths(&lengths))?;
+        let b = bi.forward(tape, xs[0], &mut Context::new().lengths(&lengths))?;
+        tape.concat(&[a, b], 2)
+    })
+    .unwrap()
+    .assert_ok();
+}

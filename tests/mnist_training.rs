@@ -2,8 +2,9 @@
 //! row by row through `dynamic_rnn`, last output -> dense -> 10, Adam 0.001, batches of 128) must
 //! pass 90% test accuracy after 300 steps.
 //!
-//! The data comes from `MNIST_DIR`. Without it the test fails on CI (`CI` set and not "false")
-//! and is skipped, with a message, elsewhere.
+//! The data comes from `MNIST_DIR`, else from `../shared/mnist` beside the checkout. Without
+//! either the test fails on CI (`CI` set and not "false") and is skipped, with a message,
+//! elsewhere.
 
 use std::path::PathBuf;
 
@@ -26,9 +27,14 @@ const SEED: u64 = 42;
 /// On CI, if the data is not there.
 fn mnist_dir() -> Option<PathBuf> {
     let on_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-    let problem = match std::env::var_os("MNIST_DIR") {
-        Some(dir) if !dir.is_empty() => {
-            let dir = PathBuf::from(dir);
+    // Without MNIST_DIR, the project's shared data folder beside the checkout (`../shared`).
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/mnist");
+    let dir = match std::env::var_os("MNIST_DIR") {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => shared.is_dir().then_some(shared),
+    };
+    let problem = match dir {
+        Some(dir) => {
             let missing: Vec<&str> = MNIST_FILES
                 .iter()
                 .map(|f| f.name)
@@ -42,7 +48,7 @@ fn mnist_dir() -> Option<PathBuf> {
             }
             format!("MNIST_DIR={} lacks {}", dir.display(), missing.join(", "))
         }
-        _ => "MNIST_DIR is not set".to_string(),
+        None => "MNIST_DIR is not set and ../shared/mnist is not there".to_string(),
     };
     assert!(
         !on_ci,

@@ -1167,3 +1167,94 @@ fn embedding_lookup_values_scatter_and_errors() {
         "embedding_lookup"
     ));
 }
+
+#[test]
+fn dense_gradients_rank_1_2_and_3() {
+    for (i, x_shape) in [&[4][..], &[3, 4], &[2, 3, 4]].into_iter().enumerate() {
+        let seed = 140 + 3 * i as u64;
+        check(
+            &[
+                random(x_shape, 1.0, seed),
+                random(&[4, 5], 1.0, seed + 1),
+                random(&[5], 1.0, seed + 2),
+            ],
+            |t, x| t.dense(x[0], x[1], x[2]),
+        );
+    }
+}
+
+/// `dense` is reshape -> matmul -> bias_add -> reshape in one op: the same values and
+/// gradients, bit for bit (in f32, where a different summation order would show).
+#[test]
+fn dense_equals_reshape_matmul_bias_add_bit_for_bit() {
+    let params = ParamStore::<f32>::new(0);
+    let t = Tape::new(&params);
+    let f32s = |a: ArrayD<f64>| a.mapv(|v| v as f32);
+    let x = t.watch(f32s(random(&[3, 7, 33], 1.0, 150)));
+    let k = t.watch(f32s(random(&[33, 19], 1.0, 151)));
+    let b = t.watch(f32s(random(&[19], 1.0, 152)));
+    let fused = t.dense(x, k, b).unwrap();
+    assert_eq!(t.shape(fused), vec![3, 7, 19]);
+    let flat = t.reshape(x, &[21, 33]).unwrap();
+    let y = t.bias_add(t.matmul(flat, k).unwrap(), b).unwrap();
+    let composed = t.reshape(y, &[3, 7, 19]).unwrap();
+    assert_eq!(t.to_array(fused), t.to_array(composed));
+    let direction = t.constant(f32s(random(&[3, 7, 19], 1.0, 153)));
+    let grads = |out| {
+        let loss = t.sum(t.mul(out, direction).unwrap());
+        let g = t.backward(loss).unwrap();
+        [x, k, b].map(|v| g.wrt(v).unwrap().clone())
+    };
+    assert_eq!(grads(fused), grads(composed));
+    // A rank-2 input that is not in standard layout (a transposed view) gives the same too.
+    let xt = t.watch(f32s(random(&[33, 5], 1.0, 154)).reversed_axes());
+    let copy = t.watch(t.to_array(xt).as_standard_layout().into_owned());
+    assert_eq!(
+        t.to_array(t.dense(xt, k, b).unwrap()),
+        t.to_array(t.dense(copy, k, b).unwrap())
+    );
+}
+
+#[test]
+fn dense_rejects_mismatched_kernel_and_bias() {
+    let params = ParamStore::<f64>::new(0);
+    let t = Tape::new(&params);
+    let x = t.constant(random(&[2, 3, 4], 1.0, 160));
+    let good_kernel = t.constant(random(&[4, 5], 1.0, 161));
+    let bad_kernel = t.constant(random(&[3, 5], 1.0, 162));
+    let bias = t.constant(random(&[5], 1.0, 163));
+    let bad_bias = t.constant(random(&[4], 1.0, 164));
+    let scalar = t.constant(ArrayD::from_elem(IxDyn(&[]), 1.0));
+    for (x, k, b, shape) in [
+        (x, bad_kernel, bias, "[3, 5]"),
+        (x, good_kernel, bad_bias, "[4]"),
+        (scalar, good_kernel, bias, "[]"),
+    ] {
+        let err = t.dense(x, k, b).unwrap_err();
+        assert!(matches!(err, Error::Shape { op: "dense", .. }), "{err}");
+        assert!(err.to_string().contains(shape), "{err}");
+    }
+}
+
+/// The softmax losses' backward pass takes over the probabilities kept by the forward pass;
+/// a second backward pass over the same tape recomputes them: the same gradients exactly.
+#[test]
+fn softmax_losses_backward_twice_on_one_tape() {
+    let params = ParamStore::<f32>::new(0);
+    let t = Tape::new(&params);
+    let z = t.watch(random(&[2, 3, 4], 2.0, 170).mapv(|v| v as f32));
+    let targets = array![[0, 3, 1], [2, 2, 0]];
+    let seq = t.sequence_loss(z, &targets, None).unwrap();
+    let first = t.backward(seq).unwrap().wrt(z).unwrap().clone();
+    let second = t.backward(seq).unwrap().wrt(z).unwrap().clone();
+    assert_eq!(first, second);
+    assert!(first.iter().any(|&v| v != 0.0));
+    let flat = t.watch(random(&[5, 4], 2.0, 171).mapv(|v| v as f32));
+    let sparse = t.mean(
+        t.sparse_softmax_cross_entropy_with_logits(&[0, 3, 1, 2, 2], flat)
+            .unwrap(),
+    );
+    let first = t.backward(sparse).unwrap().wrt(flat).unwrap().clone();
+    let second = t.backward(sparse).unwrap().wrt(flat).unwrap().clone();
+    assert_eq!(first, second);
+}

@@ -23,6 +23,9 @@
 //! - `gru128`: `GruCell(28 -> 128)` run by `dynamic_rnn`, dense(128 -> 10) on the last output.
 //!   PyTorch's `nn.GRU` applies the reset gate after the recurrent product: same size and cost,
 //!   not the same function.
+//! - `gru128ra`: `gru128` with `GruCellConfig::with_reset_after(true)`, the same function as
+//!   PyTorch's `nn.GRU` (and `benches/torch_bench.py`'s `gru128ra`, the same PyTorch model as
+//!   its `gru128`), so the comparison is of one function.
 
 // Each bench uses only some of these items.
 #![allow(dead_code)]
@@ -30,7 +33,7 @@
 use ndarray::{Array3, ArrayD};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use recurrent::cell::{BasicLstmCell, DropoutWrapper, GruCell, MultiCell};
+use recurrent::cell::{BasicLstmCell, DropoutWrapper, GruCell, GruCellConfig, MultiCell};
 use recurrent::optim::{Adam, Optimizer};
 use recurrent::Layer;
 use recurrent::{rnn, Dense, ParamStore, Result, Tape, Var};
@@ -45,8 +48,8 @@ pub const INPUT: usize = 28;
 /// Output classes.
 pub const CLASSES: usize = 10;
 
-/// The reference models' names, in `bench_torch.py`'s order, then `gru128`.
-pub const NAMES: [&str; 4] = ["lstm128", "bilstm256", "multi3", "gru128"];
+/// The reference models' names, in `bench_torch.py`'s order, then `gru128` and `gru128ra`.
+pub const NAMES: [&str; 5] = ["lstm128", "bilstm256", "multi3", "gru128", "gru128ra"];
 
 enum Net {
     Lstm128 {
@@ -140,6 +143,16 @@ impl Model {
                 "gru128",
                 Net::Gru128 {
                     cell: GruCell::new(p, "rnn/gru_cell", INPUT, 128).unwrap(),
+                    dense: Dense::new(p, "dense", 128, CLASSES).unwrap(),
+                },
+            ),
+            "gru128ra" => (
+                "gru128ra",
+                Net::Gru128 {
+                    cell: GruCellConfig::new(128)
+                        .with_reset_after(true)
+                        .init(p, "rnn/gru_cell", INPUT)
+                        .unwrap(),
                     dense: Dense::new(p, "dense", 128, CLASSES).unwrap(),
                 },
             ),

@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ndarray::{ArrayD, IxDyn};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 
 use crate::params::{ParamId, ParamStore};
 use crate::{Error, Result, Scalar};
@@ -143,7 +143,10 @@ pub struct Tape<'p, T: Scalar> {
     nodes: RefCell<Vec<Node<T>>>,
     param_vars: RefCell<HashMap<ParamId, Var>>,
     mode: Mode,
-    rng: RefCell<StdRng>,
+    /// ChaCha12, the generator behind rand's `StdRng`, with the same stream for the same seed,
+    /// named directly because its position can be set: large masks are drawn in parallel
+    /// pieces ([`crate::parallel::fill_words`]).
+    rng: RefCell<ChaCha12Rng>,
     /// Dropout masks that must stay fixed for the whole tape (variational dropout), by owner.
     fixed_masks: RefCell<HashMap<(u64, usize), ArrayD<T>>>,
 }
@@ -158,7 +161,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
     /// (the [`Trainer`](crate::train::Trainer) does, from the run's seed and the step).
     pub fn new(params: &'p ParamStore<T>) -> Self {
         let tape = Self::with_mode(params, Mode::Train);
-        *tape.rng.borrow_mut() = StdRng::seed_from_u64(u64::from(tape.id));
+        *tape.rng.borrow_mut() = ChaCha12Rng::seed_from_u64(u64::from(tape.id));
         tape
     }
 
@@ -175,14 +178,14 @@ impl<'p, T: Scalar> Tape<'p, T> {
             nodes: RefCell::new(Vec::new()),
             param_vars: RefCell::new(HashMap::new()),
             mode,
-            rng: RefCell::new(StdRng::seed_from_u64(0)),
+            rng: RefCell::new(ChaCha12Rng::seed_from_u64(0)),
             fixed_masks: RefCell::new(HashMap::new()),
         }
     }
 
     /// Seeds the generator that dropout masks are drawn from (use a new seed every step).
     pub fn with_seed(self, seed: u64) -> Self {
-        *self.rng.borrow_mut() = StdRng::seed_from_u64(seed);
+        *self.rng.borrow_mut() = ChaCha12Rng::seed_from_u64(seed);
         self
     }
 
@@ -202,7 +205,7 @@ impl<'p, T: Scalar> Tape<'p, T> {
     }
 
     /// The generator for random masks.
-    pub(crate) fn rng(&self) -> std::cell::RefMut<'_, StdRng> {
+    pub(crate) fn rng(&self) -> std::cell::RefMut<'_, ChaCha12Rng> {
         self.rng.borrow_mut()
     }
 

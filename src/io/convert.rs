@@ -67,28 +67,47 @@
 //! | Layout | Weights | Bias | Gate order |
 //! |---|---|---|---|
 //! | ours = TF 1.x `GRUCell` ([`TfGruWeights`]) | `gates/kernel [in+H, 2H]`, `candidate/kernel [in+H, H]` | `gates/bias [2H]`, `candidate/bias [H]` | r, u; candidate |
+//! | ours with `reset_after` (same struct) | the same | the same + `candidate/recurrent_bias [H]` | r, u; candidate |
 //! | Keras `GRU(reset_after=False)` ([`KerasGruWeights`]) | `kernel [in, 3H]`, `recurrent_kernel [H, 3H]` | `bias [3H]` | z, r, h |
-//! | PyTorch `nn.GRU` (not convertible, see below) | `weight_ih [3H, in]`, `weight_hh [3H, H]` | `bias_ih`, `bias_hh` | r, z, n |
+//! | Keras `GRU(reset_after=True)` ([`KerasResetAfterGruWeights`]) | `kernel [in, 3H]`, `recurrent_kernel [H, 3H]` | `bias [2, 3H]` (input, recurrent) | z, r, h |
+//! | PyTorch `nn.GRU` ([`TorchGruWeights`]) | `weight_ih [3H, in]`, `weight_hh [3H, H]` | `bias_ih [3H]`, `bias_hh [3H]` | r, z, n |
 //!
 //! ```text
 //! ours:     [r, u] = σ([x, h] @ gates/kernel + gates/bias)
 //!           c = tanh([x, r ⊙ h] @ candidate/kernel + candidate/bias);   h' = u ⊙ h + (1 − u) ⊙ c
+//! ours, reset_after (W_cx, W_ch the input and state rows of candidate/kernel):
+//!           c = tanh(x W_cx + candidate/bias + r ⊙ (h W_ch + candidate/recurrent_bias))
 //! Keras:    z = σ(x W_z + h U_z + b_z)     r = σ(x W_r + h U_r + b_r)
 //!           ĥ = tanh(x W_h + (r ⊙ h) U_h + b_h);                         h' = z ⊙ h + (1 − z) ⊙ ĥ
-//! PyTorch:  n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));               h' = (1 − z) ⊙ n + z ⊙ h
+//! Keras, reset_after: ĥ = tanh(x W_h + b_h + r ⊙ (h U_h + b'_h))        (b = bias[0], b' = bias[1],
+//!                     z and r read b + b')
+//! PyTorch:  r = σ(W_ir x + b_ir + W_hr h + b_hr)     z = σ(W_iz x + b_iz + W_hz h + b_hz)
+//!           n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));               h' = (1 − z) ⊙ n + z ⊙ h
 //! ```
 //!
 //! Keras with `reset_after = False` (the Keras 2.0–2.2 default, and TF 1.x's formulation) is the
 //! same function as ours with `z = u`: the conversion only moves values and is bit-exact both
 //! ways ([`tf_gru_to_keras`], [`keras_gru_to_tf`]).
 //!
-//! **PyTorch's GRU, and Keras with `reset_after = True` (the tf.keras 2.x default), are a
-//! different function**: they apply the reset gate *after* the recurrent product,
-//! `r ⊙ (h U)`, where TensorFlow 1.x applies it *before*, `(r ⊙ h) U`. The k-th unit of the
-//! first is `r_k Σ_j h_j U_jk`, of the second `Σ_j r_j h_j U_jk`; they agree for every `r` and
-//! `h` only when the recurrent candidate matrix `U` is diagonal (and `b_hn = 0`). No weight
-//! conversion between the two exists in general, so none is offered: such a model has to be
-//! retrained (or fine-tuned) after loading, or run with a cell that implements its equations.
+//! PyTorch's GRU and Keras with `reset_after = True` (the tf.keras 2.x default, cuDNN's GRU)
+//! apply the reset gate *after* the recurrent product, `r ⊙ (h U)`, where TensorFlow 1.x applies
+//! it *before*, `(r ⊙ h) U`: the k-th unit of the first is `r_k Σ_j h_j U_jk`, of the second
+//! `Σ_j r_j h_j U_jk`, another function whenever `U` is not diagonal. A [`GruCell`] built with
+//! `reset_after` ([`crate::cell::GruCellConfig::with_reset_after`]) computes theirs, and its
+//! weights convert both ways: [`torch_gru_to_tf`] / [`gru_cell_from_torch`] and
+//! [`tf_gru_to_torch`]; [`keras_reset_after_gru_to_tf`] and [`tf_gru_to_keras_reset_after`].
+//! Kernels and the candidate's two biases move bit-exactly; their two biases of `r` and `z`
+//! (which only ever appear summed) become our one gate bias, and on export the sum goes to the
+//! input-side bias and zeros to the recurrent side, as for the LSTM. Each layer and direction
+//! of a multi-layer or bidirectional `nn.GRU` is one cell ([`TorchGruWeights::from_state_dict`]
+//! reads `weight_ih_l1_reverse` and the others by name); layer `k + 1` of a bidirectional GRU
+//! reads the concatenated outputs of layer `k`, which is
+//! [`crate::rnn::stack_bidirectional_dynamic_rnn`]. `tests/reference.rs` checks a two-layer
+//! bidirectional `nn.GRU` against PyTorch's own outputs and gradients.
+//!
+//! Weights of a GRU without `reset_after` are refused by the PyTorch and `reset_after=True`
+//! converters (and those of a `reset_after` GRU by [`tf_gru_to_keras`]): no weight conversion
+//! between the two functions exists, such a model has to be retrained (or fine-tuned).
 //!
 //! # Example
 //!
@@ -182,7 +201,8 @@ pub struct OnnxLstmWeights<T> {
     pub b: Array2<T>,
 }
 
-/// GRU weights in this crate's layout, TensorFlow 1.x's `GRUCell` (see [`GruCell`]).
+/// GRU weights in this crate's layout, TensorFlow 1.x's `GRUCell` (see [`GruCell`]), with
+/// `candidate_recurrent_bias` for a `reset_after` cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TfGruWeights<T> {
     /// `gates/kernel`: `[input_size + num_units, 2 * num_units]`, column blocks r, u.
@@ -193,6 +213,38 @@ pub struct TfGruWeights<T> {
     pub candidate_kernel: Array2<T>,
     /// `candidate/bias`: `[num_units]`.
     pub candidate_bias: Array1<T>,
+    /// `candidate/recurrent_bias`: `[num_units]`, present exactly for a `reset_after` cell
+    /// (`None`: TensorFlow 1.x's `GRUCell`).
+    pub candidate_recurrent_bias: Option<Array1<T>>,
+}
+
+/// GRU weights of one layer and direction of PyTorch's `nn.GRU` (`weight_ih_l0`,
+/// `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0` in its `state_dict`; `_reverse` for the backward
+/// direction, `l1`, `l2`... for the layers above). Row blocks are r (reset), z (update), n
+/// (new); they convert to and from a `reset_after` [`GruCell`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorchGruWeights<T> {
+    /// `[3 * hidden_size, input_size]`.
+    pub weight_ih: Array2<T>,
+    /// `[3 * hidden_size, hidden_size]`.
+    pub weight_hh: Array2<T>,
+    /// `[3 * hidden_size]`.
+    pub bias_ih: Array1<T>,
+    /// `[3 * hidden_size]`.
+    pub bias_hh: Array1<T>,
+}
+
+/// GRU weights of a Keras `GRU(reset_after=True)` layer (the tf.keras 2.x default;
+/// `layer.get_weights()` order). Column blocks are z (update), r (reset), h (candidate); they
+/// convert to and from a `reset_after` [`GruCell`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KerasResetAfterGruWeights<T> {
+    /// `[input_dim, 3 * units]`.
+    pub kernel: Array2<T>,
+    /// `[units, 3 * units]`.
+    pub recurrent_kernel: Array2<T>,
+    /// `[2, 3 * units]`: the input bias (row 0) and the recurrent bias (row 1).
+    pub bias: Array2<T>,
 }
 
 /// GRU weights of a Keras `GRU(reset_after=False)` layer (`layer.get_weights()` order).
@@ -203,7 +255,8 @@ pub struct KerasGruWeights<T> {
     pub kernel: Array2<T>,
     /// `[units, 3 * units]`.
     pub recurrent_kernel: Array2<T>,
-    /// `[3 * units]` (with `reset_after = True` Keras stores `[2, 3 * units]`: not this layout).
+    /// `[3 * units]` (with `reset_after = True` Keras stores `[2, 3 * units]`: see
+    /// [`KerasResetAfterGruWeights`]).
     pub bias: Array1<T>,
 }
 
@@ -968,10 +1021,34 @@ impl<T: Scalar> TfGruWeights<T> {
             &[rows, h],
         )?;
         check_shape(op, "candidate/bias", self.candidate_bias.shape(), &[h])?;
+        if let Some(b) = &self.candidate_recurrent_bias {
+            check_shape(op, "candidate/recurrent_bias", b.shape(), &[h])?;
+        }
         Ok((rows - h, h))
     }
 
-    /// Copies the four parameters of `cell` out of `params`.
+    /// Whether these are the weights of a `reset_after` cell.
+    pub fn reset_after(&self) -> bool {
+        self.candidate_recurrent_bias.is_some()
+    }
+
+    /// The values in [`Cell::param_ids`] order.
+    fn values(&self) -> Vec<ndarray::ArrayD<T>> {
+        let mut values = vec![
+            self.gate_kernel.clone().into_dyn(),
+            self.gate_bias.clone().into_dyn(),
+            self.candidate_kernel.clone().into_dyn(),
+            self.candidate_bias.clone().into_dyn(),
+        ];
+        values.extend(
+            self.candidate_recurrent_bias
+                .as_ref()
+                .map(|b| b.clone().into_dyn()),
+        );
+        values
+    }
+
+    /// Copies the parameters of `cell` out of `params` (five for a `reset_after` cell).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the cell's parameters are not in `params`, [`Error::Shape`]
@@ -1000,43 +1077,47 @@ impl<T: Scalar> TfGruWeights<T> {
             gate_bias: vector(1)?,
             candidate_kernel: matrix(2)?,
             candidate_bias: vector(3)?,
+            candidate_recurrent_bias: cell.reset_after().then(|| vector(4)).transpose()?,
         };
         w.sizes("TfGruWeights::from_cell")?;
         Ok(w)
     }
 
     /// Creates a [`GruCell`] with these weights as `{scope}/gates/{kernel,bias}` and
-    /// `{scope}/candidate/{kernel,bias}` in `params`.
+    /// `{scope}/candidate/{kernel,bias}` in `params`, and `{scope}/candidate/recurrent_bias`
+    /// (a `reset_after` cell) when `candidate_recurrent_bias` is set.
     ///
     /// # Errors
     /// As [`GruCell::from_weights`] (a taken name, bad shapes); the store is left as it was.
     pub fn to_cell(&self, params: &mut ParamStore<T>, scope: impl Into<Scope>) -> Result<GruCell> {
-        GruCell::from_weights(
-            params,
-            scope,
-            self.gate_kernel.clone().into_dyn(),
-            self.gate_bias.clone().into_dyn(),
-            self.candidate_kernel.clone().into_dyn(),
-            self.candidate_bias.clone().into_dyn(),
-        )
+        let mut v = self.values().into_iter();
+        let mut next = || v.next().expect("four or five values");
+        let (gk, gb, ck, cb) = (next(), next(), next(), next());
+        match self.candidate_recurrent_bias {
+            None => GruCell::from_weights(params, scope, gk, gb, ck, cb),
+            Some(_) => GruCell::from_weights_reset_after(params, scope, gk, gb, ck, cb, next()),
+        }
     }
 
     /// Writes these weights into the parameters of `cell` (created, for example, by
-    /// [`GruCell::new`] with the same sizes).
+    /// [`GruCell::new`] or [`crate::cell::GruCellConfig::init`] with the same sizes).
     ///
     /// # Errors
     /// [`Error::Shape`] if the shapes do not fit together or differ from the cell's,
-    /// [`Error::InvalidArgument`] if the cell's parameters are not in `params`. Checked before
-    /// anything is written.
+    /// [`Error::InvalidArgument`] if the cell's parameters are not in `params` or one of the
+    /// two is `reset_after` and the other not. Checked before anything is written.
     pub fn assign_to(&self, params: &mut ParamStore<T>, cell: &GruCell) -> Result<()> {
         self.sizes("TfGruWeights::assign_to")?;
+        if self.reset_after() != cell.reset_after() {
+            return Err(Error::invalid(format!(
+                "TfGruWeights::assign_to: weights with reset_after = {} for a cell with \
+                 reset_after = {}",
+                self.reset_after(),
+                cell.reset_after()
+            )));
+        }
         let ids = cell.param_ids();
-        let values = [
-            self.gate_kernel.clone().into_dyn(),
-            self.gate_bias.clone().into_dyn(),
-            self.candidate_kernel.clone().into_dyn(),
-            self.candidate_bias.clone().into_dyn(),
-        ];
+        let values = self.values();
         for (&id, v) in ids.iter().zip(&values) {
             if !params.contains(id) {
                 return Err(Error::invalid(
@@ -1062,9 +1143,16 @@ impl<T: Scalar> TfGruWeights<T> {
 /// our two kernels, `recurrent_kernel` their state rows.
 ///
 /// # Errors
-/// [`Error::Shape`] if `w`'s shapes do not fit together.
+/// [`Error::Shape`] if `w`'s shapes do not fit together, [`Error::InvalidArgument`] for the
+/// weights of a `reset_after` cell (use [`tf_gru_to_keras_reset_after`]).
 pub fn tf_gru_to_keras<T: Scalar>(w: &TfGruWeights<T>) -> Result<KerasGruWeights<T>> {
     let (input, h) = w.sizes("tf_gru_to_keras")?;
+    if w.reset_after() {
+        return Err(Error::invalid(
+            "tf_gru_to_keras: the weights of a reset_after GRU convert to Keras's \
+             GRU(reset_after=True) (tf_gru_to_keras_reset_after), not to reset_after=False",
+        ));
+    }
     let (gx, gh) = w.gate_kernel.view().split_at(Axis(0), input);
     let (cx, ch) = w.candidate_kernel.view().split_at(Axis(0), input);
     let (r, u) = (s![.., ..h], s![.., h..]);
@@ -1093,7 +1181,7 @@ pub fn tf_gru_to_keras<T: Scalar>(w: &TfGruWeights<T>) -> Result<KerasGruWeights
 ///
 /// Keras's default `recurrent_activation` must have been `"sigmoid"` (tf.keras ≥ 2.0) and
 /// `activation` `"tanh"`. Weights of `reset_after=True` layers (bias `[2, 3 * units]`) compute
-/// another function and have no exact counterpart (see the [module docs](self)).
+/// another function: convert them with [`keras_reset_after_gru_to_tf`].
 ///
 /// # Errors
 /// [`Error::Shape`] if the shapes do not fit together.
@@ -1134,5 +1222,317 @@ pub fn keras_gru_to_tf<T: Scalar>(w: &KerasGruWeights<T>) -> Result<TfGruWeights
         gate_bias,
         candidate_kernel,
         candidate_bias: w.bias.slice(s![2 * h..]).to_owned(),
+        candidate_recurrent_bias: None,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// GRU with the reset gate after the recurrent product: PyTorch, Keras reset_after=True
+// ---------------------------------------------------------------------------------------------
+
+/// The sizes of reset_after weights `w`, which must be a `reset_after` cell's.
+fn reset_after_sizes<T: Scalar>(op: &'static str, w: &TfGruWeights<T>) -> Result<(usize, usize)> {
+    let sizes = w.sizes(op)?;
+    if !w.reset_after() {
+        return Err(Error::invalid(format!(
+            "{op}: PyTorch's nn.GRU and Keras's GRU(reset_after=True) apply the reset gate \
+             after the recurrent product; these weights are of a GRU without reset_after \
+             (no candidate/recurrent_bias), another function (see the convert module docs)"
+        )));
+    }
+    Ok(sizes)
+}
+
+/// `[a; b]` (rows of `a`, then rows of `b`).
+fn stack_rows<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
+    concatenate(Axis(0), &[a, b]).expect("same width")
+}
+
+/// Our `reset_after` GRU weights as PyTorch `nn.GRU` weights (one layer, one direction).
+///
+/// PyTorch's blocks r, z, n are our r, u and candidate; `weight_ih` is the transposed input
+/// rows of our kernels, `weight_hh` their transposed state rows. PyTorch adds two biases to
+/// `r` and `z` where we have one: the whole gate bias goes to `bias_ih` and `bias_hh` gets
+/// zeros there; the candidate's `b_in` is `candidate/bias`, `b_hn` is
+/// `candidate/recurrent_bias`. Values are only moved: exporting and importing back is
+/// bit-exact (except that a gate bias of `-0.0` comes back as `+0.0`).
+///
+/// # Errors
+/// [`Error::Shape`] if the shapes do not fit together, [`Error::InvalidArgument`] for the
+/// weights of a GRU without `reset_after`.
+pub fn tf_gru_to_torch<T: Scalar>(w: &TfGruWeights<T>) -> Result<TorchGruWeights<T>> {
+    let (input, h) = reset_after_sizes("tf_gru_to_torch", w)?;
+    let (gx, gh) = w.gate_kernel.view().split_at(Axis(0), input);
+    let (cx, ch) = w.candidate_kernel.view().split_at(Axis(0), input);
+    let transposed = |a: Array2<T>| a.reversed_axes().as_standard_layout().into_owned();
+    let recurrent_bias = w
+        .candidate_recurrent_bias
+        .as_ref()
+        .expect("checked: reset_after");
+    Ok(TorchGruWeights {
+        weight_ih: transposed(concatenate(Axis(1), &[gx, cx]).expect("same height")),
+        weight_hh: transposed(concatenate(Axis(1), &[gh, ch]).expect("same height")),
+        bias_ih: concatenate(Axis(0), &[w.gate_bias.view(), w.candidate_bias.view()])
+            .expect("vectors"),
+        bias_hh: concatenate(
+            Axis(0),
+            &[Array1::zeros(2 * h).view(), recurrent_bias.view()],
+        )
+        .expect("vectors"),
+    })
+}
+
+/// PyTorch `nn.GRU` weights (one layer, one direction) as the weights of a `reset_after`
+/// [`GruCell`], which then computes PyTorch's function:
+///
+/// ```text
+/// PyTorch:  r = σ(W_ir x + b_ir + W_hr h + b_hr)     z = σ(W_iz x + b_iz + W_hz h + b_hz)
+///           n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));    h' = (1 − z) ⊙ n + z ⊙ h
+/// ours:     gates/kernel = [W_ir W_iz; W_hr W_hz]ᵀ     gates/bias = [b_ir + b_hr, b_iz + b_hz]
+///           candidate/kernel = [W_in; W_hn]ᵀ           candidate/bias = b_in
+///           candidate/recurrent_bias = b_hn
+/// ```
+///
+/// The kernels and the candidate's biases are moved bit-exactly; the gate biases are the sums
+/// of PyTorch's two (one rounding each), which is all the function depends on.
+///
+/// # Errors
+/// [`Error::Shape`] if the shapes do not fit together.
+pub fn torch_gru_to_tf<T: Scalar>(w: &TorchGruWeights<T>) -> Result<TfGruWeights<T>> {
+    const OP: &str = "torch_gru_to_tf";
+    let (rows, _) = w.weight_ih.dim();
+    let h = units_of(OP, "weight_ih [3 * hidden_size, input_size]", rows, 3)?;
+    positive_input(OP, "weight_ih", w.weight_ih.shape())?;
+    check_shape(OP, "weight_hh", w.weight_hh.shape(), &[3 * h, h])?;
+    check_shape(OP, "bias_ih", w.bias_ih.shape(), &[3 * h])?;
+    check_shape(OP, "bias_hh", w.bias_hh.shape(), &[3 * h])?;
+    let (wi, wh) = (w.weight_ih.t(), w.weight_hh.t());
+    let (gates, cand) = (s![.., ..2 * h], s![.., 2 * h..]);
+    let weights = TfGruWeights {
+        gate_kernel: stack_rows(wi.slice(gates), wh.slice(gates)),
+        gate_bias: &w.bias_ih.slice(s![..2 * h]) + &w.bias_hh.slice(s![..2 * h]),
+        candidate_kernel: stack_rows(wi.slice(cand), wh.slice(cand)),
+        candidate_bias: w.bias_ih.slice(s![2 * h..]).to_owned(),
+        candidate_recurrent_bias: Some(w.bias_hh.slice(s![2 * h..]).to_owned()),
+    };
+    weights.sizes(OP)?;
+    Ok(weights)
+}
+
+/// A `reset_after` [`GruCell`] in `params` under `scope` with PyTorch `nn.GRU` weights:
+/// [`torch_gru_to_tf`], then [`TfGruWeights::to_cell`].
+///
+/// ```
+/// # fn main() -> recurrent::Result<()> {
+/// use ndarray::{Array1, Array2};
+/// use recurrent::convert::{self, TorchGruWeights};
+/// use recurrent::{dynamic_rnn, ParamStore, RnnOptions, Tape};
+///
+/// // nn.GRU(input_size=3, hidden_size=2): weight_ih_l0 [6, 3], weight_hh_l0 [6, 2], biases [6].
+/// let torch = TorchGruWeights {
+///     weight_ih: Array2::<f32>::from_elem((6, 3), 0.1),
+///     weight_hh: Array2::from_elem((6, 2), -0.2),
+///     bias_ih: Array1::from_elem(6, 0.3),
+///     bias_hh: Array1::from_elem(6, 0.4),
+/// };
+/// let mut params = ParamStore::<f32>::new(0);
+/// let cell = convert::gru_cell_from_torch(&mut params, "rnn/gru_cell", &torch)?;
+/// assert!(cell.reset_after());
+/// // r and z have one bias here, the sum of PyTorch's two; b_hn stays apart.
+/// let id = params.id("rnn/gru_cell/gates/bias").unwrap();
+/// assert!((params.value(id)[0] - 0.7).abs() < 1e-6);
+/// let tape = Tape::inference(&params);
+/// let x = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&[1, 4, 3])));
+/// let (outputs, _) = dynamic_rnn(&tape, &cell, x, RnnOptions::default())?;
+/// assert_eq!(tape.shape(outputs), vec![1, 4, 2]);
+/// // And back: PyTorch's layout, with the gates' bias on the input side.
+/// let back = convert::tf_gru_to_torch(&convert::TfGruWeights::from_cell(&params, &cell)?)?;
+/// assert_eq!(back.weight_hh, torch.weight_hh);
+/// assert_eq!(back.bias_hh[5], 0.4);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// As [`torch_gru_to_tf`] and [`GruCell::from_weights_reset_after`].
+pub fn gru_cell_from_torch<T: Scalar>(
+    params: &mut ParamStore<T>,
+    scope: impl Into<Scope>,
+    weights: &TorchGruWeights<T>,
+) -> Result<GruCell> {
+    torch_gru_to_tf(weights)?.to_cell(params, scope)
+}
+
+impl<T: Scalar> TorchGruWeights<T> {
+    /// The names of layer `layer`'s weights in an `nn.GRU` state dict, `prefix` first (`""`
+    /// for the module itself, `"gru."` for a submodule called `gru`): `weight_ih_l{layer}`,
+    /// `weight_hh_l{layer}`, `bias_ih_l{layer}`, `bias_hh_l{layer}`, each with `_reverse` for
+    /// the backward direction of a bidirectional GRU.
+    pub fn state_dict_names(prefix: &str, layer: usize, reverse: bool) -> [String; 4] {
+        let suffix = if reverse { "_reverse" } else { "" };
+        ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+            .map(|name| format!("{prefix}{name}_l{layer}{suffix}"))
+    }
+
+    /// Reads one layer and direction out of a store that holds an `nn.GRU` state dict by its
+    /// PyTorch names, for instance a safetensors file written by
+    /// `safetensors.torch.save_file(gru.state_dict(), path)` and read with
+    /// [`crate::checkpoint::load_new`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming a missing entry, [`Error::Shape`] for an entry of the
+    /// wrong rank.
+    pub fn from_state_dict(
+        store: &ParamStore<T>,
+        prefix: &str,
+        layer: usize,
+        reverse: bool,
+    ) -> Result<Self> {
+        const OP: &str = "TorchGruWeights::from_state_dict";
+        let [ih, hh, bih, bhh] = Self::state_dict_names(prefix, layer, reverse).map(|name| {
+            store
+                .id(&name)
+                .map(|id| store.value(id))
+                .ok_or_else(|| Error::invalid(format!("{OP}: the state dict has no {name:?}")))
+        });
+        let matrix = |a: Result<&ndarray::ArrayD<T>>| -> Result<Array2<T>> {
+            let a = a?;
+            a.clone()
+                .into_dimensionality()
+                .map_err(|_| Error::shape(OP, "a rank-2 weight", a.shape()))
+        };
+        let vector = |a: Result<&ndarray::ArrayD<T>>| -> Result<Array1<T>> {
+            let a = a?;
+            a.clone()
+                .into_dimensionality()
+                .map_err(|_| Error::shape(OP, "a rank-1 bias", a.shape()))
+        };
+        Ok(TorchGruWeights {
+            weight_ih: matrix(ih)?,
+            weight_hh: matrix(hh)?,
+            bias_ih: vector(bih)?,
+            bias_hh: vector(bhh)?,
+        })
+    }
+
+    /// Adds these weights to `store` under their state-dict names (see
+    /// [`TorchGruWeights::state_dict_names`]); [`crate::checkpoint::save`] then writes a
+    /// safetensors file that `safetensors.torch.load_file` reads as a state dict for
+    /// `gru.load_state_dict(...)`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if a name is taken; the store is then left as it was.
+    pub fn to_state_dict(
+        &self,
+        store: &mut ParamStore<T>,
+        prefix: &str,
+        layer: usize,
+        reverse: bool,
+    ) -> Result<()> {
+        let names = Self::state_dict_names(prefix, layer, reverse);
+        let values = [
+            self.weight_ih.clone().into_dyn(),
+            self.weight_hh.clone().into_dyn(),
+            self.bias_ih.clone().into_dyn(),
+            self.bias_hh.clone().into_dyn(),
+        ];
+        store.create_all_from(names.into_iter().zip(values).collect())?;
+        Ok(())
+    }
+}
+
+/// Our `reset_after` GRU weights as Keras `GRU(reset_after=True)` weights: Keras's blocks z,
+/// r, h are our u, r and candidate; `kernel` takes the input rows of our two kernels,
+/// `recurrent_kernel` their state rows; `bias[0]` (the input bias) takes our gate bias and
+/// `candidate/bias`, `bias[1]` (the recurrent bias) zeros for z and r and
+/// `candidate/recurrent_bias`. Values are only moved (bit-exact back, as
+/// [`tf_gru_to_torch`]).
+///
+/// # Errors
+/// [`Error::Shape`] if the shapes do not fit together, [`Error::InvalidArgument`] for the
+/// weights of a GRU without `reset_after` (use [`tf_gru_to_keras`]).
+pub fn tf_gru_to_keras_reset_after<T: Scalar>(
+    w: &TfGruWeights<T>,
+) -> Result<KerasResetAfterGruWeights<T>> {
+    let (input, h) = reset_after_sizes("tf_gru_to_keras_reset_after", w)?;
+    let (gx, gh) = w.gate_kernel.view().split_at(Axis(0), input);
+    let (cx, ch) = w.candidate_kernel.view().split_at(Axis(0), input);
+    let (r, u) = (s![.., ..h], s![.., h..]);
+    let recurrent_bias = w
+        .candidate_recurrent_bias
+        .as_ref()
+        .expect("checked: reset_after");
+    let input_bias = concatenate(
+        Axis(0),
+        &[
+            w.gate_bias.slice(s![h..]),
+            w.gate_bias.slice(s![..h]),
+            w.candidate_bias.view(),
+        ],
+    )
+    .expect("vectors");
+    let recurrent_row = concatenate(
+        Axis(0),
+        &[Array1::zeros(2 * h).view(), recurrent_bias.view()],
+    )
+    .expect("vectors");
+    Ok(KerasResetAfterGruWeights {
+        kernel: concatenate(Axis(1), &[gx.slice(u), gx.slice(r), cx]).expect("same height"),
+        recurrent_kernel: concatenate(Axis(1), &[gh.slice(u), gh.slice(r), ch])
+            .expect("same height"),
+        bias: ndarray::stack(Axis(0), &[input_bias.view(), recurrent_row.view()])
+            .expect("same length"),
+    })
+}
+
+/// Keras `GRU(reset_after=True)` weights as the weights of a `reset_after` [`GruCell`], which
+/// then computes Keras's function (`GRUCell.call` with `reset_after=True`, activation `tanh`,
+/// recurrent activation `sigmoid`):
+///
+/// ```text
+/// Keras:  [x_z, x_r, x_h] = x @ kernel + bias[0];     [h_z, h_r, h_h] = h @ recurrent_kernel + bias[1]
+///         z = σ(x_z + h_z)    r = σ(x_r + h_r)    ĥ = tanh(x_h + r ⊙ h_h);    h' = z ⊙ h + (1 − z) ⊙ ĥ
+/// ours:   gates/kernel = [kernel_r kernel_z; recurrent_r recurrent_z]   (column blocks r, u = z)
+///         gates/bias = [bias[0]_r + bias[1]_r, bias[0]_z + bias[1]_z]
+///         candidate/kernel = [kernel_h; recurrent_h]   candidate/bias = bias[0]_h
+///         candidate/recurrent_bias = bias[1]_h
+/// ```
+///
+/// Kernels and the candidate's biases move bit-exactly, the gate biases are summed.
+///
+/// # Errors
+/// [`Error::Shape`] if the shapes do not fit together.
+pub fn keras_reset_after_gru_to_tf<T: Scalar>(
+    w: &KerasResetAfterGruWeights<T>,
+) -> Result<TfGruWeights<T>> {
+    const OP: &str = "keras_reset_after_gru_to_tf";
+    let (_, cols) = w.kernel.dim();
+    let h = units_of(OP, "kernel [input_dim, 3 * units]", cols, 3)?;
+    positive_input(OP, "kernel", w.kernel.shape())?;
+    check_shape(
+        OP,
+        "recurrent_kernel",
+        w.recurrent_kernel.shape(),
+        &[h, 3 * h],
+    )?;
+    check_shape(OP, "bias", w.bias.shape(), &[2, 3 * h])?;
+    let (z, r, c) = (s![.., ..h], s![.., h..2 * h], s![.., 2 * h..]);
+    let (wx, wh) = (w.kernel.view(), w.recurrent_kernel.view());
+    let pair = |a: ArrayView2<'_, T>| {
+        concatenate(Axis(1), &[a.slice(r), a.slice(z)]).expect("same height")
+    };
+    let summed = &w.bias.row(0) + &w.bias.row(1);
+    let weights = TfGruWeights {
+        gate_kernel: stack_rows(pair(wx).view(), pair(wh).view()),
+        gate_bias: concatenate(
+            Axis(0),
+            &[summed.slice(s![h..2 * h]), summed.slice(s![..h])],
+        )
+        .expect("vectors"),
+        candidate_kernel: stack_rows(wx.slice(c), wh.slice(c)),
+        candidate_bias: w.bias.slice(s![0, 2 * h..]).to_owned(),
+        candidate_recurrent_bias: Some(w.bias.slice(s![1, 2 * h..]).to_owned()),
+    };
+    weights.sizes(OP)?;
+    Ok(weights)
 }

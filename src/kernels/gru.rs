@@ -15,6 +15,21 @@
 //! `dz_c @ W_ch^T` and `dz_g @ W_gh^T` backward, with the gate arithmetic between them in
 //! dispatched row functions ([`crate::math`]); the weight gradients of all steps are products
 //! after the loop. Nothing is allocated inside the time loop.
+//!
+//! With a candidate recurrent bias `b_ch` ([`Weights::candidate_recurrent_bias`]) the kernel
+//! runs the `reset_after` variant (cuDNN's, PyTorch's `nn.GRU`, Keras's `reset_after=True`),
+//! where the reset gate multiplies the recurrent product instead of the state:
+//!
+//! ```text
+//! [r, u] = sigmoid(x @ W_gx + h @ W_gh + b_g)
+//! hn     = h @ W_ch + b_ch
+//! c      = tanh(x @ W_cx + b_c + r * hn)
+//! h'     = u * h + (1 - u) * c
+//! ```
+//!
+//! Both recurrent products then read `h` and nothing lies between them; the backward pass needs
+//! one row pass per step (all pre-activation gradients at once) and the two products
+//! `dz_hn @ W_ch^T` and `dz_g @ W_gh^T`.
 
 use ndarray::{
     s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
@@ -34,6 +49,8 @@ pub(crate) struct Weights<'a, T> {
     pub gate_bias: &'a [T],
     pub candidate_kernel: ArrayView2<'a, T>,
     pub candidate_bias: &'a [T],
+    /// `[units]`: the bias of `h @ W_ch`, present exactly for the `reset_after` variant.
+    pub candidate_recurrent_bias: Option<&'a [T]>,
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -44,7 +61,9 @@ pub(crate) struct Forward<T: Scalar> {
     pub candidate: Array3<T>,
     /// `h_{t-1}` for every step `t`, `[batch, time, units]` (`h_prev[:, 0]` is the initial `h`).
     pub h_prev: Array3<T>,
-    /// `r * h_{t-1}`, `[batch, time, units]` (zero at steps past an example's length).
+    /// What the candidate's recurrent product read or gave, `[batch, time, units]`: `r *
+    /// h_{t-1}` (zero at steps past an example's length), or with `reset_after` `hn = h_{t-1}
+    /// @ W_ch + b_ch`.
     pub rh: Array3<T>,
     /// Outputs `[batch, time, units]` (zero past an example's length), taken by the caller.
     pub outputs: Array3<T>,
@@ -76,6 +95,8 @@ pub(crate) struct Grads<T> {
     pub d_gate_bias: Array1<T>,
     pub d_candidate_kernel: Array2<T>,
     pub d_candidate_bias: Array1<T>,
+    /// With `reset_after` only.
+    pub d_candidate_recurrent_bias: Option<Array1<T>>,
 }
 
 fn alive(lengths: Option<&[usize]>, b: usize, t: usize) -> bool {
@@ -183,6 +204,10 @@ impl<T: Scalar> ForwardShard<'_, T> {
         let lengths = self.lengths;
         let mut h_next = Array2::<T>::zeros((batch, units));
         for t in 0..steps {
+            if let Some(b_ch) = w.candidate_recurrent_bias {
+                self.step_reset_after(t, g_h, c_h, b_ch, &mut h_next);
+                continue;
+            }
             let h_prev = self.h_prev.index_axis(Axis(1), t);
             let mut zg = self.gates.index_axis_mut(Axis(1), t);
             gemm(T::one(), &h_prev, &g_h, T::one(), &mut zg);
@@ -227,12 +252,69 @@ impl<T: Scalar> ForwardShard<'_, T> {
                     .expect("contiguous")
                     .copy_from_slice(hn);
             }
-            if t + 1 < steps {
-                self.h_prev.index_axis_mut(Axis(1), t + 1).assign(&h_next);
-            } else {
-                self.h_last.assign(&h_next);
-            }
+            self.advance(t, &h_next);
         }
+    }
+
+    /// Moves the new state `h_next` of step `t` to where step `t + 1` (or the caller) reads it.
+    fn advance(&mut self, t: usize, h_next: &Array2<T>) {
+        if t + 1 < self.h_prev.dim().1 {
+            self.h_prev.index_axis_mut(Axis(1), t + 1).assign(h_next);
+        } else {
+            self.h_last.assign(h_next);
+        }
+    }
+
+    /// Step `t` of the `reset_after` variant: `h @ W_gh` into the gates, `hn = b_ch + h @
+    /// W_ch` into `rh`, then one row pass for the gates, the candidate and the new state.
+    fn step_reset_after(
+        &mut self,
+        t: usize,
+        g_h: ArrayView2<'_, T>,
+        c_h: ArrayView2<'_, T>,
+        b_ch: &[T],
+        h_next: &mut Array2<T>,
+    ) {
+        let lengths = self.lengths;
+        let h_prev = self.h_prev.index_axis(Axis(1), t);
+        let mut zg = self.gates.index_axis_mut(Axis(1), t);
+        gemm(T::one(), &h_prev, &g_h, T::one(), &mut zg);
+        let mut hn = self.rh.index_axis_mut(Axis(1), t);
+        for mut row in hn.rows_mut() {
+            row.as_slice_mut()
+                .expect("contiguous")
+                .copy_from_slice(b_ch);
+        }
+        gemm(T::one(), &h_prev, &c_h, T::one(), &mut hn);
+        let mut zc = self.candidate.index_axis_mut(Axis(1), t);
+        let mut out = self.outputs.index_axis_mut(Axis(1), t);
+        for b in 0..h_prev.nrows() {
+            if !alive(lengths, b, t) {
+                // Past this example's length: carry the state; the output stays zero.
+                h_next.row_mut(b).assign(&h_prev.row(b));
+                continue;
+            }
+            let (mut g, mut c, hn, hp, mut h) = (
+                zg.row_mut(b),
+                zc.row_mut(b),
+                hn.row(b),
+                h_prev.row(b),
+                h_next.row_mut(b),
+            );
+            let h = h.as_slice_mut().expect("contiguous");
+            reset_after_row(
+                g.as_slice_mut().expect("contiguous"),
+                c.as_slice_mut().expect("contiguous"),
+                hn.as_slice().expect("contiguous"),
+                hp.as_slice().expect("contiguous"),
+                h,
+            );
+            out.row_mut(b)
+                .as_slice_mut()
+                .expect("contiguous")
+                .copy_from_slice(h);
+        }
+        self.advance(t, h_next);
     }
 }
 
@@ -266,6 +348,10 @@ pub(crate) fn backward<T: Scalar>(
     // Every row of dz is written (computed at valid steps, zeroed at carried ones) up to t_end.
     let mut dzg_all: Array3<T> = workspace::scratch((batch, steps, 2 * units));
     let mut dzc_all: Array3<T> = workspace::scratch((batch, steps, units));
+    // With reset_after: the gradients of hn = h @ W_ch + b_ch.
+    let reset_after = w.candidate_recurrent_bias.is_some();
+    let mut dzh_all: Array3<T> =
+        workspace::scratch((batch, steps, if reset_after { units } else { 0 }));
     let mut dx_chunks: Vec<Option<ArrayViewMut3<'_, T>>> = match dx.as_mut() {
         Some(dx) => dx.axis_chunks_iter_mut(Axis(0), rows).map(Some).collect(),
         None => (0..n_shards).map(|_| None).collect(),
@@ -275,8 +361,9 @@ pub(crate) fn backward<T: Scalar>(
         .zip(dx_chunks.iter_mut())
         .zip(dzg_all.axis_chunks_iter_mut(Axis(0), rows))
         .zip(dzc_all.axis_chunks_iter_mut(Axis(0), rows))
+        .zip(dzh_all.axis_chunks_iter_mut(Axis(0), rows))
         .enumerate()
-        .map(|(k, (((dh, dx), dzg), dzc))| {
+        .map(|(k, ((((dh, dx), dzg), dzc), dzh))| {
             let r = k * rows..(k * rows + dh.nrows());
             BackwardShard {
                 x: x.slice(s![r.clone(), .., ..]),
@@ -290,6 +377,7 @@ pub(crate) fn backward<T: Scalar>(
                 dx: dx.take(),
                 dzg,
                 dzc,
+                dzh,
             }
         })
         .collect();
@@ -318,6 +406,7 @@ pub(crate) fn backward<T: Scalar>(
                 first.1 += &p.1;
                 first.2 += &p.2;
                 first.3 += &p.3;
+                first.4 += &p.4;
             }
             first
         }
@@ -326,10 +415,12 @@ pub(crate) fn backward<T: Scalar>(
             Array1::zeros(2 * units),
             Array2::zeros(w.candidate_kernel.raw_dim()),
             Array1::zeros(units),
+            Array1::zeros(if reset_after { units } else { 0 }),
         ),
     };
     workspace::recycle_array(dzg_all);
     workspace::recycle_array(dzc_all);
+    workspace::recycle_array(dzh_all);
     Grads {
         dx,
         dh0,
@@ -337,6 +428,7 @@ pub(crate) fn backward<T: Scalar>(
         d_gate_bias: sums.1,
         d_candidate_kernel: sums.2,
         d_candidate_bias: sums.3,
+        d_candidate_recurrent_bias: reset_after.then_some(sums.4),
     }
 }
 
@@ -355,9 +447,14 @@ struct BackwardShard<'a, T> {
     dzg: ArrayViewMut3<'a, T>,
     /// Scratch for the candidate's pre-activation gradients `[batch, time, units]`.
     dzc: ArrayViewMut3<'a, T>,
+    /// With `reset_after`, scratch for the gradients of `hn` `[batch, time, units]` (else
+    /// `[batch, time, 0]`).
+    dzh: ArrayViewMut3<'a, T>,
 }
 
-type Partial<T> = (Array2<T>, Array1<T>, Array2<T>, Array1<T>);
+/// A shard's weight and bias gradients: gate kernel and bias, candidate kernel and bias, and
+/// the candidate recurrent bias (empty without `reset_after`).
+type Partial<T> = (Array2<T>, Array1<T>, Array2<T>, Array1<T>, Array1<T>);
 
 impl<T: Scalar> BackwardShard<'_, T> {
     /// BPTT over steps `0..t_end`; returns this shard's share of the weight and bias gradients.
@@ -371,6 +468,7 @@ impl<T: Scalar> BackwardShard<'_, T> {
         let (batch, _, in_size) = self.x.dim();
         let units = self.dh.ncols();
         let one = T::one();
+        let reset_after = w.candidate_recurrent_bias.is_some();
         let mut dh = self.dh.to_owned();
         let mut dh_prev = Array2::<T>::zeros((batch, units));
         let mut drh = Array2::<T>::zeros((batch, units));
@@ -383,6 +481,11 @@ impl<T: Scalar> BackwardShard<'_, T> {
                         row += &d_out.slice(s![b, t, ..]);
                     }
                 }
+            }
+            if reset_after {
+                self.step_reset_after(t, &dh, &mut dh_prev, g_h_t, c_h_t);
+                std::mem::swap(&mut dh, &mut dh_prev);
+                continue;
             }
             let gates = self.gates.index_axis(Axis(1), t);
             let cand = self.candidate.index_axis(Axis(1), t);
@@ -451,16 +554,29 @@ impl<T: Scalar> BackwardShard<'_, T> {
         let dzc = rows_of(self.dzc.slice(s![.., ..t_end, ..]));
         let x = rows_of(self.x.slice(s![.., ..t_end, ..]));
         let h_prev = rows_of(self.h_prev.slice(s![.., ..t_end, ..]));
-        let rh = rows_of(self.rh.slice(s![.., ..t_end, ..]));
+        // With reset_after `rh` holds hn, which the weight gradients do not read.
+        let rh = if reset_after {
+            Array2::zeros((0, units))
+        } else {
+            rows_of(self.rh.slice(s![.., ..t_end, ..]))
+        };
         let mut dgk = Array2::<T>::zeros((in_size + units, 2 * units));
         let mut dck = Array2::<T>::zeros((in_size + units, units));
+        let mut d_recurrent_bias = Array1::<T>::zeros(0);
         {
             let (mut dg_x, mut dg_h) = dgk.view_mut().split_at(Axis(0), in_size);
             gemm(one, &x.t(), &dzg.view(), T::zero(), &mut dg_x);
             gemm(one, &h_prev.t(), &dzg.view(), T::zero(), &mut dg_h);
             let (mut dc_x, mut dc_h) = dck.view_mut().split_at(Axis(0), in_size);
             gemm(one, &x.t(), &dzc.view(), T::zero(), &mut dc_x);
-            gemm(one, &rh.t(), &dzc.view(), T::zero(), &mut dc_h);
+            if reset_after {
+                // hn = h @ W_ch + b_ch: its gradient dz_h reaches W_ch and b_ch.
+                let dzh = rows_of(self.dzh.slice(s![.., ..t_end, ..]));
+                gemm(one, &h_prev.t(), &dzh.view(), T::zero(), &mut dc_h);
+                d_recurrent_bias = dzh.sum_axis(Axis(0));
+            } else {
+                gemm(one, &rh.t(), &dzc.view(), T::zero(), &mut dc_h);
+            }
         }
         if let Some(mut dx) = self.dx.take() {
             // dx is zero past t_end (it was created zeroed).
@@ -473,7 +589,70 @@ impl<T: Scalar> BackwardShard<'_, T> {
                 .expect("sizes match");
             dx.slice_mut(s![.., ..t_end, ..]).assign(&dx_rows);
         }
-        (dgk, dzg.sum_axis(Axis(0)), dck, dzc.sum_axis(Axis(0)))
+        (
+            dgk,
+            dzg.sum_axis(Axis(0)),
+            dck,
+            dzc.sum_axis(Axis(0)),
+            d_recurrent_bias,
+        )
+    }
+
+    /// Step `t` of BPTT for the `reset_after` variant: `dh` is the gradient of `h_t`; writes
+    /// the step's `dz_g`, `dz_c`, `dz_h` and the gradient of `h_{t-1}` into `dh_prev`.
+    fn step_reset_after(
+        &mut self,
+        t: usize,
+        dh: &Array2<T>,
+        dh_prev: &mut Array2<T>,
+        g_h_t: ArrayView2<'_, T>,
+        c_h_t: ArrayView2<'_, T>,
+    ) {
+        let one = T::one();
+        let gates = self.gates.index_axis(Axis(1), t);
+        let cand = self.candidate.index_axis(Axis(1), t);
+        let hn = self.rh.index_axis(Axis(1), t);
+        let h_prev = self.h_prev.index_axis(Axis(1), t);
+        let mut dzg = self.dzg.index_axis_mut(Axis(1), t);
+        let mut dzc = self.dzc.index_axis_mut(Axis(1), t);
+        let mut dzh = self.dzh.index_axis_mut(Axis(1), t);
+        for b in 0..dh.nrows() {
+            let (mut dzg_row, mut dzc_row, mut dzh_row, mut dhp) = (
+                dzg.row_mut(b),
+                dzc.row_mut(b),
+                dzh.row_mut(b),
+                dh_prev.row_mut(b),
+            );
+            if !alive(self.lengths, b, t) {
+                // The state was carried: its gradient passes straight through.
+                dzg_row.fill(T::zero());
+                dzc_row.fill(T::zero());
+                dzh_row.fill(T::zero());
+                dhp.assign(&dh.row(b));
+                continue;
+            }
+            let (g, c, hn, hp, d) = (
+                gates.row(b),
+                cand.row(b),
+                hn.row(b),
+                h_prev.row(b),
+                dh.row(b),
+            );
+            reset_after_grads_row(
+                d.as_slice().expect("contiguous"),
+                g.as_slice().expect("contiguous"),
+                c.as_slice().expect("contiguous"),
+                hn.as_slice().expect("contiguous"),
+                hp.as_slice().expect("contiguous"),
+                dzg_row.as_slice_mut().expect("contiguous"),
+                dzc_row.as_slice_mut().expect("contiguous"),
+                dzh_row.as_slice_mut().expect("contiguous"),
+                dhp.as_slice_mut().expect("contiguous"),
+            );
+        }
+        // The two recurrent products read h_{t-1}: their gradients add to the direct part.
+        gemm(one, &dzh.view(), &c_h_t, one, &mut dh_prev.view_mut());
+        gemm(one, &dzg.view(), &g_h_t, one, &mut dh_prev.view_mut());
     }
 }
 
@@ -556,6 +735,70 @@ isa_dispatch! {
     }
 }
 
+isa_dispatch! {
+    /// One example's step of the `reset_after` variant: `z = [z_r, z_u]` becomes `[r, u]`
+    /// (sigmoids), `z_c` (the input part `x @ W_cx + b_c`) becomes `c = tanh(z_c + r * hn)`,
+    /// and `h_next = u * h_prev + (1 - u) * c` (a subnormal `h_next` flushed to zero).
+    fn reset_after_row / reset_after_row_on<T>(
+        z: &mut [T],
+        zc: &mut [T],
+        hn: &[T],
+        h_prev: &[T],
+        h_next: &mut [T],
+    ) {
+        let units = zc.len();
+        let (zr, zu) = z.split_at_mut(units);
+        let zu = &mut zu[..units];
+        let (hn, h_prev, h_next) = (&hn[..units], &h_prev[..units], &mut h_next[..units]);
+        for k in 0..units {
+            let r = zr[k].sigmoid_elem();
+            let u = zu[k].sigmoid_elem();
+            zr[k] = r;
+            zu[k] = u;
+            let c = (zc[k] + r * hn[k]).tanh_elem();
+            zc[k] = c;
+            h_next[k] = flush_subnormal(u * h_prev[k] + (T::one() - u) * c);
+        }
+    }
+}
+
+isa_dispatch! {
+    /// One example's gradients through a `reset_after` step, from `dh` (the gradient of `h'`),
+    /// with `a = z_c + r hn` the candidate's pre-activation:
+    /// `dz_c = da = dh (1 - u)(1 - c^2)`, `dz_u = dh (h - c) u (1 - u)`,
+    /// `dz_r = da hn r (1 - r)`, `dz_h = da r` (the gradient of `hn`) and the direct part of
+    /// the gradient of `h`, `dh_prev = dh u` (subnormal results flushed to zero).
+    #[allow(clippy::too_many_arguments)]
+    fn reset_after_grads_row / reset_after_grads_row_on<T>(
+        dh: &[T],
+        gates: &[T],
+        c: &[T],
+        hn: &[T],
+        h_prev: &[T],
+        dzg: &mut [T],
+        dzc: &mut [T],
+        dzh: &mut [T],
+        dh_prev: &mut [T],
+    ) {
+        let units = dh.len();
+        let one = T::one();
+        let (r, u) = gates.split_at(units);
+        let (u, c, hn, h_prev) = (&u[..units], &c[..units], &hn[..units], &h_prev[..units]);
+        let (dzr, dzu) = dzg.split_at_mut(units);
+        let dzu = &mut dzu[..units];
+        let (dzc, dzh, dh_prev) = (&mut dzc[..units], &mut dzh[..units], &mut dh_prev[..units]);
+        for k in 0..units {
+            let (d, rk, uk, ck) = (dh[k], r[k], u[k], c[k]);
+            let da = d * (one - uk) * (one - ck * ck);
+            dzc[k] = flush_subnormal(da);
+            dzu[k] = flush_subnormal(d * (h_prev[k] - ck) * uk * (one - uk));
+            dzr[k] = flush_subnormal(da * hn[k] * rk * (one - rk));
+            dzh[k] = flush_subnormal(da * rk);
+            dh_prev[k] = flush_subnormal(d * uk);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,11 +836,29 @@ mod tests {
             let (dzr, dzu) = dzg.split_at_mut(units);
             candidate_grads_row_on(isa, &dh, &z[units..], &zc, &h, &mut dzc, dzu, &mut dhp);
             reset_grads_row_on(isa, &drh, &z[..units], &h, dzr, &mut dhp);
-            [z, zc, rh, hn, dzc, dzg, dhp]
-                .concat()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
+            // The reset_after rows, with drh standing in for hn.
+            let (mut za, mut zca, mut hna) = (
+                values(2 * units, 1, 6.0),
+                values(units, 2, 4.0),
+                vec![0.0; units],
+            );
+            reset_after_row_on(isa, &mut za, &mut zca, &drh, &h, &mut hna);
+            let (mut dzga, mut dzca, mut dzha, mut dhpa) = (
+                vec![0.0; 2 * units],
+                vec![0.0; units],
+                vec![0.0; units],
+                vec![0.0; units],
+            );
+            reset_after_grads_row_on(
+                isa, &dh, &za, &zca, &drh, &h, &mut dzga, &mut dzca, &mut dzha, &mut dhpa,
+            );
+            [
+                z, zc, rh, hn, dzc, dzg, dhp, za, zca, hna, dzga, dzca, dzha, dhpa,
+            ]
+            .concat()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
         };
         let portable = run(Isa::Portable);
         for isa in Isa::supported() {

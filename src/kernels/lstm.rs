@@ -292,15 +292,24 @@ impl<T: Scalar> ShardIo<'_, T> {
                 .expect("contiguous shard");
             gemm(T::one(), &x, &w_x, T::one(), &mut z.view_mut());
         }
-        let mut c_next = Array2::<T>::zeros((batch, units));
-        let mut h_next = Array2::<T>::zeros((batch, units));
         let no_peepholes = vec![T::zero(); if variant.is_basic() { 0 } else { units }];
         let (w, clip) = variant_weights(&variant, &no_peepholes);
         for t in 0..steps {
+            // The step writes its state straight into the next step's slots (or, at the last
+            // step, into the final state): no per-step copies.
+            let (c_now, mut c_later) = buffers.c_prev.view_mut().split_at(Axis(1), t + 1);
+            let (h_now, mut h_later) = buffers.h_prev.view_mut().split_at(Axis(1), t + 1);
+            let (c_prev, h_prev) = (c_now.index_axis(Axis(1), t), h_now.index_axis(Axis(1), t));
+            let (mut c_next, mut h_next) = if t + 1 < steps {
+                (
+                    c_later.index_axis_mut(Axis(1), 0),
+                    h_later.index_axis_mut(Axis(1), 0),
+                )
+            } else {
+                (self.c_last.view_mut(), self.h_last.view_mut())
+            };
             let mut z = buffers.gates.index_axis_mut(Axis(1), t);
-            let h_prev = buffers.h_prev.index_axis(Axis(1), t);
             gemm(T::one(), &h_prev, &w_h, T::one(), &mut z);
-            let c_prev = buffers.c_prev.index_axis(Axis(1), t);
             let mut tanh_c = buffers.tanh_c.index_axis_mut(Axis(1), t);
             let mut c_raw = buffers.c_raw.index_axis_mut(Axis(1), t);
             let mut out = self.outputs.index_axis_mut(Axis(1), t);
@@ -342,19 +351,6 @@ impl<T: Scalar> ShardIo<'_, T> {
                     .as_slice_mut()
                     .expect("contiguous")
                     .copy_from_slice(hn);
-            }
-            if t + 1 < steps {
-                buffers
-                    .c_prev
-                    .index_axis_mut(Axis(1), t + 1)
-                    .assign(&c_next);
-                buffers
-                    .h_prev
-                    .index_axis_mut(Axis(1), t + 1)
-                    .assign(&h_next);
-            } else {
-                self.c_last.assign(&c_next);
-                self.h_last.assign(&h_next);
             }
         }
     }
@@ -514,11 +510,21 @@ impl<T: Scalar> BackwardShard<'_, T> {
         let (w, clip) = variant_weights(&variant, &no_peepholes);
         for t in (0..t_end).rev() {
             if let Some(d_out) = &self.d_outputs {
+                let d_out_t = d_out.index_axis(Axis(1), t);
                 for b in 0..batch {
                     // A step past an example's length output a constant zero: no gradient.
                     if alive(self.lengths, b, t) {
-                        let mut row = dh.row_mut(b);
-                        row += &d_out.slice(s![b, t, ..]);
+                        let (mut row, add) = (dh.row_mut(b), d_out_t.row(b));
+                        // A plain loop over the two rows: ndarray's `+=` on a row cost more in
+                        // its checks than in the additions (28 steps x 64 rows per shard).
+                        match (row.as_slice_mut(), add.as_slice()) {
+                            (Some(row), Some(add)) => {
+                                for (d, &g) in row.iter_mut().zip(add) {
+                                    *d += g;
+                                }
+                            }
+                            _ => row += &add,
+                        }
                     }
                 }
             }

@@ -4,7 +4,7 @@
 use ndarray::{ArrayBase, ArrayD, Data, Dimension, IxDyn};
 
 use super::check;
-use super::nn::{check_labels, sparse_xent, sparse_xent_grad};
+use super::nn::{check_labels, sparse_xent, sparse_xent_grad, KeptProbs};
 use crate::tensor::broadcast_shape;
 use crate::{Result, Scalar, Tape, Var};
 
@@ -161,12 +161,14 @@ impl<T: Scalar> Tape<'_, T> {
         };
         let loss = value[[]];
         let parents: Vec<Var> = std::iter::once(logits).chain(weights).collect();
+        let probs = KeptProbs::new(probs);
         Ok(self.push_op(value, &parents, move |ctx| {
             let g = ctx.g()[[]];
             let scale = g / denom;
+            let probs = probs.take(ctx.input(0), &labels);
             let dz = match &w {
-                None => sparse_xent_grad(&probs, &labels, |_| scale),
-                Some(w) => sparse_xent_grad(&probs, &labels, |r| scale * w[r]),
+                None => sparse_xent_grad(probs, &labels, |_| scale),
+                Some(w) => sparse_xent_grad(probs, &labels, |r| scale * w[r]),
             };
             let dz = ArrayD::from_shape_vec(ctx.input(0).raw_dim(), dz).expect("same size");
             let mut grads = vec![Some(dz)];

@@ -1,8 +1,9 @@
 //! Neural-network ops: masking, dropout, the softmax family (softmax, log-softmax, the softmax
 //! cross-entropy losses) and argmax.
 
+use std::cell::Cell;
+
 use ndarray::{Array1, ArrayD, Ix2, IxDyn, Zip};
-use rand::Rng;
 
 use super::check;
 use crate::{tensor, Error, Result, Scalar, Tape, Var};
@@ -155,7 +156,7 @@ impl<T: Scalar> Tape<'_, T> {
         let mut bits = crate::tensor::try_vec::<u32>("bernoulli_mask", shape)?;
         let mut mask = crate::tensor::try_vec::<bool>("bernoulli_mask", shape)?;
         bits.resize(n, 0);
-        self.rng().fill(&mut bits[..]);
+        crate::parallel::fill_words(&mut self.rng(), &mut bits);
         mask.extend(bits.into_iter().map(|b| u64::from(b) < threshold));
         Ok(ArrayD::from_shape_vec(IxDyn(shape), mask).expect("length is the shape's product"))
     }
@@ -175,14 +176,19 @@ impl<T: Scalar> Tape<'_, T> {
         let mut bits = crate::tensor::try_vec::<u32>("dropout_mask", shape)?;
         let mut mask = crate::tensor::try_vec::<T>("dropout_mask", shape)?;
         bits.resize(n, 0);
-        self.rng().fill(&mut bits[..]);
-        mask.extend(bits.into_iter().map(|b| {
-            if u64::from(b) < threshold {
-                scale
-            } else {
-                T::zero()
+        mask.resize(n, T::zero());
+        crate::parallel::fill_words(&mut self.rng(), &mut bits);
+        // `b < threshold` in 32 bits (`threshold` is at most 2^32: keep everything then), a
+        // loop over two slices that the compiler vectorises; an `extend` over the draws mapped
+        // through a 64-bit comparison did not, and cost 2.5 times the drawing itself.
+        match u32::try_from(threshold) {
+            Ok(t) => {
+                for (m, &b) in mask.iter_mut().zip(&bits) {
+                    *m = if b < t { scale } else { T::zero() };
+                }
             }
-        }));
+            Err(_) => mask.fill(scale),
+        }
         Ok(ArrayD::from_shape_vec(IxDyn(shape), mask).expect("length is the shape's product"))
     }
 
@@ -386,9 +392,11 @@ impl<T: Scalar> Tape<'_, T> {
         };
         let labels = labels.to_vec();
         let loss = Array1::from(loss).into_dyn();
+        let probs = KeptProbs::new(probs);
         Ok(self.push_op(loss, &[logits], move |ctx| {
             let g = ctx.g();
-            let dz = sparse_xent_grad(&probs, &labels, |b| g[b]);
+            let probs = probs.take(ctx.input(0), &labels);
+            let dz = sparse_xent_grad(probs, &labels, |b| g[b]);
             vec![Some(
                 ArrayD::from_shape_vec(ctx.input(0).raw_dim(), dz).expect("same size"),
             )]
@@ -487,14 +495,14 @@ pub(super) fn sparse_xent<T: Scalar>(
 }
 
 /// The gradient of [`sparse_xent`] with respect to the logits, each row scaled by `scale(r)`:
-/// `dz_r = scale(r) * (softmax_r - one_hot(label_r))`.
+/// `dz_r = scale(r) * (softmax_r - one_hot(label_r))`, computed in the buffer of `probs`.
 pub(super) fn sparse_xent_grad<T: Scalar>(
-    probs: &[T],
+    probs: Vec<T>,
     labels: &[usize],
     scale: impl Fn(usize) -> T,
 ) -> Vec<T> {
-    let mut dz = probs.to_vec();
-    let classes = probs.len().checked_div(labels.len()).unwrap_or(0);
+    let mut dz = probs;
+    let classes = dz.len().checked_div(labels.len()).unwrap_or(0);
     if classes > 0 {
         for (r, (row, &label)) in dz.chunks_exact_mut(classes).zip(labels).enumerate() {
             row[label] -= T::one();
@@ -504,6 +512,27 @@ pub(super) fn sparse_xent_grad<T: Scalar>(
     }
     dz
 }
+
+/// The softmax of [`sparse_xent`]'s forward pass, kept for the backward pass, which takes the
+/// buffer over as its gradient's (no copy of the `[rows, classes]` probabilities); a second
+/// backward pass over the same tape recomputes them from the logits, the same values bit for bit.
+pub(super) struct KeptProbs<T>(Cell<Option<Vec<T>>>);
+
+impl<T: Scalar> KeptProbs<T> {
+    pub(super) fn new(probs: Vec<T>) -> Self {
+        KeptProbs(Cell::new(Some(probs)))
+    }
+
+    /// The probabilities of `logits` `[.., classes]` (standard layout or not).
+    pub(super) fn take(&self, logits: &ArrayD<T>, labels: &[usize]) -> Vec<T> {
+        self.0.take().unwrap_or_else(|| {
+            let classes = logits.shape().last().copied().unwrap_or(0);
+            let z = logits.as_standard_layout();
+            sparse_xent(z.as_slice().expect("standard layout"), classes, labels).1
+        })
+    }
+}
+
 pub(crate) fn check_keep_prob(keep_prob: f64) -> Result<()> {
     if keep_prob > 0.0 && keep_prob <= 1.0 {
         Ok(())

@@ -193,15 +193,20 @@ impl BasicLstmCell {
         sequence_length: Option<&[usize]>,
     ) -> Result<Vec<Var>> {
         let (units, in_size) = (self.num_units, self.input_size);
-        // The kernel works batch-major: [batch, time, in].
-        let x: Array3<T> = {
-            let x = tape.value(inputs);
-            let shape = x.shape().to_vec();
-            match layout {
+        // The kernel works batch-major on a standard-layout [batch, time, in]: a batch-major
+        // input in standard layout (the usual case) is read in place, here and by the backward
+        // pass (from the tape); other layouts are copied once into `owned_x`, kept for backward.
+        // The parameters' vars first: recording them needs the tape while no value is borrowed.
+        let (kernel_var, bias_var) = (tape.param(self.kernel), tape.param(self.bias));
+        let peephole_vars = self.peepholes.map(|ids| ids.map(|id| tape.param(id)));
+        let (mut forward, owned_x) = {
+            let value = tape.value(inputs);
+            let shape = value.shape().to_vec();
+            let owned_x: Option<Array3<T>> = match layout {
                 Layout::Step => {
                     check_input(tape, "BasicLstmCell", inputs, in_size)?;
-                    let x2 = x.view().into_dimensionality::<Ix2>().expect("rank 2");
-                    x2.insert_axis(Axis(1)).as_standard_layout().into_owned()
+                    let x2 = value.view().into_dimensionality::<Ix2>().expect("rank 2");
+                    Some(x2.insert_axis(Axis(1)).as_standard_layout().into_owned())
                 }
                 Layout::TimeMajor | Layout::BatchMajor => {
                     if shape.len() != 3 || shape[2] != in_size {
@@ -216,39 +221,41 @@ impl BasicLstmCell {
                             &shape,
                         ));
                     }
-                    let x3 = x.view().into_dimensionality::<Ix3>().expect("rank 3");
+                    let x3 = value.view().into_dimensionality::<Ix3>().expect("rank 3");
                     match layout {
-                        Layout::TimeMajor => x3
-                            .permuted_axes([1, 0, 2])
-                            .as_standard_layout()
-                            .into_owned(),
-                        _ => x3.as_standard_layout().into_owned(),
+                        Layout::TimeMajor => Some(
+                            x3.permuted_axes([1, 0, 2])
+                                .as_standard_layout()
+                                .into_owned(),
+                        ),
+                        _ if x3.is_standard_layout() => None,
+                        _ => Some(x3.as_standard_layout().into_owned()),
                     }
                 }
+            };
+            let x = match &owned_x {
+                Some(x) => x.view(),
+                None => value.view().into_dimensionality::<Ix3>().expect("rank 3"),
+            };
+            let (batch, steps) = (x.shape()[0], x.shape()[1]);
+            if steps == 0 {
+                // dynamic_rnn says so first; this is for callers of dynamic_sequence.
+                return Err(Error::invalid(
+                    "BasicLstmCell: a sequence needs at least one time step",
+                ));
             }
-        };
-        let (batch, steps) = (x.shape()[0], x.shape()[1]);
-        if steps == 0 {
-            // dynamic_rnn says so first; this is for callers of dynamic_sequence.
-            return Err(Error::invalid(
-                "BasicLstmCell: a sequence needs at least one time step",
-            ));
-        }
-        check_state(
-            tape,
-            "BasicLstmCell",
-            &state.flatten(),
-            &[units, units],
-            batch,
-        )?;
-        let lengths = sequence_length
-            .map(|l| crate::rnn::check_lengths(l, batch, steps))
-            .transpose()?;
-
-        let peephole_vars = self.peepholes.map(|ids| ids.map(|id| tape.param(id)));
-        let mut forward = {
-            let kernel = tape.value(tape.param(self.kernel));
-            let bias = tape.value(tape.param(self.bias));
+            check_state(
+                tape,
+                "BasicLstmCell",
+                &state.flatten(),
+                &[units, units],
+                batch,
+            )?;
+            let lengths = sequence_length
+                .map(|l| crate::rnn::check_lengths(l, batch, steps))
+                .transpose()?;
+            let kernel = tape.value(kernel_var);
+            let bias = tape.value(bias_var);
             let c0 = tape.value(state.c);
             let h0 = tape.value(state.h);
             let peepholes = peephole_vars.map(|vars| vars.map(|v| tape.value(v)));
@@ -258,8 +265,8 @@ impl BasicLstmCell {
                     .map(|w| w.each_ref().map(|w| w.as_slice().expect("standard layout"))),
                 cell_clip: self.cell_clip.map(T::from_f64_lossy),
             };
-            lstm_kernel::forward(
-                x.view(),
+            let forward = lstm_kernel::forward(
+                x,
                 kernel.view().into_dimensionality::<Ix2>().expect("rank 2"),
                 bias.as_slice().expect("standard layout"),
                 c0.view().into_dimensionality::<Ix2>().expect("checked"),
@@ -268,7 +275,8 @@ impl BasicLstmCell {
                 variant,
                 lengths.as_deref(),
                 tape.is_training(),
-            )
+            );
+            (forward, owned_x)
         };
         let outputs = std::mem::take(&mut forward.outputs);
         let outputs = match layout {
@@ -284,18 +292,20 @@ impl BasicLstmCell {
         let c_last = std::mem::take(&mut forward.c_last).into_dyn();
         let h_last = std::mem::take(&mut forward.h_last).into_dyn();
         // An inference tape keeps nothing for a backward pass.
-        let saved = tape.is_training().then_some((forward, x));
-        let mut parents = vec![
-            inputs,
-            state.c,
-            state.h,
-            tape.param(self.kernel),
-            tape.param(self.bias),
-        ];
+        let saved = tape.is_training().then_some((forward, owned_x));
+        let mut parents = vec![inputs, state.c, state.h, kernel_var, bias_var];
         parents.extend(peephole_vars.iter().flatten());
         Ok(
             tape.push_op_multi(vec![outputs, c_last, h_last], &parents, move |ctx| {
-                let (forward, x) = saved.as_ref().expect("kept on a training tape");
+                let (forward, owned_x) = saved.as_ref().expect("kept on a training tape");
+                let x = match owned_x {
+                    Some(x) => x.view(),
+                    None => ctx
+                        .input(0)
+                        .view()
+                        .into_dimensionality::<Ix3>()
+                        .expect("rank 3"),
+                };
                 // Views where the layout allows; only time-major gradients need a transposed copy.
                 let d_outputs: Option<CowArray<'_, T, Ix3>> = ctx.grad(0).map(|g| match layout {
                     Layout::Step => CowArray::from(
@@ -318,7 +328,7 @@ impl BasicLstmCell {
                 });
                 let grads = lstm_kernel::backward(
                     forward,
-                    x.view(),
+                    x,
                     ctx.input(3)
                         .view()
                         .into_dimensionality::<Ix2>()

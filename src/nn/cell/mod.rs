@@ -51,7 +51,7 @@ mod wrappers;
 pub use basic_rnn::BasicRnnCell;
 pub use boxed::{BoxedCell, DynState};
 pub use dropout::DropoutWrapper;
-pub use gru::GruCell;
+pub use gru::{GruCell, GruCellConfig};
 pub use layer_norm_lstm::{
     LayerNormBasicLstmCell, LayerNormLstmConfig, LayerNormLstmWeights, LAYER_NORM_EPSILON,
     LAYER_NORM_SCOPES,

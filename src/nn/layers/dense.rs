@@ -157,16 +157,7 @@ impl<T: Scalar> Layer<T> for Dense {
                 &shape,
             ));
         }
-        let (kernel, bias) = (tape.param(self.kernel), tape.param(self.bias));
-        if shape.len() == 2 {
-            return tape.bias_add(tape.matmul(x, kernel)?, bias);
-        }
-        let rows = shape[..shape.len() - 1].iter().product::<usize>();
-        let flat = tape.reshape(x, &[rows, self.input_size])?;
-        let y = tape.bias_add(tape.matmul(flat, kernel)?, bias)?;
-        let mut out_shape = shape;
-        *out_shape.last_mut().expect("rank checked above") = self.output_size;
-        tape.reshape(y, &out_shape)
+        tape.dense(x, tape.param(self.kernel), tape.param(self.bias))
     }
 
     fn param_ids(&self) -> Vec<ParamId> {

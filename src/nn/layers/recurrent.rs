@@ -3,7 +3,7 @@
 use ndarray::ArrayD;
 
 use super::{layer_shape_error, Context, Layer};
-use crate::cell::{BasicLstmCell, Cell, GruCell, RnnState};
+use crate::cell::{BasicLstmCell, Cell, GruCell, GruCellConfig, RnnState};
 use crate::params::{ParamStore, Scope};
 use crate::rnn::{bidirectional_dynamic_rnn, dynamic_rnn, BidirectionalOptions, RnnOptions};
 use crate::{Error, ParamId, Result, Scalar, Tape, Var};
@@ -208,6 +208,19 @@ impl Rnn<GruCell> {
             GruCell::new(params, scope.sub("gru_cell"), input_size, units)
         })
     }
+
+    /// A GRU layer with the cell's options, under `rnn/gru_cell`: Keras's default
+    /// `GRU(units)` (`reset_after=True`) is
+    /// `Rnn::gru_with(params, input_size, GruCellConfig::new(units).with_reset_after(true))`.
+    pub fn gru_with<T: Scalar>(
+        params: &mut ParamStore<T>,
+        input_size: usize,
+        config: GruCellConfig,
+    ) -> Result<Self> {
+        Rnn::build(params, |params, scope| {
+            config.init(params, scope.sub("gru_cell"), input_size)
+        })
+    }
 }
 
 impl<T: Scalar, C: Cell> Layer<T> for Rnn<C> {
@@ -404,6 +417,19 @@ impl Bidirectional<GruCell, GruCell> {
     ) -> Result<Self> {
         let make = |params: &mut ParamStore<T>, scope: &Scope| {
             GruCell::new(params, scope.sub("gru_cell"), input_size, units)
+        };
+        Bidirectional::build(params, make, make)
+    }
+
+    /// Two GRUs with the cell's options (`reset_after`, for instance), under
+    /// `bidirectional_rnn/{fw,bw}/gru_cell`.
+    pub fn gru_with<T: Scalar>(
+        params: &mut ParamStore<T>,
+        input_size: usize,
+        config: GruCellConfig,
+    ) -> Result<Self> {
+        let make = |params: &mut ParamStore<T>, scope: &Scope| {
+            config.init(params, scope.sub("gru_cell"), input_size)
         };
         Bidirectional::build(params, make, make)
     }
