@@ -715,6 +715,7 @@ fn clip_value<T: Scalar>(v: T, clip: T) -> T {
 }
 
 isa_dispatch! {
+    #[allow(clippy::too_many_arguments)]
     /// [`step_row`] for `LstmCell`'s variants, with `w = [w_f, w_i, w_o]` the peephole weights
     /// (zeros without peepholes) and `clip` the cell clip (infinite without):
     /// `i = sigmoid(z_i + w_i ⊙ c_prev)`, `f = sigmoid(z_f + forget_bias + w_f ⊙ c_prev)`,
@@ -766,6 +767,7 @@ isa_dispatch! {
 }
 
 isa_dispatch! {
+    #[allow(clippy::too_many_arguments)]
     /// [`gate_gradients`] for `LstmCell`'s variants ([`step_row_variant`]'s `w` and `clip`),
     /// with `c = clip(c_raw)`: `dz_o = dh * tanh(c) * o (1 - o)`; `d = dc + dh * o (1 -
     /// tanh(c)^2) + dz_o * w_o`, set to zero where the clip cut `c_raw` (`c_raw < -clip` or
@@ -820,9 +822,9 @@ isa_dispatch! {
             dzj[k] = flush_subnormal(d * i * (one - j * j));
             dzf[k] = d_f;
             dzo[k] = d_o;
-            dw_i[k] = dw_i[k] + d_i * c_prev[k];
-            dw_f[k] = dw_f[k] + d_f * c_prev[k];
-            dw_o[k] = dw_o[k] + d_o * c;
+            dw_i[k] += d_i * c_prev[k];
+            dw_f[k] += d_f * c_prev[k];
+            dw_o[k] += d_o * c;
             dc[k] = flush_subnormal(d * f + d_i * w_i[k] + d_f * w_f[k]);
         }
     }
