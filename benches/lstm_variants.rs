@@ -3,13 +3,15 @@
 //!
 //! - `lstm_variants/basic_fused`: `BasicLstmCell`, the fused sequence kernel;
 //! - `lstm_variants/lstm_cell_plain`: `LstmCell` without options (runs the same kernel);
-//! - `lstm_variants/lstm_cell_peepholes`: `LstmCell` with peepholes, on tape ops (a dozen ops
-//!   per step, `dynamic_rnn` steps);
+//! - `lstm_variants/lstm_cell_peepholes`: `LstmCell` with peepholes, fused (the kernel's
+//!   peephole path); `..._tape`: the same cell forced onto tape ops (a dozen ops per step,
+//!   `dynamic_rnn` steps), as every variant ran before the kernel took peepholes;
+//! - `lstm_variants/lstm_cell_peepholes_clip`: peepholes and `cell_clip` 3, fused; `..._tape`:
+//!   on tape ops;
 //! - `lstm_variants/lstm_cell_peepholes_clip_proj64`: peepholes, `cell_clip` and `num_proj` 64;
 //! - `lstm_variants/layer_norm_lstm`: `LayerNormBasicLstmCell`, on tape ops.
 //!
-//! The ratio of the first to the third is what fusing the peepholes into the kernel would gain
-//! at most. Throughput is examples per second. Data is synthetic and seeded. Threads:
+//! The ratio of a `_tape` variant to its fused twin is what fusing gains. Throughput is examples per second. Data is synthetic and seeded. Threads:
 //! `RECURRENT_NUM_THREADS`, else all cores. Run with `cargo bench --bench lstm_variants`.
 //!
 //! On a shared, loaded machine the timings drift by tens of percent; for instruction counts,
@@ -47,6 +49,7 @@ struct Cells {
     basic: BasicLstmCell,
     plain: LstmCell,
     peep: LstmCell,
+    peep_clip: LstmCell,
     all: LstmCell,
     layer_norm: LayerNormBasicLstmCell,
     x: ArrayD<f32>,
@@ -66,6 +69,11 @@ fn cells() -> Cells {
         .with_peepholes(true)
         .init(&mut params, "peep", INPUT)
         .unwrap();
+    let peep_clip = LstmCellConfig::new(UNITS)
+        .with_peepholes(true)
+        .with_cell_clip(3.0)
+        .init(&mut params, "peep_clip", INPUT)
+        .unwrap();
     let all = LstmCellConfig::new(UNITS)
         .with_peepholes(true)
         .with_cell_clip(3.0)
@@ -78,6 +86,7 @@ fn cells() -> Cells {
         basic,
         plain,
         peep,
+        peep_clip,
         all,
         layer_norm,
         x,
@@ -91,6 +100,11 @@ impl Cells {
             "basic_fused" => step(p, &self.basic, x),
             "lstm_cell_plain" => step(p, &self.plain, x),
             "lstm_cell_peepholes" => step(p, &self.peep, x),
+            "lstm_cell_peepholes_tape" => step(p, &self.peep.clone().with_tape_ops(true), x),
+            "lstm_cell_peepholes_clip" => step(p, &self.peep_clip, x),
+            "lstm_cell_peepholes_clip_tape" => {
+                step(p, &self.peep_clip.clone().with_tape_ops(true), x)
+            }
             "lstm_cell_peepholes_clip_proj64" => step(p, &self.all, x),
             "layer_norm_lstm" => step(p, &self.layer_norm, x),
             other => panic!("no variant {other}"),
@@ -98,10 +112,13 @@ impl Cells {
     }
 }
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 8] = [
     "basic_fused",
     "lstm_cell_plain",
     "lstm_cell_peepholes",
+    "lstm_cell_peepholes_tape",
+    "lstm_cell_peepholes_clip",
+    "lstm_cell_peepholes_clip_tape",
     "lstm_cell_peepholes_clip_proj64",
     "layer_norm_lstm",
 ];

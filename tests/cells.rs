@@ -1223,7 +1223,8 @@ fn lstm_cell_without_options_is_basic_lstm_cell() {
     let taped = LstmCell::from_weights(&mut params, "taped", zero_peepholes)
         .unwrap()
         .with_forget_bias(0.5)
-        .unwrap();
+        .unwrap()
+        .with_tape_ops(true);
     let x = random(&[3, 5, 3], 1.0, 331);
     let tape = Tape::inference(&params);
     let run = |cell: &dyn Fn(Var) -> (Var, LstmState)| {
@@ -2992,6 +2993,154 @@ fn fused_kernels_keep_no_subnormal_state_or_gradient() {
     // Without the flush these would be subnormal: the products themselves are.
     for product in [1.8e-35f32 * 1e-5f32, 1e-20f32 * 1e-19f32] {
         assert!(product != 0.0 && product.abs() < f32::MIN_POSITIVE);
+    }
+}
+
+/// The LstmCell variants the fused kernel runs (peepholes, cell clip, both; no projection),
+/// each as a fused cell and as its tape-op twin over the same parameters.
+fn fused_lstm_cell_variants(
+    params: &mut ParamStore<f64>,
+    input: usize,
+    units: usize,
+) -> Vec<(&'static str, f64, LstmCell, LstmCell)> {
+    [
+        ("peepholes", true, None),
+        ("clip", false, Some(0.5)),
+        ("both", true, Some(0.5)),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(k, (name, peep, clip))| {
+        let w = lstm_cell_weights(input, units, peep, None, 370 + 10 * k as u64);
+        let mut cell = LstmCell::from_weights(params, name, w)
+            .unwrap()
+            .with_forget_bias(0.4)
+            .unwrap();
+        if let Some(c) = clip {
+            cell = cell.with_cell_clip(c).unwrap();
+        }
+        let taped = cell.clone().with_tape_ops(true);
+        (name, clip.unwrap_or(f64::INFINITY), cell, taped)
+    })
+    .collect()
+}
+
+/// Fused and tape-op paths of LstmCell with peepholes and/or a cell clip give the same values
+/// and gradients (parameters, inputs, initial state) to rounding in f64, through dynamic_rnn
+/// with sequence lengths (batch- and time-major) and static_rnn; the clip really clips.
+#[test]
+fn lstm_cell_fused_variants_match_tape_ops() {
+    let (batch, steps, input, units) = (4, 6, 3, 5);
+    let lengths = [6usize, 2, 0, 4];
+    let mut params = ParamStore::<f64>::new(6);
+    let cells = fused_lstm_cell_variants(&mut params, input, units);
+    let x = random(&[batch, steps, input], 2.0, 380);
+    let c0 = random(&[batch, units], 1.0, 381);
+    let h0 = random(&[batch, units], 1.0, 382);
+    // runner: 0 dynamic batch-major, 1 dynamic time-major, 2 static.
+    let run = |cell: &LstmCell, runner: usize| {
+        let tape = Tape::new(&params);
+        let xv = tape.watch(x.clone());
+        let (c, h) = (tape.watch(c0.clone()), tape.watch(h0.clone()));
+        let options = RnnOptions::default()
+            .sequence_length(&lengths)
+            .initial_state(LstmState { c, h });
+        let (out, state) = match runner {
+            0 => dynamic_rnn(&tape, cell, xv, options).unwrap(),
+            1 => {
+                let (out, state) = dynamic_rnn(
+                    &tape,
+                    cell,
+                    tape.transpose(xv, &[1, 0, 2]).unwrap(),
+                    options.time_major(true),
+                )
+                .unwrap();
+                (tape.transpose(out, &[1, 0, 2]).unwrap(), state)
+            }
+            _ => {
+                let (outs, state) =
+                    static_rnn(&tape, cell, &tape.unstack(xv, 1).unwrap(), options).unwrap();
+                (tape.stack(&outs, 1).unwrap(), state)
+            }
+        };
+        let loss = [out, state.c, state.h]
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| {
+                let direction = tape.constant(random(&tape.shape(v), 1.0, 390 + k as u64));
+                tape.sum(tape.mul(v, direction).unwrap())
+            })
+            .reduce(|a, b| tape.add(a, b).unwrap())
+            .unwrap();
+        let grads = tape.backward(loss).unwrap();
+        let mut values = vec![
+            tape.to_array(out),
+            tape.to_array(state.c),
+            tape.to_array(state.h),
+        ];
+        values.extend(
+            cell.param_ids()
+                .iter()
+                .map(|&id| grads.get(id).unwrap().clone()),
+        );
+        values.extend([xv, c, h].iter().enumerate().map(|(k, &v)| {
+            grads
+                .wrt(v)
+                .unwrap_or_else(|| panic!("runner {runner} input {k}"))
+                .clone()
+        }));
+        values
+    };
+    for (name, clip, fused, taped) in &cells {
+        for runner in 0..3 {
+            let (f, t) = (run(fused, runner), run(taped, runner));
+            assert_eq!(f.len(), t.len());
+            assert_eq!(f.len(), 6 + fused.param_ids().len(), "{name}");
+            for (k, (a, b)) in f.iter().zip(&t).enumerate() {
+                assert_close(a, b, 1e-12);
+                assert!(a.iter().all(|v| v.is_finite()), "{name} {k}");
+            }
+            // Past an example's length the output is zero; a gradient really flows.
+            assert!(f[0].slice(s![2, .., ..]).iter().all(|&v| v == 0.0));
+            assert!(f[3].iter().any(|&v| v != 0.0));
+        }
+        if clip.is_finite() {
+            // Some state sits on the clip (so some gradient was cut), some inside it.
+            let c = &run(fused, 0)[1];
+            assert!(
+                c.iter().any(|v| v.abs() == *clip),
+                "{name}: nothing clipped"
+            );
+            assert!(c.iter().any(|v| v.abs() < *clip), "{name}");
+        }
+    }
+}
+
+/// Finite differences through the fused LstmCell variants (f64): inputs, initial state and
+/// every parameter, with sequence lengths.
+#[test]
+fn lstm_cell_fused_variants_gradcheck() {
+    let mut params = ParamStore::<f64>::new(7);
+    let cells = fused_lstm_cell_variants(&mut params, 3, 4);
+    let inputs = [
+        random(&[3, 5, 3], 2.0, 400),
+        random(&[3, 4], 1.0, 401),
+        random(&[3, 4], 1.0, 402),
+    ];
+    for (_, _, fused, _) in &cells {
+        gradcheck(&params, &inputs, Tolerance::default(), |t, v| {
+            let (out, state) = dynamic_rnn(
+                t,
+                fused,
+                v[0],
+                RnnOptions::default()
+                    .sequence_length(&[5, 2, 4])
+                    .initial_state(LstmState { c: v[1], h: v[2] }),
+            )?;
+            flat_concat(t, &[out, state.c, state.h])
+        })
+        .unwrap()
+        .assert_ok();
     }
 }
 

@@ -36,6 +36,38 @@ fn gate_blocks_mut<T>(row: &mut [T]) -> [&mut [T]; 4] {
     [i, j, f, o]
 }
 
+/// `LstmCell`'s options the fused kernel runs: diagonal peepholes `[w_f_diag, w_i_diag,
+/// w_o_diag]` (each `[units]`) and a cell clip. Both absent: the basic LSTM.
+#[derive(Clone, Copy)]
+pub(crate) struct Variant<'a, T> {
+    pub peepholes: Option<[&'a [T]; 3]>,
+    pub cell_clip: Option<T>,
+}
+
+impl<T> Variant<'_, T> {
+    fn is_basic(&self) -> bool {
+        self.peepholes.is_none() && self.cell_clip.is_none()
+    }
+}
+
+/// [`Variant`]'s weights owned, kept for the backward pass.
+struct OwnedVariant<T> {
+    peepholes: Option<[Vec<T>; 3]>,
+    cell_clip: Option<T>,
+}
+
+impl<T: Scalar> OwnedVariant<T> {
+    fn view(&self) -> Variant<'_, T> {
+        Variant {
+            peepholes: self
+                .peepholes
+                .as_ref()
+                .map(|[f, i, o]| [f.as_slice(), i.as_slice(), o.as_slice()]),
+            cell_clip: self.cell_clip,
+        }
+    }
+}
+
 /// What the forward pass keeps for the backward pass.
 pub(crate) struct Forward<T: Scalar> {
     /// Activated gates `[batch, time, 4 * units]` in the order i, j, f, o.
@@ -46,6 +78,11 @@ pub(crate) struct Forward<T: Scalar> {
     pub h_prev: Array3<T>,
     /// `tanh(c_t)`: `[batch, time, units]`.
     pub tanh_c: Array3<T>,
+    /// With a [`Variant`] other than the basic one, `c_t` before the clip, `[batch, time,
+    /// units]` (written at valid steps only); `[batch, time, 0]` otherwise.
+    c_raw: Array3<T>,
+    /// The variant's weights and clip.
+    variant: OwnedVariant<T>,
     /// Outputs `[batch, time, units]`: `h_t`, or zero past an example's length (taken by the
     /// caller for the tape; the backward pass does not need them).
     pub outputs: Array3<T>,
@@ -66,6 +103,7 @@ impl<T: Scalar> Drop for Forward<T> {
             &mut self.c_prev,
             &mut self.h_prev,
             &mut self.tanh_c,
+            &mut self.c_raw,
         ] {
             workspace::recycle_array(std::mem::take(buffer));
         }
@@ -79,6 +117,8 @@ pub(crate) struct Grads<T> {
     pub dh0: Array2<T>,
     pub dkernel: Array2<T>,
     pub dbias: Array1<T>,
+    /// `[dw_f_diag, dw_i_diag, dw_o_diag]` when the variant has peepholes.
+    pub dpeepholes: Option<[Array1<T>; 3]>,
 }
 
 fn alive(lengths: Option<&[usize]>, b: usize, t: usize) -> bool {
@@ -99,6 +139,7 @@ pub(crate) fn forward<T: Scalar>(
     c0: ArrayView2<'_, T>,
     h0: ArrayView2<'_, T>,
     forget_bias: T,
+    variant: Variant<'_, T>,
     lengths: Option<&[usize]>,
     keep_for_backward: bool,
 ) -> Forward<T> {
@@ -114,11 +155,17 @@ pub(crate) fn forward<T: Scalar>(
             Array3::zeros((0, 0, 0))
         }
     };
+    let raw_width = if variant.is_basic() { 0 } else { units };
     let mut fwd = Forward {
         gates: whole_batch(4 * units),
         c_prev: whole_batch(units),
         h_prev: whole_batch(units),
         tanh_c: whole_batch(units),
+        c_raw: whole_batch(raw_width),
+        variant: OwnedVariant {
+            peepholes: variant.peepholes.map(|w| w.map(<[T]>::to_vec)),
+            cell_clip: variant.cell_clip,
+        },
         outputs: Array3::zeros((batch, steps, units)),
         c_last: Array2::zeros((batch, units)),
         h_last: Array2::zeros((batch, units)),
@@ -131,11 +178,13 @@ pub(crate) fn forward<T: Scalar>(
             .zip(fwd.c_prev.axis_chunks_iter_mut(Axis(0), rows))
             .zip(fwd.h_prev.axis_chunks_iter_mut(Axis(0), rows))
             .zip(fwd.tanh_c.axis_chunks_iter_mut(Axis(0), rows))
-            .map(|(((gates, c_prev), h_prev), tanh_c)| StepBuffers {
+            .zip(fwd.c_raw.axis_chunks_iter_mut(Axis(0), rows))
+            .map(|((((gates, c_prev), h_prev), tanh_c), c_raw)| StepBuffers {
                 gates,
                 c_prev,
                 h_prev,
                 tanh_c,
+                c_raw,
             })
     });
     let shards: Vec<(ShardIo<'_, T>, Option<StepBuffers<'_, T>>)> = x
@@ -161,7 +210,7 @@ pub(crate) fn forward<T: Scalar>(
         })
         .collect();
     run_shards(shards, |(io, buffers)| match buffers {
-        Some(buffers) => io.run(buffers, w_x, w_h, bias, forget_bias),
+        Some(buffers) => io.run(buffers, w_x, w_h, bias, forget_bias, variant),
         None => {
             let shard_rows = io.x.dim().0;
             let mut own = [
@@ -169,15 +218,17 @@ pub(crate) fn forward<T: Scalar>(
                 workspace::scratch((shard_rows, steps, units)),
                 workspace::scratch((shard_rows, steps, units)),
                 workspace::scratch((shard_rows, steps, units)),
+                workspace::scratch((shard_rows, steps, raw_width)),
             ];
-            let [gates, c_prev, h_prev, tanh_c] = &mut own;
+            let [gates, c_prev, h_prev, tanh_c, c_raw] = &mut own;
             let buffers = StepBuffers {
                 gates: gates.view_mut(),
                 c_prev: c_prev.view_mut(),
                 h_prev: h_prev.view_mut(),
                 tanh_c: tanh_c.view_mut(),
+                c_raw: c_raw.view_mut(),
             };
-            io.run(buffers, w_x, w_h, bias, forget_bias);
+            io.run(buffers, w_x, w_h, bias, forget_bias, variant);
             own.into_iter().for_each(workspace::recycle_array);
         }
     });
@@ -202,6 +253,8 @@ struct StepBuffers<'a, T> {
     c_prev: ArrayViewMut3<'a, T>,
     h_prev: ArrayViewMut3<'a, T>,
     tanh_c: ArrayViewMut3<'a, T>,
+    /// `c_t` before the clip (`[.., .., 0]` for the basic variant).
+    c_raw: ArrayViewMut3<'a, T>,
 }
 
 impl<T: Scalar> ShardIo<'_, T> {
@@ -214,6 +267,7 @@ impl<T: Scalar> ShardIo<'_, T> {
         w_h: ArrayView2<'_, T>,
         bias: &[T],
         forget_bias: T,
+        variant: Variant<'_, T>,
     ) {
         buffers.c_prev.index_axis_mut(Axis(1), 0).assign(&self.c0);
         buffers.h_prev.index_axis_mut(Axis(1), 0).assign(&self.h0);
@@ -238,6 +292,8 @@ impl<T: Scalar> ShardIo<'_, T> {
                 .expect("contiguous shard");
             gemm(T::one(), &x, &w_x, T::one(), &mut z.view_mut());
         }
+        let no_peepholes = vec![T::zero(); if variant.is_basic() { 0 } else { units }];
+        let (w, clip) = variant_weights(&variant, &no_peepholes);
         for t in 0..steps {
             // The step writes its state straight into the next step's slots (or, at the last
             // step, into the final state): no per-step copies.
@@ -255,6 +311,7 @@ impl<T: Scalar> ShardIo<'_, T> {
             let mut z = buffers.gates.index_axis_mut(Axis(1), t);
             gemm(T::one(), &h_prev, &w_h, T::one(), &mut z);
             let mut tanh_c = buffers.tanh_c.index_axis_mut(Axis(1), t);
+            let mut c_raw = buffers.c_raw.index_axis_mut(Axis(1), t);
             let mut out = self.outputs.index_axis_mut(Axis(1), t);
             for b in 0..batch {
                 if !alive(lengths, b, t) {
@@ -267,14 +324,29 @@ impl<T: Scalar> ShardIo<'_, T> {
                 let (cp, mut cn) = (c_prev.row(b), c_next.row_mut(b));
                 let (mut tc, mut hn) = (tanh_c.row_mut(b), h_next.row_mut(b));
                 let hn = hn.as_slice_mut().expect("contiguous");
-                step_row(
-                    zr.as_slice_mut().expect("contiguous"),
-                    cp.as_slice().expect("contiguous"),
-                    cn.as_slice_mut().expect("contiguous"),
-                    tc.as_slice_mut().expect("contiguous"),
-                    hn,
-                    forget_bias,
-                );
+                if variant.is_basic() {
+                    step_row(
+                        zr.as_slice_mut().expect("contiguous"),
+                        cp.as_slice().expect("contiguous"),
+                        cn.as_slice_mut().expect("contiguous"),
+                        tc.as_slice_mut().expect("contiguous"),
+                        hn,
+                        forget_bias,
+                    );
+                } else {
+                    let mut cr = c_raw.row_mut(b);
+                    step_row_variant(
+                        zr.as_slice_mut().expect("contiguous"),
+                        cp.as_slice().expect("contiguous"),
+                        cr.as_slice_mut().expect("contiguous"),
+                        cn.as_slice_mut().expect("contiguous"),
+                        tc.as_slice_mut().expect("contiguous"),
+                        hn,
+                        w,
+                        forget_bias,
+                        clip,
+                    );
+                }
                 out.row_mut(b)
                     .as_slice_mut()
                     .expect("contiguous")
@@ -304,7 +376,9 @@ pub(crate) fn backward<T: Scalar>(
         dh0: d_h_last.map_or_else(|| Array2::zeros((batch, units)), |g| g.to_owned()),
         dkernel: Array2::zeros((0, 0)),
         dbias: Array1::zeros(0),
+        dpeepholes: None,
     };
+    let variant = fwd.variant.view();
     // Steps after the last one that receives a gradient have dz = 0 and add nothing: BPTT starts
     // there. (The backward half of a bidirectional RNN read at the last step gets its gradient at
     // its first step only, so it skips all but one step.)
@@ -344,6 +418,8 @@ pub(crate) fn backward<T: Scalar>(
                 c_prev: fwd.c_prev.slice(s![r.clone(), .., ..]),
                 h_prev: fwd.h_prev.slice(s![r.clone(), .., ..]),
                 tanh_c: fwd.tanh_c.slice(s![r.clone(), .., ..]),
+                c_raw: fwd.c_raw.slice(s![r.clone(), .., ..]),
+                variant,
                 d_outputs: d_outputs.as_ref().map(|d| d.slice(s![r.clone(), .., ..])),
                 lengths: fwd.lengths.as_ref().map(|l| &l[r.clone()]),
                 dc,
@@ -362,16 +438,27 @@ pub(crate) fn backward<T: Scalar>(
     // Partial sums are added in shard order: the result does not depend on the thread count.
     // The first shard's arrays take the sum, rather than a zeroed array (a statically unrolled
     // LSTM runs this once per step).
-    (grads.dkernel, grads.dbias) = match partials.next() {
-        Some((mut dkernel, mut dbias)) => {
-            for (k, b) in partials {
+    (grads.dkernel, grads.dbias, grads.dpeepholes) = match partials.next() {
+        Some((mut dkernel, mut dbias, mut dpeep)) => {
+            for (k, b, p) in partials {
                 dkernel += &k;
                 dbias += &b;
+                if let (Some(sum), Some(p)) = (dpeep.as_mut(), p) {
+                    for (s, p) in sum.iter_mut().zip(p) {
+                        *s += &p;
+                    }
+                }
             }
-            (dkernel, dbias)
+            (dkernel, dbias, dpeep)
         }
         // An empty batch has no shard.
-        None => (Array2::zeros(kernel.raw_dim()), Array1::zeros(4 * units)),
+        None => (
+            Array2::zeros(kernel.raw_dim()),
+            Array1::zeros(4 * units),
+            variant
+                .peepholes
+                .map(|_| std::array::from_fn(|_| Array1::zeros(units))),
+        ),
     };
     workspace::recycle_array(dz_all);
     grads
@@ -383,6 +470,8 @@ struct BackwardShard<'a, T> {
     c_prev: ArrayView3<'a, T>,
     h_prev: ArrayView3<'a, T>,
     tanh_c: ArrayView3<'a, T>,
+    c_raw: ArrayView3<'a, T>,
+    variant: Variant<'a, T>,
     d_outputs: Option<ArrayView3<'a, T>>,
     lengths: Option<&'a [usize]>,
     /// In: the gradient of the final `c`; out: the gradient of the initial `c`.
@@ -396,20 +485,29 @@ struct BackwardShard<'a, T> {
 }
 
 impl<T: Scalar> BackwardShard<'_, T> {
-    /// Returns this shard's share of the kernel and bias gradients.
+    /// Returns this shard's share of the kernel, bias and (with peepholes) peephole gradients.
     /// BPTT over steps `0..t_end` (later steps receive no gradient).
+    #[allow(clippy::type_complexity)]
     fn run(
         mut self,
         w_x: ArrayView2<'_, T>,
         w_h_t: ArrayView2<'_, T>,
         t_end: usize,
-    ) -> (Array2<T>, Array1<T>) {
+    ) -> (Array2<T>, Array1<T>, Option<[Array1<T>; 3]>) {
         let (batch, _, in_size) = self.x.dim();
         let units = self.dc.ncols();
         let one = T::one();
         let mut dz = self.dz;
         let mut dh = self.dh.to_owned();
         let mut dh_prev = Array2::<T>::zeros((batch, units));
+        let variant = self.variant;
+        // The peephole gradients, summed over this shard's valid (example, step) rows in a fixed
+        // order (steps backwards, examples forwards): [dw_f, dw_i, dw_o].
+        // (Accumulated and dropped without peepholes, whose weights are then zeros.)
+        let width = if variant.is_basic() { 0 } else { units };
+        let mut dpeep: [Vec<T>; 3] = std::array::from_fn(|_| vec![T::zero(); width]);
+        let no_peepholes = vec![T::zero(); width];
+        let (w, clip) = variant_weights(&variant, &no_peepholes);
         for t in (0..t_end).rev() {
             if let Some(d_out) = &self.d_outputs {
                 let d_out_t = d_out.index_axis(Axis(1), t);
@@ -433,6 +531,7 @@ impl<T: Scalar> BackwardShard<'_, T> {
             let gates = self.gates.index_axis(Axis(1), t);
             let c_prev = self.c_prev.index_axis(Axis(1), t);
             let tanh_c = self.tanh_c.index_axis(Axis(1), t);
+            let c_raw = self.c_raw.index_axis(Axis(1), t);
             let mut dz_t = dz.index_axis_mut(Axis(1), t);
             for b in 0..batch {
                 if !alive(self.lengths, b, t) {
@@ -442,14 +541,30 @@ impl<T: Scalar> BackwardShard<'_, T> {
                 }
                 let (g, c_prev, tanh_c) = (gates.row(b), c_prev.row(b), tanh_c.row(b));
                 let (dh, mut dc, mut dz) = (dh.row(b), self.dc.row_mut(b), dz_t.row_mut(b));
-                gate_gradients(
-                    g.as_slice().expect("contiguous"),
-                    c_prev.as_slice().expect("contiguous"),
-                    tanh_c.as_slice().expect("contiguous"),
-                    dh.as_slice().expect("contiguous"),
-                    dc.as_slice_mut().expect("contiguous"),
-                    dz.as_slice_mut().expect("contiguous"),
-                );
+                if variant.is_basic() {
+                    gate_gradients(
+                        g.as_slice().expect("contiguous"),
+                        c_prev.as_slice().expect("contiguous"),
+                        tanh_c.as_slice().expect("contiguous"),
+                        dh.as_slice().expect("contiguous"),
+                        dc.as_slice_mut().expect("contiguous"),
+                        dz.as_slice_mut().expect("contiguous"),
+                    );
+                } else {
+                    let [dw_f, dw_i, dw_o] = &mut dpeep;
+                    gate_gradients_variant(
+                        g.as_slice().expect("contiguous"),
+                        c_prev.as_slice().expect("contiguous"),
+                        c_raw.row(b).as_slice().expect("contiguous"),
+                        tanh_c.as_slice().expect("contiguous"),
+                        dh.as_slice().expect("contiguous"),
+                        dc.as_slice_mut().expect("contiguous"),
+                        dz.as_slice_mut().expect("contiguous"),
+                        w,
+                        [&mut dw_f[..], &mut dw_i[..], &mut dw_o[..]],
+                        clip,
+                    );
+                }
             }
             gemm(
                 one,
@@ -488,7 +603,8 @@ impl<T: Scalar> BackwardShard<'_, T> {
                 .expect("sizes match");
             dx.slice_mut(s![.., ..t_end, ..]).assign(&dx_rows);
         }
-        (dkernel, dz.sum_axis(Axis(0)))
+        let dpeep = variant.peepholes.map(|_| dpeep.map(Array1::from_vec));
+        (dkernel, dz.sum_axis(Axis(0)), dpeep)
     }
 }
 
@@ -576,6 +692,144 @@ isa_dispatch! {
     }
 }
 
+/// `([w_f, w_i, w_o], clip)` for the variant step: without peepholes the weights are
+/// `zeros` (adding exact zeros), without a clip the clip is infinite (clipping nothing), so one
+/// branch-free loop, vectorised like the basic step, serves every variant.
+fn variant_weights<'a, T: Scalar>(variant: &Variant<'a, T>, zeros: &'a [T]) -> ([&'a [T]; 3], T) {
+    (
+        variant.peepholes.unwrap_or([zeros, zeros, zeros]),
+        variant.cell_clip.unwrap_or_else(T::infinity),
+    )
+}
+
+/// `v` clipped to `[-clip, clip]` as `clip_by_value` clips (NaN passes through).
+#[inline(always)]
+fn clip_value<T: Scalar>(v: T, clip: T) -> T {
+    if v < -clip {
+        -clip
+    } else if v > clip {
+        clip
+    } else {
+        v
+    }
+}
+
+isa_dispatch! {
+    #[allow(clippy::too_many_arguments)]
+    /// [`step_row`] for `LstmCell`'s variants, with `w = [w_f, w_i, w_o]` the peephole weights
+    /// (zeros without peepholes) and `clip` the cell clip (infinite without):
+    /// `i = sigmoid(z_i + w_i ⊙ c_prev)`, `f = sigmoid(z_f + forget_bias + w_f ⊙ c_prev)`,
+    /// `c_raw = c_prev * f + i * j`, `c_next = clip(c_raw, -clip, clip)`,
+    /// `o = sigmoid(z_o + w_o ⊙ c_next)`, `h_next = tanh(c_next) * o`.
+    fn step_row_variant / step_row_variant_on<T>(
+        z: &mut [T],
+        c_prev: &[T],
+        c_raw: &mut [T],
+        c_next: &mut [T],
+        tanh_c: &mut [T],
+        h_next: &mut [T],
+        w: [&[T]; 3],
+        forget_bias: T,
+        clip: T,
+    ) {
+        let units = c_prev.len();
+        let [w_f, w_i, w_o] = w;
+        let (w_f, w_i, w_o) = (&w_f[..units], &w_i[..units], &w_o[..units]);
+        let [zi, zj, zf, zo] = gate_blocks_mut(z);
+        let (zi, zj, zf, zo) = (
+            &mut zi[..units],
+            &mut zj[..units],
+            &mut zf[..units],
+            &mut zo[..units],
+        );
+        let (c_raw, c_next, tanh_c, h_next) = (
+            &mut c_raw[..units],
+            &mut c_next[..units],
+            &mut tanh_c[..units],
+            &mut h_next[..units],
+        );
+        for k in 0..units {
+            let cp = c_prev[k];
+            let i = (zi[k] + w_i[k] * cp).sigmoid_elem();
+            let j = zj[k].tanh_elem();
+            let f = (zf[k] + forget_bias + w_f[k] * cp).sigmoid_elem();
+            let raw = flush_subnormal(cp * f + i * j);
+            c_raw[k] = raw;
+            let c = clip_value(raw, clip);
+            let o = (zo[k] + w_o[k] * c).sigmoid_elem();
+            (zi[k], zj[k], zf[k], zo[k]) = (i, j, f, o);
+            c_next[k] = c;
+            let th = c.tanh_elem();
+            tanh_c[k] = th;
+            h_next[k] = flush_subnormal(th * o);
+        }
+    }
+}
+
+isa_dispatch! {
+    #[allow(clippy::too_many_arguments)]
+    /// [`gate_gradients`] for `LstmCell`'s variants ([`step_row_variant`]'s `w` and `clip`),
+    /// with `c = clip(c_raw)`: `dz_o = dh * tanh(c) * o (1 - o)`; `d = dc + dh * o (1 -
+    /// tanh(c)^2) + dz_o * w_o`, set to zero where the clip cut `c_raw` (`c_raw < -clip` or
+    /// `c_raw > clip`, as `clip_by_value`'s gradient); `dz_i`, `dz_j`, `dz_f` from `d` as in
+    /// the basic step; `dc = d * f + dz_i * w_i + dz_f * w_f`; and the peephole weight
+    /// gradients accumulate: `dw_i += dz_i * c_prev`, `dw_f += dz_f * c_prev`,
+    /// `dw_o += dz_o * c`.
+    fn gate_gradients_variant / gate_gradients_variant_on<T>(
+        gates: &[T],
+        c_prev: &[T],
+        c_raw: &[T],
+        tanh_c: &[T],
+        dh: &[T],
+        dc: &mut [T],
+        dz: &mut [T],
+        w: [&[T]; 3],
+        dw: [&mut [T]; 3],
+        clip: T,
+    ) {
+        let units = dc.len();
+        let one = T::one();
+        let [w_f, w_i, w_o] = w;
+        let (w_f, w_i, w_o) = (&w_f[..units], &w_i[..units], &w_o[..units]);
+        let [dw_f, dw_i, dw_o] = dw;
+        let (dw_f, dw_i, dw_o) = (&mut dw_f[..units], &mut dw_i[..units], &mut dw_o[..units]);
+        let [gi, gj, gf, go] = gate_blocks(gates);
+        let [dzi, dzj, dzf, dzo] = gate_blocks_mut(dz);
+        let (gi, gj, gf, go) = (&gi[..units], &gj[..units], &gf[..units], &go[..units]);
+        let (dzi, dzj, dzf) = (&mut dzi[..units], &mut dzj[..units], &mut dzf[..units]);
+        let (c_prev, c_raw, tanh_c, dh, dzo) = (
+            &c_prev[..units],
+            &c_raw[..units],
+            &tanh_c[..units],
+            &dh[..units],
+            &mut dzo[..units],
+        );
+        for k in 0..units {
+            let (i, j, f, o, th) = (gi[k], gj[k], gf[k], go[k], tanh_c[k]);
+            let raw = c_raw[k];
+            let c = clip_value(raw, clip);
+            let d_o = dh[k] * th * o * (one - o);
+            let d = dc[k] + dh[k] * o * (one - th * th) + d_o * w_o[k];
+            let d = if raw < -clip || raw > clip {
+                T::zero()
+            } else {
+                d
+            };
+            let d_i = flush_subnormal(d * j * i * (one - i));
+            let d_f = flush_subnormal(d * c_prev[k] * f * (one - f));
+            let d_o = flush_subnormal(d_o);
+            dzi[k] = d_i;
+            dzj[k] = flush_subnormal(d * i * (one - j * j));
+            dzf[k] = d_f;
+            dzo[k] = d_o;
+            dw_i[k] += d_i * c_prev[k];
+            dw_f[k] += d_f * c_prev[k];
+            dw_o[k] += d_o * c;
+            dc[k] = flush_subnormal(d * f + d_i * w_i[k] + d_f * w_f[k]);
+        }
+    }
+}
+
 /// `[a, b, c]` as `[a * b, c]`: a view when the layout allows, else a compact copy.
 fn flatten_rows<T: Scalar>(a: ArrayView3<'_, T>) -> CowArray<'_, T, Ix2> {
     let (n, m, width) = a.dim();
@@ -627,6 +881,52 @@ mod tests {
             let (mut dc, mut dz) = (dc.clone(), vec![0.0; 4 * units]);
             gate_gradients_on(isa, &z, &c_prev, &tc, &dh, &mut dc, &mut dz);
             [z, c, tc, h, dc, dz]
+                .concat()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        let portable = run(Isa::Portable);
+        for isa in Isa::supported() {
+            assert_eq!(run(isa), portable, "{}", isa.name());
+        }
+    }
+
+    /// The peephole / clip step and its gradients give the portable path's bits on every
+    /// instruction set (37 units; a clip of 0.8 that cuts some states).
+    #[test]
+    fn variant_step_gives_the_same_bits_on_every_instruction_set() {
+        let units = 37;
+        let z = values(4 * units, 7, 6.0);
+        let c_prev = values(units, 8, 3.0);
+        let w: Vec<Vec<f32>> = (0..3).map(|k| values(units, 9 + k, 1.0)).collect();
+        let dh = values(units, 12, 1.0);
+        let dc = values(units, 13, 1.0);
+        let run = |isa: Isa| {
+            let mut z = z.clone();
+            let zero = || vec![0.0f32; units];
+            let (mut raw, mut c, mut tc, mut h) = (zero(), zero(), zero(), zero());
+            let ws = [w[0].as_slice(), w[1].as_slice(), w[2].as_slice()];
+            step_row_variant_on(
+                isa, &mut z, &c_prev, &mut raw, &mut c, &mut tc, &mut h, ws, 1.0f32, 0.8,
+            );
+            assert!(c.iter().any(|v| v.abs() == 0.8) && c.iter().any(|v| v.abs() < 0.8));
+            let (mut dc, mut dz) = (dc.clone(), vec![0.0; 4 * units]);
+            let (mut a, mut b, mut d) = (zero(), zero(), zero());
+            gate_gradients_variant_on(
+                isa,
+                &z,
+                &c_prev,
+                &raw,
+                &tc,
+                &dh,
+                &mut dc,
+                &mut dz,
+                ws,
+                [&mut a, &mut b, &mut d],
+                0.8,
+            );
+            [z, raw, c, tc, h, dc, dz, a, b, d]
                 .concat()
                 .iter()
                 .map(|v| v.to_bits())

@@ -80,6 +80,11 @@ pub struct BasicLstmCell {
     input_size: usize,
     num_units: usize,
     forget_bias: f64,
+    /// `LstmCell`'s options run by the same kernel (never set on a public `BasicLstmCell`):
+    /// `[w_f_diag, w_i_diag, w_o_diag]` (`[num_units]` each, checked by `LstmCell`) and the
+    /// cell clip.
+    peepholes: Option<[ParamId; 3]>,
+    cell_clip: Option<f64>,
 }
 
 impl BasicLstmCell {
@@ -128,7 +133,22 @@ impl BasicLstmCell {
             input_size,
             num_units,
             forget_bias: 1.0,
+            peepholes: None,
+            cell_clip: None,
         })
+    }
+
+    /// The same kernel with `LstmCell`'s peepholes and cell clip (for `LstmCell` without a
+    /// projection, whose callers check the shapes and the clip). The cell's parameters are then
+    /// `kernel`, `bias` and the peepholes, as [`crate::cell::LstmCell`] lists them.
+    pub(crate) fn with_variant(
+        mut self,
+        peepholes: Option<[ParamId; 3]>,
+        cell_clip: Option<f64>,
+    ) -> Self {
+        self.peepholes = peepholes;
+        self.cell_clip = cell_clip;
+        self
     }
 
     /// Sets the bias added to the forget gate's pre-activation at every step (default 1.0).
@@ -178,6 +198,7 @@ impl BasicLstmCell {
         // pass (from the tape); other layouts are copied once into `owned_x`, kept for backward.
         // The parameters' vars first: recording them needs the tape while no value is borrowed.
         let (kernel_var, bias_var) = (tape.param(self.kernel), tape.param(self.bias));
+        let peephole_vars = self.peepholes.map(|ids| ids.map(|id| tape.param(id)));
         let (mut forward, owned_x) = {
             let value = tape.value(inputs);
             let shape = value.shape().to_vec();
@@ -237,6 +258,13 @@ impl BasicLstmCell {
             let bias = tape.value(bias_var);
             let c0 = tape.value(state.c);
             let h0 = tape.value(state.h);
+            let peepholes = peephole_vars.map(|vars| vars.map(|v| tape.value(v)));
+            let variant = lstm_kernel::Variant {
+                peepholes: peepholes
+                    .as_ref()
+                    .map(|w| w.each_ref().map(|w| w.as_slice().expect("standard layout"))),
+                cell_clip: self.cell_clip.map(T::from_f64_lossy),
+            };
             let forward = lstm_kernel::forward(
                 x,
                 kernel.view().into_dimensionality::<Ix2>().expect("rank 2"),
@@ -244,6 +272,7 @@ impl BasicLstmCell {
                 c0.view().into_dimensionality::<Ix2>().expect("checked"),
                 h0.view().into_dimensionality::<Ix2>().expect("checked"),
                 T::from_f64_lossy(self.forget_bias),
+                variant,
                 lengths.as_deref(),
                 tape.is_training(),
             );
@@ -264,7 +293,8 @@ impl BasicLstmCell {
         let h_last = std::mem::take(&mut forward.h_last).into_dyn();
         // An inference tape keeps nothing for a backward pass.
         let saved = tape.is_training().then_some((forward, owned_x));
-        let parents = [inputs, state.c, state.h, kernel_var, bias_var];
+        let mut parents = vec![inputs, state.c, state.h, kernel_var, bias_var];
+        parents.extend(peephole_vars.iter().flatten());
         Ok(
             tape.push_op_multi(vec![outputs, c_last, h_last], &parents, move |ctx| {
                 let (forward, owned_x) = saved.as_ref().expect("kept on a training tape");
@@ -319,13 +349,21 @@ impl BasicLstmCell {
                         .into_owned()
                         .into_dyn(),
                 });
-                vec![
+                let mut out = vec![
                     dx,
                     Some(grads.dc0.into_dyn()),
                     Some(grads.dh0.into_dyn()),
                     Some(grads.dkernel.into_dyn()),
                     Some(grads.dbias.into_dyn()),
-                ]
+                ];
+                out.extend(
+                    grads
+                        .dpeepholes
+                        .into_iter()
+                        .flatten()
+                        .map(|g| Some(g.into_dyn())),
+                );
+                out
             }),
         )
     }

@@ -322,10 +322,12 @@ const PEEPHOLES: [&str; 3] = ["w_f_diag", "w_i_diag", "w_o_diag"];
 /// - input `[batch, input_size]`; state `c` `[batch, num_units]`, `h` `[batch, h_depth]`;
 ///   output `[batch, h_depth]`.
 ///
-/// With any option set the step is recorded with tape ops (about a dozen per step) and
-/// [`crate::rnn::dynamic_rnn`] steps through the sequence; the plain cell uses the fused
-/// sequence kernel. Measured at batch 128, 128 units (ARCHITECTURE.md), the tape ops cost
-/// 1.2-1.5x the fused kernel's instructions and 2-2.3x its time on two cores.
+/// Without a projection the cell runs [`BasicLstmCell`]'s fused sequence kernel, peepholes and
+/// `cell_clip` included ([`crate::rnn::dynamic_rnn`] runs the whole sequence as one op). With a
+/// projection (`num_proj`) the step is recorded with tape ops (about a dozen per step) and
+/// `dynamic_rnn` steps through the sequence. Measured at batch 128, 128 units
+/// (ARCHITECTURE.md), the fused kernel with peepholes and a clip costs 1.01x the plain kernel's
+/// instructions; the same cell on tape ops 1.54x, and about 1.5x its time on two cores.
 ///
 /// ```
 /// use recurrent::cell::{Cell, LstmCellConfig};
@@ -365,8 +367,10 @@ pub struct LstmCell {
     cell_clip: Option<f64>,
     proj_clip: Option<f64>,
     /// The same kernel and bias as a [`BasicLstmCell`] (when there is no projection), run
-    /// instead of tape ops when no option is set.
+    /// instead of tape ops (with the cell's peepholes and clip).
     basic: Option<BasicLstmCell>,
+    /// Forces the tape-op step ([`LstmCell::with_tape_ops`]).
+    tape_ops: bool,
 }
 
 impl LstmCell {
@@ -456,6 +460,7 @@ impl LstmCell {
             None => Some(BasicLstmCell::from_params(params, kernel, bias)?),
             Some(_) => None,
         };
+        let basic = basic.map(|b| b.with_variant(peepholes, None));
         Ok(LstmCell {
             kernel,
             bias,
@@ -468,6 +473,7 @@ impl LstmCell {
             cell_clip: None,
             proj_clip: None,
             basic,
+            tape_ops: false,
         })
     }
 
@@ -492,6 +498,9 @@ impl LstmCell {
     pub fn with_cell_clip(mut self, cell_clip: f64) -> Result<Self> {
         check_clips(Some(cell_clip), None, false)?;
         self.cell_clip = Some(cell_clip);
+        self.basic = self
+            .basic
+            .map(|b| b.with_variant(self.peepholes, Some(cell_clip)));
         Ok(self)
     }
 
@@ -594,13 +603,22 @@ impl LstmCell {
         self.num_proj.unwrap_or(self.num_units)
     }
 
-    /// The fused cell to run instead of tape ops, when no option is set.
+    /// The fused kernel to run instead of tape ops: without a projection, with the cell's
+    /// peepholes and clip.
     fn fused(&self) -> Option<&BasicLstmCell> {
-        if self.peepholes.is_none() && self.cell_clip.is_none() {
-            self.basic.as_ref()
-        } else {
+        if self.tape_ops {
             None
+        } else {
+            self.basic.as_ref()
         }
+    }
+
+    /// Runs the step with tape ops even where the fused kernel would run (for tests comparing
+    /// the two paths and for benchmarks).
+    #[doc(hidden)]
+    pub fn with_tape_ops(mut self, tape_ops: bool) -> Self {
+        self.tape_ops = tape_ops;
+        self
     }
 
     /// One step with tape ops, in TensorFlow's order of operations.
