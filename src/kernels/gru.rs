@@ -203,11 +203,14 @@ impl<T: Scalar> ForwardShard<'_, T> {
         }
         let lengths = self.lengths;
         let mut h_next = Array2::<T>::zeros((batch, units));
-        for t in 0..steps {
-            if let Some(b_ch) = w.candidate_recurrent_bias {
+        // The variant is fixed for the sequence: chosen once, not at every step.
+        if let Some(b_ch) = w.candidate_recurrent_bias {
+            for t in 0..steps {
                 self.step_reset_after(t, g_h, c_h, b_ch, &mut h_next);
-                continue;
             }
+            return;
+        }
+        for t in 0..steps {
             let h_prev = self.h_prev.index_axis(Axis(1), t);
             let mut zg = self.gates.index_axis_mut(Axis(1), t);
             gemm(T::one(), &h_prev, &g_h, T::one(), &mut zg);
