@@ -33,6 +33,13 @@ static POOL: Mutex<Option<(usize, Option<Arc<ThreadPool>>)>> = Mutex::new(None);
 /// units]`) run at full speed, small enough that a batch of 128 keeps two cores busy.
 pub const MAX_ROWS_PER_SHARD: usize = 64;
 
+/// The smallest shard a batch is split into so that two cores share it: a batch of 32 (the
+/// character-level language model's) runs as two shards of 16 rather than one of 32, which left
+/// the second core idle through the whole time loop (char_rnn's step took 60.6 ms on one core
+/// and 38.3 ms on two, AMD EPYC Zen 5). Below 16 rows a product's per-call overhead outweighs
+/// the second core.
+pub const MIN_ROWS_PER_SHARD: usize = 16;
+
 /// How many threads per available core the kernels may use at most: a larger request (a typo
 /// such as `RECURRENT_NUM_THREADS=100000`) is reduced to this bound with a warning on stderr.
 pub const MAX_THREADS_PER_CORE: usize = 4;
@@ -96,9 +103,14 @@ pub fn set_num_threads(n: usize) {
 }
 
 /// The shard size for splitting `rows` examples: as few shards of at most
-/// [`MAX_ROWS_PER_SHARD`] as possible, balanced. A function of `rows` alone.
+/// [`MAX_ROWS_PER_SHARD`] as possible, but at least two once there are two of
+/// [`MIN_ROWS_PER_SHARD`] rows, balanced. A function of `rows` alone, never of the thread count,
+/// so results do not depend on the thread count.
 pub(crate) fn shard_rows(rows: usize) -> usize {
-    let shards = rows.div_ceil(MAX_ROWS_PER_SHARD).max(1);
+    let shards = rows
+        .div_ceil(MAX_ROWS_PER_SHARD)
+        .max((rows / MIN_ROWS_PER_SHARD).min(2))
+        .max(1);
     rows.div_ceil(shards).max(1)
 }
 
@@ -191,6 +203,33 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{RngCore, SeedableRng};
+
+    /// Batches of two minimum shards or more are split in two (char_rnn's 32, word_language's
+    /// 64), larger ones into shards of at most 64, smaller ones not at all; the shards cover the
+    /// batch.
+    #[test]
+    fn shard_sizes_use_two_cores_from_32_rows() {
+        let shards = |rows: usize| rows.div_ceil(shard_rows(rows));
+        for (rows, expected) in [
+            (1, 1),
+            (16, 1),
+            (31, 1),
+            (32, 2),
+            (64, 2),
+            (100, 2),
+            (128, 2),
+        ] {
+            assert_eq!(shards(rows), expected, "{rows} rows");
+        }
+        assert_eq!((shards(129), shard_rows(129)), (3, 43));
+        for rows in 1..600 {
+            let size = shard_rows(rows);
+            assert!(size <= MAX_ROWS_PER_SHARD, "{rows} rows: shard of {size}");
+            let n = shards(rows);
+            assert!(n * size >= rows && (n - 1) * size < rows, "{rows} rows");
+            assert!(rows >= 2 * MIN_ROWS_PER_SHARD || n == rows.div_ceil(MAX_ROWS_PER_SHARD));
+        }
+    }
 
     /// The tape's generator gives `StdRng`'s stream (so masks are those drawn before the tape
     /// named ChaCha12 directly), and a parallel fill gives the sequential fill's words and
