@@ -15,7 +15,11 @@
 #    faster), the fastest steps' ratio, the step's GFLOP of matrix products (forward product,
 #    and the backward's two of the same size), the GEMM-bound ideal (those FLOPs at the better
 #    of the 1- and 2-thread torch.mm rates of the model's shape) and ours / ideal (1.0 would be
-#    the machine's limit).
+#    torch.mm's limit);
+# 5. benches/fma_peak.rs: the CPU's FMA peak on 1 and 2 threads (independent FMAs in registers),
+#    the bound no product can pass, and each model's step at that peak (peak ms) and ours / peak
+#    ms: torch.mm can be far from the peak (MKL on AMD Zen 5: 220 of about 500 GFLOP/s), so its
+#    "ideal" alone can be beaten.
 #
 # Both use 2 threads (bench_torch.py calls torch.set_num_threads(2); RECURRENT_NUM_THREADS=2).
 # Environment:
@@ -54,7 +58,7 @@ echo "MNIST_DIR=$MNIST_DIR BENCH_RESULTS=$BENCH_RESULTS RECURRENT_NUM_THREADS=$R
 mkdir -p "$BENCH_RESULTS"
 # No stale numbers in the table.
 rm -f "$BENCH_RESULTS/recurrent_bench.json" "$BENCH_RESULTS/torch_bench.json" \
-    "$BENCH_RESULTS/gemm_limit.json"
+    "$BENCH_RESULTS/gemm_limit.json" "$BENCH_RESULTS/fma_peak.txt"
 
 echo
 echo "== recurrent"
@@ -70,6 +74,10 @@ if [[ -x "$TORCH_PYTHON" && -f "$SHARED_DIR/bench/bench_torch.py" ]]; then
 else
     echo "skipped: no $TORCH_PYTHON or no $SHARED_DIR/bench/bench_torch.py (see shared/bench/README.md)"
 fi
+
+echo
+echo "== FMA peak"
+cargo bench --quiet --bench fma_peak | tee "$BENCH_RESULTS/fma_peak.txt"
 
 echo
 echo "== comparison, $(date '+%H:%M:%S'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -94,6 +102,14 @@ ours, ours_meta = configs("recurrent_bench.json")
 torch, torch_meta = configs("torch_bench.json")
 limit_path = os.path.join(results, "gemm_limit.json")
 limit = json.load(open(limit_path))["shapes"] if os.path.exists(limit_path) else {}
+peak_path = os.path.join(results, "fma_peak.txt")
+peak = {}
+if os.path.exists(peak_path):
+    with open(peak_path) as f:
+        lines = f.read().strip().splitlines()
+    peak = {int(k): v for k, v in json.loads(lines[-1])["gflops"].items() if v} if lines else {}
+# The peak of as many threads as the models ran on (2), or of one thread if that is all there is.
+peak_rate = max(peak.values()) if peak else None
 if ours_meta:
     print(f"recurrent {ours_meta['recurrent_version']}, {ours_meta['num_threads']} threads, "
           f"kernels {ours_meta.get('isa', '?')}", end="")
@@ -138,9 +154,9 @@ def best(configs, name):
 
 
 header = ("| model | ours ms/step | PyTorch ms/step | PyTorch/ours | best steps, PyTorch/ours "
-          "| GFLOP/step | GEMM GFLOP/s (1t, 2t) | ideal ms | ours/ideal |")
+          "| GFLOP/step | GEMM GFLOP/s (1t, 2t) | ideal ms | ours/ideal | peak ms | ours/peak |")
 print(header)
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name in models:
     a, b = ms(ours, name), ms(torch, name)
     ratio = b / a if a and b else None
@@ -155,12 +171,18 @@ for name in models:
     ideal = g / rate * 1e3 if g and rate else None
     over = a / ideal if a and ideal else None
     rates = f"{fmt(r1, '.0f')}, {fmt(r2, '.0f')}"
+    at_peak = g / peak_rate * 1e3 if g and peak_rate else None
+    over_peak = a / at_peak if a and at_peak else None
     print(f"| {name} | {fmt(a, '.1f')} | {fmt(b, '.1f')} | {fmt(ratio, '.2f')} | {best_ratio} | {fmt(g, '.2f')} "
-          f"| {rates} | {fmt(ideal, '.1f')} | {fmt(over, '.2f')} |")
+          f"| {rates} | {fmt(ideal, '.1f')} | {fmt(over, '.2f')} | {fmt(at_peak, '.1f')} | {fmt(over_peak, '.2f')} |")
 if "cube" in limit:
     c = limit["cube"]["gflops"]
     print(f"GEMM on the 2048 cube: {c['1']:.0f} GFLOP/s on 1 thread, {c['2']:.0f} on 2")
+if peak:
+    print("FMA peak: " + ", ".join(f"{v:.0f} GFLOP/s on {k} thread{'s' if k > 1 else ''}"
+                                   for k, v in sorted(peak.items())))
 print("(medians of 50 steps, batch 128, and the fastest of the 50 (under load, the least disturbed);"
       " PyTorch/ours > 1: recurrent is faster; ideal: the step's FLOPs at the better of the 1- and"
-      " 2-thread GEMM rates of its shape)")
+      " 2-thread GEMM rates of its shape; peak: the step's FLOPs at the FMA peak, a bound no"
+      " product reaches)")
 EOF

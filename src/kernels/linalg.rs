@@ -79,34 +79,116 @@ pub(crate) fn gemm<T: Scalar>(
     }
 }
 
+/// A row-major `[k, n]` right-hand side laid out for [`small_rows_times_packed`]: its blocks of
+/// [`COLUMN_BLOCK`] columns one after the other, each `[k, width]` row-major.
+///
+/// [`row_times_matrix`] reads the row-major matrix one half-row of 1 KB at a time, 2 KB apart,
+/// which the prefetchers follow badly: on an AMD EPYC Zen 5, a `[128, 512]` product of one row ran
+/// at 123 GB/s from the L2 cache in that layout and at 192 GB/s (1.37 instead of 2.13 us) with
+/// each block contiguous. An LSTM's inference on one sequence reuses its `W_h` at every step, so
+/// it packs it once per sequence.
+pub(crate) struct PackedColumns<T: Scalar> {
+    data: Vec<T>,
+    k: usize,
+    n: usize,
+}
+
+impl<T: Scalar> PackedColumns<T> {
+    /// Packs `b` `[k, n]` (any strides), in a buffer from the kernels' pool.
+    pub(crate) fn new(b: &ArrayView2<'_, T>) -> Self {
+        let (k, n) = b.dim();
+        let mut data = crate::kernels::workspace::take(k * n);
+        let standard = b.as_slice();
+        let mut next = 0;
+        let mut start = 0;
+        while start < n {
+            let width = COLUMN_BLOCK.min(n - start);
+            for (r, row) in b.rows().into_iter().enumerate() {
+                let out = &mut data[next..next + width];
+                match standard {
+                    Some(all) => out.copy_from_slice(&all[r * n + start..r * n + start + width]),
+                    None => out
+                        .iter_mut()
+                        .zip(row.iter().skip(start))
+                        .for_each(|(o, &v)| *o = v),
+                }
+                next += width;
+            }
+            start += width;
+        }
+        PackedColumns { data, k, n }
+    }
+}
+
+impl<T: Scalar> Drop for PackedColumns<T> {
+    fn drop(&mut self) {
+        crate::kernels::workspace::recycle(std::mem::take(&mut self.data));
+    }
+}
+
+/// `c = alpha * a @ b + beta * c` for `a` `[m, k]` with `m` at most [`SMALL_ROWS`] and `b`
+/// packed: the same sums in the same order as [`gemm`]'s small-row path (so the same bits).
+///
+/// # Panics
+/// If the shapes do not fit or a row of `a` or `c` is not contiguous.
+pub(crate) fn small_rows_times_packed<T: Scalar>(
+    alpha: T,
+    a: &ArrayView2<'_, T>,
+    b: &PackedColumns<T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) {
+    assert_eq!(
+        (a.ncols(), c.ncols()),
+        (b.k, b.n),
+        "small_rows_times_packed: shapes"
+    );
+    assert_eq!(a.nrows(), c.nrows(), "small_rows_times_packed: rows");
+    for (a_row, mut c_row) in a.rows().into_iter().zip(c.rows_mut()) {
+        let a_row = a_row.to_slice().expect("contiguous rows");
+        let c_row = c_row.as_slice_mut().expect("contiguous rows");
+        row_times_matrix_in(alpha, a_row, &b.data, true, beta, c_row);
+    }
+}
+
+/// [`row_times_matrix_in`] on a row-major `b`.
+fn row_times_matrix<T: Scalar>(alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+    row_times_matrix_in(alpha, a, b, false, beta, c)
+}
+
 isa_dispatch! {
-    /// `c = alpha * a @ b + beta * c` for one row `a` `[k]` and a row-major `b` `[k, n]` given
-    /// as its `k * n` elements: blocks of [`COLUMN_BLOCK`] columns of `c` are summed in
-    /// registers over `k`, in order, so `b` is read once. `c` is not read when `beta` is zero.
-    fn row_times_matrix / row_times_matrix_on<T>(
+    /// `c = alpha * a @ b + beta * c` for one row `a` `[k]` and `b` `[k, n]` given as its
+    /// `k * n` elements, row-major or (`packed`) as [`PackedColumns`] lays them out: blocks of
+    /// [`COLUMN_BLOCK`] columns of `c` are summed in registers over `k`, in order, so `b` is read
+    /// once. `c` is not read when `beta` is zero.
+    fn row_times_matrix_in / row_times_matrix_in_on<T>(
         alpha: T,
         a: &[T],
         b: &[T],
+        packed: bool,
         beta: T,
         c: &mut [T],
     ) {
         let n = c.len();
+        let k = a.len();
         let mut start = 0;
         while start < n {
             let width = COLUMN_BLOCK.min(n - start);
+            // Where the block's first row starts, and the distance between its rows.
+            let (base, stride) = if packed { (start * k, width) } else { (start, n) };
             let mut acc = [T::zero(); COLUMN_BLOCK];
             if width == COLUMN_BLOCK {
-                for (&v, row) in a.iter().zip(b.chunks_exact(n)) {
+                for (r, &v) in a.iter().enumerate() {
                     let s = alpha * v;
-                    let row = &row[start..start + COLUMN_BLOCK];
+                    let row = &b[base + r * stride..base + r * stride + COLUMN_BLOCK];
                     for j in 0..COLUMN_BLOCK {
                         acc[j] += s * row[j];
                     }
                 }
             } else {
-                for (&v, row) in a.iter().zip(b.chunks_exact(n)) {
+                for (r, &v) in a.iter().enumerate() {
                     let s = alpha * v;
-                    let row = &row[start..start + width];
+                    let row = &b[base + r * stride..base + r * stride + width];
                     for j in 0..width {
                         acc[j] += s * row[j];
                     }
@@ -204,11 +286,34 @@ mod tests {
             let bits = |isa| {
                 let mut c = vec![0.0f32; n];
                 let (a0, b0) = (af.row(0).to_vec(), bf.as_slice().unwrap());
-                row_times_matrix_on(isa, 1.0, &a0, b0, 0.0, &mut c);
+                row_times_matrix_in_on(isa, 1.0, &a0, b0, false, 0.0, &mut c);
                 c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             };
             for isa in crate::math::Isa::supported() {
                 assert_eq!(bits(isa), bits(crate::math::Isa::Portable));
+            }
+        }
+    }
+
+    /// The packed layout gives the bits of the row-major small-row path, for block-sized,
+    /// ragged and transposed (non-standard) right-hand sides, with and without `beta`.
+    #[test]
+    fn packed_columns_give_the_small_row_bits() {
+        for (m, k, n) in [(1, 128, 512), (4, 28, 300), (2, 7, 256), (1, 3, 1), (3, 130, 70)] {
+            let a = filled(m, k, 3).mapv(|v| v as f32);
+            let b = filled(k, n, 4).mapv(|v| v as f32);
+            let before = filled(m, n, 5).mapv(|v| v as f32);
+            let b_t = b.t().to_owned();
+            for b_view in [b.view(), b_t.t()] {
+                for beta in [0.0f32, 1.0, 0.5] {
+                    let mut want = before.clone();
+                    gemm(1.5, &a.view(), &b.view(), beta, &mut want.view_mut());
+                    let mut got = before.clone();
+                    let packed = PackedColumns::new(&b_view);
+                    small_rows_times_packed(1.5, &a.view(), &packed, beta, &mut got.view_mut());
+                    let bits = |x: &Array2<f32>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{m}x{k}x{n}, beta {beta}");
+                }
             }
         }
     }

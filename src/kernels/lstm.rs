@@ -10,7 +10,7 @@ use ndarray::{
     CowArray, Ix2,
 };
 
-use crate::kernels::linalg::gemm;
+use crate::kernels::linalg::{gemm, small_rows_times_packed, PackedColumns, SMALL_ROWS};
 use crate::kernels::math::{flush_subnormal, isa_dispatch};
 use crate::kernels::workspace;
 use crate::parallel::{run_shards, shard_rows};
@@ -294,6 +294,11 @@ impl<T: Scalar> ShardIo<'_, T> {
         }
         let no_peepholes = vec![T::zero(); if variant.is_basic() { 0 } else { units }];
         let (w, clip) = variant_weights(&variant, &no_peepholes);
+        // A shard of a few rows (inference on one sequence) reads all of W_h from the L2 cache
+        // at every step: laid out block by block once, it streams (the same sums, so the same
+        // bits as `gemm`'s small-row path).
+        let w_h_packed = (batch <= SMALL_ROWS && steps > 1 && w_h.is_standard_layout())
+            .then(|| PackedColumns::new(&w_h));
         for t in 0..steps {
             // The step writes its state straight into the next step's slots (or, at the last
             // step, into the final state): no per-step copies.
@@ -309,7 +314,12 @@ impl<T: Scalar> ShardIo<'_, T> {
                 (self.c_last.view_mut(), self.h_last.view_mut())
             };
             let mut z = buffers.gates.index_axis_mut(Axis(1), t);
-            gemm(T::one(), &h_prev, &w_h, T::one(), &mut z);
+            match &w_h_packed {
+                Some(packed) => {
+                    small_rows_times_packed(T::one(), &h_prev, packed, T::one(), &mut z)
+                }
+                None => gemm(T::one(), &h_prev, &w_h, T::one(), &mut z),
+            }
             let mut tanh_c = buffers.tanh_c.index_axis_mut(Axis(1), t);
             let mut c_raw = buffers.c_raw.index_axis_mut(Axis(1), t);
             let mut out = self.outputs.index_axis_mut(Axis(1), t);

@@ -37,7 +37,7 @@ pub(crate) fn with_pool_f64<R>(f: impl FnOnce(&mut Vec<Vec<f64>>) -> R) -> R {
 /// A buffer of `len` elements, reusing a pooled allocation when one fits, holding whatever
 /// values it last held (zeros when freshly allocated): for callers that write every element
 /// they later read.
-fn take<T: Scalar>(len: usize) -> Vec<T> {
+pub(crate) fn take<T: Scalar>(len: usize) -> Vec<T> {
     let reused = T::with_pool(|pool| {
         // The smallest buffer that fits, so large ones stay available for large requests.
         // Never a buffer more than four times too big: it would keep its whole size resident.
