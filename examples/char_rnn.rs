@@ -22,11 +22,11 @@
 //! `--save` writes the weights and the vocabulary (and the model's sizes) to one safetensors
 //! file; `--load FILE` rebuilds the model from it.
 //!
-//! Expected with the defaults (seed 42), measured 2026-12-01 on the project's 2-core AMD EPYC
-//! (Zen 5) while other builds shared the CPU (load average 7-9): training loss 4.72 bits per
-//! character over the first 100 steps, 2.22 over the last 100; `validation bits per character:
-//! 2.337` (484992 characters, 21 s); median 225 ms per training step (341 s for the 1500 steps,
-//! 362 s wall time). The README's "Text" section shows the sample.
+//! Expected with the defaults (seed 42), measured 2026-12-01 16:00 on the project's 2-core AMD
+//! EPYC (Zen 5), quiet (load average 1.4): training loss 4.72 bits per character over the first
+//! 100 steps, 2.22 over the last 100; `validation bits per character: 2.339` (484992 characters,
+//! 3.4 s); median 39.4 ms per training step (62 s for the 1500 steps,
+//! 65 s wall time). The README's "Text" section shows the sample.
 
 #[path = "common/errors.rs"]
 mod errors;

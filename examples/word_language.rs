@@ -20,12 +20,12 @@
 //! It prints the training loss per epoch with the time per step, then `test accuracy: X.XXXX`
 //! and a confusion matrix with the languages' names, then a summary line.
 //!
-//! Expected with the defaults (seed 42), measured 2026-12-01 on the project's 2-core AMD EPYC
-//! (Zen 5) while other builds shared the CPU (load average 7-8): training loss 0.984 over the
-//! first epoch, 0.462 over the fifth; `test accuracy: 0.8281` (13249 of 16000; chance 0.125),
-//! Dutch the hardest (75.5%) and Italian the easiest (89.3%); median 11.1 ms per training step
-//! (136 s for the 11250 steps, 140 s wall time). `--bidirectional`: 0.8227, median 36 ms per
-//! step (while a build ran beside it). The README's "Text" section shows the confusion matrix.
+//! Expected with the defaults (seed 42), measured 2026-12-01 16:00 on the project's 2-core AMD
+//! EPYC (Zen 5), quiet (load average 1.4-2.2): training loss 0.984 over the first epoch, 0.462
+//! over the fifth; `test accuracy: 0.8281` (13249 of 16000; chance 0.125), Dutch the hardest
+//! (75.5%) and Italian the easiest (89.3%); median 2.39 ms per training step (29 s for the 11250
+//! steps, 31 s wall time). `--bidirectional`: 0.8214, median 5.23 ms per
+//! step (66 s wall time). The README's "Text" section shows the confusion matrix.
 
 #[path = "common/errors.rs"]
 mod errors;

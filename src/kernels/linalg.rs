@@ -299,7 +299,13 @@ mod tests {
     /// ragged and transposed (non-standard) right-hand sides, with and without `beta`.
     #[test]
     fn packed_columns_give_the_small_row_bits() {
-        for (m, k, n) in [(1, 128, 512), (4, 28, 300), (2, 7, 256), (1, 3, 1), (3, 130, 70)] {
+        for (m, k, n) in [
+            (1, 128, 512),
+            (4, 28, 300),
+            (2, 7, 256),
+            (1, 3, 1),
+            (3, 130, 70),
+        ] {
             let a = filled(m, k, 3).mapv(|v| v as f32);
             let b = filled(k, n, 4).mapv(|v| v as f32);
             let before = filled(m, n, 5).mapv(|v| v as f32);
