@@ -634,42 +634,66 @@ fn time_major_gives_the_transposed_result() {
     assert_close(&tape.to_array(st.h), &tape.to_array(sb.h), 1e-14);
 }
 
-/// An inference tape runs the LSTM in per-shard buffers it does not keep; a training tape keeps
-/// whole-batch buffers for the backward pass. Same arithmetic, so the same bits, over a batch of
-/// several shards with lengths and an initial state.
+/// An inference tape runs the LSTM in per-shard buffers it does not keep (two state slots used in
+/// turn, not one per step); a training tape keeps whole-batch buffers for the backward pass.
+/// Same arithmetic, so the same bits: over a batch of several shards and over a few rows (the
+/// packed one-row product), for 1 to 5 steps, with lengths and an initial state, for the basic
+/// cell and for `LstmCell` with peepholes and a cell clip that acts.
 #[test]
 fn inference_and_training_tapes_give_identical_lstm_results() {
-    let (batch, time, input, units) = (150, 4, 3, 5);
-    let mut params = ParamStore::<f32>::new(9);
-    let cell = BasicLstmCell::new(&mut params, "lstm", input, units).unwrap();
-    let x = random(&[batch, time, input], 1.0, 13).mapv(|v| v as f32);
-    let c0 = random(&[batch, units], 0.5, 14).mapv(|v| v as f32);
-    let h0 = random(&[batch, units], 0.5, 15).mapv(|v| v as f32);
-    let lengths: Vec<usize> = (0..batch).map(|b| b % (time + 1)).collect();
-    let run = |tape: &Tape<'_, f32>| {
-        let state = LstmState {
-            c: tape.constant(c0.clone()),
-            h: tape.constant(h0.clone()),
-        };
-        let (out, last) = dynamic_rnn(
-            tape,
-            &cell,
-            tape.constant(x.clone()),
-            RnnOptions::default()
-                .initial_state(state)
-                .sequence_length(&lengths),
-        )
-        .unwrap();
-        (
-            tape.to_array(out),
-            tape.to_array(last.c),
-            tape.to_array(last.h),
-        )
-    };
-    let inference = run(&Tape::inference(&params));
-    let training = run(&Tape::new(&params));
-    assert_eq!(inference, training);
-    assert!(inference.0.iter().any(|&v| v != 0.0));
+    let (input, units) = (3, 5);
+    for (batch, time) in [(150, 4), (150, 1), (3, 2), (3, 5), (70, 3)] {
+        let mut params = ParamStore::<f32>::new(9);
+        let basic = BasicLstmCell::new(&mut params, "lstm", input, units).unwrap();
+        let variant = LstmCellConfig::new(units)
+            .with_peepholes(true)
+            .with_cell_clip(0.05)
+            .init(&mut params, "lstm_cell", input)
+            .unwrap();
+        let x = random(&[batch, time, input], 1.0, 13).mapv(|v| v as f32);
+        let c0 = random(&[batch, units], 0.5, 14).mapv(|v| v as f32);
+        let h0 = random(&[batch, units], 0.5, 15).mapv(|v| v as f32);
+        let lengths: Vec<usize> = (0..batch).map(|b| b % (time + 1)).collect();
+        fn run<C: Cell<State = LstmState>>(
+            tape: &Tape<'_, f32>,
+            cell: &C,
+            (x, c0, h0, lengths): (&ArrayD<f32>, &ArrayD<f32>, &ArrayD<f32>, &[usize]),
+        ) -> (ArrayD<f32>, ArrayD<f32>, ArrayD<f32>) {
+            let state = LstmState {
+                c: tape.constant(c0.clone()),
+                h: tape.constant(h0.clone()),
+            };
+            let (out, last) = dynamic_rnn(
+                tape,
+                cell,
+                tape.constant(x.clone()),
+                RnnOptions::default()
+                    .initial_state(state)
+                    .sequence_length(lengths),
+            )
+            .unwrap();
+            (
+                tape.to_array(out),
+                tape.to_array(last.c),
+                tape.to_array(last.h),
+            )
+        }
+        let data = (&x, &c0, &h0, lengths.as_slice());
+        let inference = run(&Tape::inference(&params), &basic, data);
+        let training = run(&Tape::new(&params), &basic, data);
+        assert_eq!(inference, training, "basic, batch {batch}, {time} steps");
+        assert!(inference.0.iter().any(|&v| v != 0.0));
+        let inference = run(&Tape::inference(&params), &variant, data);
+        let training = run(&Tape::new(&params), &variant, data);
+        assert_eq!(
+            inference, training,
+            "peepholes and clip, batch {batch}, {time} steps"
+        );
+        assert!(
+            inference.1.iter().any(|&v| v.abs() == 0.05),
+            "the clip acts"
+        );
+    }
 }
 
 #[test]
@@ -2470,7 +2494,7 @@ fn f32_and_f64_agree() {
 
 #[test]
 fn lstm_gradients_with_the_batch_split_across_threads() {
-    // 130 examples make three shards (44, 43, 43; at most 64 each), spread over the threads the
+    // 130 examples make three shards (44, 44, 42; at most 64 each), spread over the threads the
     // machine has; lengths differ within each shard.
     let mut params = ParamStore::<f64>::new(17);
     let cell = lstm(&mut params, "lstm", 2, 3, 170);
