@@ -3,9 +3,9 @@
 //! on one thread and on `RECURRENT_NUM_THREADS` (default: every core) at once.
 //!
 //! No matrix product reaches this figure, but it bounds them all. `compare.sh` prints it beside
-//! `torch.mm`'s rate because on some CPUs PyTorch's GEMM is far from it (MKL on AMD EPYC Zen 5 ran
-//! the 2048 cube at 220 GFLOP/s on 2 threads, against a peak of about 500), so a "GEMM-bound ideal"
-//! taken from `torch.mm` alone can be beaten.
+//! `torch.mm`'s rate because on some CPUs PyTorch's GEMM is far from it (MKL on an AMD EPYC Zen 5
+//! ran the 2048 cube at 213 GFLOP/s on 2 threads, against this peak of 509; 2026-12-01), so a
+//! "GEMM-bound ideal" taken from `torch.mm` alone can be beaten.
 //!
 //! Not a criterion bench (`harness = false`): `cargo bench --bench fma_peak`. Prints one line per
 //! thread count and the JSON `{"isa": .., "gflops": {"1": .., "N": ..}}` last (`null` rates on a
@@ -20,8 +20,9 @@ use serde_json::{json, Map, Value};
 /// current x86 cores), so the chains never wait on each other.
 const CHAINS: usize = 12;
 
-/// FMA rounds per chain in one call (about 0.1 s at 250 GFLOP/s on AVX-512).
-const ROUNDS: u64 = 100_000_000 / 16;
+/// FMA rounds per chain in one call: 24 GFLOP on AVX-512, about 0.1 s of one core at 250 GFLOP/s
+/// (long enough that starting the threads and the clock's ramp do not count).
+const ROUNDS: u64 = 62_500_000;
 
 /// Runs [`ROUNDS`] x [`CHAINS`] vector FMAs; returns the lanes per vector (0 without a path) and
 /// a value that depends on every result, so nothing is optimised away.
@@ -151,7 +152,10 @@ fn main() {
     for threads in counts {
         let r = rate(threads);
         match r {
-            Some(r) => println!("FMA peak ({isa}), {threads} threads: {r:.0} GFLOP/s"),
+            Some(r) => println!(
+                "FMA peak ({isa}), {threads} thread{}: {r:.0} GFLOP/s",
+                if threads == 1 { "" } else { "s" }
+            ),
             None => println!("FMA peak: no AVX-512 or AVX2+FMA path on this CPU"),
         }
         rates.insert(threads.to_string(), json!(r));

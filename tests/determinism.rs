@@ -6,12 +6,13 @@
 //!
 //! # Thread counts
 //! The fused LSTM splits a batch into shards that depend only on the batch size (at most 64
-//! examples each) and adds their partial weight gradients in shard order, whatever the number of
+//! examples each, and two from 32 examples up) and adds their partial weight gradients in shard order, whatever the number of
 //! threads that run them; each matrix product runs on one thread (the `gemm` crate is called with
 //! `Parallelism::None`). So parameters are bit-identical across thread counts too:
 //! [`same_bits_across_thread_counts`] trains a batch of 150 (three shards) with 1, 2 and 3 threads,
 //! in `f64` and, in [`same_f32_bits_across_thread_counts`], in `f32` (the precision of training,
-//! whose kernels take the AVX-512 or AVX2 paths on CPUs that have them).
+//! whose kernels take the AVX-512 or AVX2 paths on CPUs that have them); batches of 32 and 64
+//! (two shards) in [`two_shard_batches_same_f32_bits_across_thread_counts`].
 
 use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
@@ -38,6 +39,11 @@ fn train(seed: u64) -> Vec<(String, Vec<u64>)> {
 
 /// [`train`] in `T`.
 fn train_in<T: Scalar>(seed: u64) -> Vec<(String, Vec<u64>)> {
+    train_batch::<T>(seed, BATCH)
+}
+
+/// [`train_in`] on batches of `batch` examples.
+fn train_batch<T: Scalar>(seed: u64, batch: usize) -> Vec<(String, Vec<u64>)> {
     let mut params = ParamStore::<T>::new(seed);
     let cell = DropoutWrapper::new(
         BasicLstmCell::new(&mut params, "rnn/basic_lstm_cell", INPUT, UNITS).unwrap(),
@@ -50,14 +56,14 @@ fn train_in<T: Scalar>(seed: u64) -> Vec<(String, Vec<u64>)> {
     let mut opt = Adam::new(0.01).unwrap();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     for step in 0..STEPS {
-        let x = ArrayD::from_shape_simple_fn(IxDyn(&[BATCH, TIME, INPUT]), || {
+        let x = ArrayD::from_shape_simple_fn(IxDyn(&[batch, TIME, INPUT]), || {
             T::from_f64_lossy(rng.random_range(-1.0..1.0))
         });
-        let mut y = Array2::<T>::zeros((BATCH, CLASSES));
-        for b in 0..BATCH {
+        let mut y = Array2::<T>::zeros((batch, CLASSES));
+        for b in 0..batch {
             y[[b, rng.random_range(0..CLASSES)]] = T::one();
         }
-        let lengths: Vec<usize> = (0..BATCH).map(|_| rng.random_range(1..=TIME)).collect();
+        let lengths: Vec<usize> = (0..batch).map(|_| rng.random_range(1..=TIME)).collect();
         let (loss, grads) = {
             let tape = Tape::new(&params).with_seed(step);
             let xv = tape.constant(x);
@@ -148,6 +154,24 @@ fn same_f32_bits_across_thread_counts() {
     assert_eq!(runs[0], runs[1], "1 vs 2 threads");
     assert_eq!(runs[0], runs[2], "1 vs 3 threads");
     assert_ne!(runs[0], digest(&train_in::<f32>(6)), "the seed matters");
+}
+
+/// Batches of 32 and 64 are two shards of 16 and 32 (so that two cores share them): the same bits
+/// with 1, 2 and 3 threads too.
+#[test]
+fn two_shard_batches_same_f32_bits_across_thread_counts() {
+    for batch in [32, 64] {
+        let runs: Vec<_> = [1, 2, 3]
+            .into_iter()
+            .map(|threads| {
+                recurrent::parallel::set_num_threads(threads);
+                digest(&train_batch::<f32>(7, batch))
+            })
+            .collect();
+        recurrent::parallel::set_num_threads(0);
+        assert_eq!(runs[0], runs[1], "batch {batch}: 1 vs 2 threads");
+        assert_eq!(runs[0], runs[2], "batch {batch}: 1 vs 3 threads");
+    }
 }
 
 /// The fused LstmCell with peepholes and a cell clip (f32, batch 150: three shards, sequence

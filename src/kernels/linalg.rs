@@ -144,6 +144,11 @@ pub(crate) fn small_rows_times_packed<T: Scalar>(
         "small_rows_times_packed: shapes"
     );
     assert_eq!(a.nrows(), c.nrows(), "small_rows_times_packed: rows");
+    if b.k == 0 {
+        // As `gemm` does: nothing to sum, `c` scaled.
+        c.mapv_inplace(|v| v * beta);
+        return;
+    }
     for (a_row, mut c_row) in a.rows().into_iter().zip(c.rows_mut()) {
         let a_row = a_row.to_slice().expect("contiguous rows");
         let c_row = c_row.as_slice_mut().expect("contiguous rows");
