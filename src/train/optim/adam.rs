@@ -213,8 +213,9 @@ fn adam_element<T: Scalar>(w: T, g: T, m: T, v: T, k: &Coefficients<T>) -> (T, T
 
 isa_dispatch! {
     /// Whether the step gives finite values for every element (`finite` is and-ed with it):
-    /// one vectorised pass without early exit (for a language model's 881,301 weights the
-    /// strided `Zip` with early exit took about 3 ms a step, on the calling thread).
+    /// one vectorised pass without early exit. The strided `Zip` with early exit it replaces,
+    /// and the `Zip` update after it, took about 5% of char_rnn's CPU time (881,301 weights),
+    /// all on the calling thread while the pool's threads waited.
     fn adam_check / adam_check_on<T>(
         w: &[T],
         g: &[T],
