@@ -1,7 +1,6 @@
 //! Adagrad.
 
-use ndarray::Zip;
-
+use super::rule::{apply_checked, Rule};
 use super::{check_grads, check_learning_rate, check_positive, overflow, Optimizer, Slots};
 use crate::{Grads, ParamStore, Result, Scalar};
 
@@ -55,43 +54,32 @@ impl<T: Scalar> Optimizer<T> for Adagrad<T> {
         const OP: &str = "Adagrad::apply";
         check_grads(OP, params, grads, self.step + 1)?;
         self.slots.check(OP, params, grads)?;
-        let lr = T::from_f64_lossy(self.lr);
-        let step = |w: &mut T, g: T, a: &mut T| {
-            *a += g * g;
-            *w -= lr * g / a.sqrt();
+        let rule = AdagradRule {
+            lr: T::from_f64_lossy(self.lr),
         };
         let created = self
             .slots
             .ensure(params, grads, &[self.initial_accumulator_value]);
-        for (id, g) in grads.iter() {
-            let [accum] = self.slots.arrays(id) else {
-                unreachable!("one slot")
-            };
-            let finite = Zip::from(params.value(id))
-                .and(g)
-                .and(accum)
-                .all(|&w, &g, &a| {
-                    let (mut w, mut a) = (w, a);
-                    step(&mut w, g, &mut a);
-                    w.is_finite() && a.is_finite()
-                });
-            if !finite {
-                self.slots.remove(&created);
-                return Err(overflow(params, id, self.step + 1));
-            }
-        }
-        for (id, g) in grads.iter() {
-            let [accum] = self.slots.arrays_mut(id) else {
-                unreachable!("one slot")
-            };
-            Zip::from(params.value_mut(id))
-                .and(g)
-                .and(accum)
-                .for_each(|w, &g, a| step(w, g, a));
+        if let Err(id) = apply_checked(params, grads, &mut [&mut self.slots], &rule) {
+            self.slots.remove(&created);
+            return Err(overflow(params, id, self.step + 1));
         }
         self.step += 1;
         Ok(())
     }
 
     state_accessors!("Adagrad");
+}
+
+/// [`Adagrad`]'s update of `(var, [accum])`.
+struct AdagradRule<T> {
+    lr: T,
+}
+
+impl<T: Scalar> Rule<T, 1> for AdagradRule<T> {
+    #[inline(always)]
+    fn step(&self, w: T, g: T, [a]: [T; 1]) -> (T, [T; 1]) {
+        let a = a + g * g;
+        (w - self.lr * g / a.sqrt(), [a])
+    }
 }

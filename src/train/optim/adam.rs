@@ -1,12 +1,12 @@
 //! Adam and Adam with decoupled weight decay.
 
-use ndarray::{ArrayD, Zip};
+use ndarray::ArrayD;
 
+use super::rule::{apply_checked, Rule};
 use super::{
     check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, overflow,
     Optimizer, OptimizerState, Slots,
 };
-use crate::kernels::math::isa_dispatch;
 use crate::{Grads, ParamId, ParamStore, Result, Scalar};
 
 /// Adam (`tf.train.AdamOptimizer`; Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization").
@@ -131,52 +131,9 @@ impl<T: Scalar> Adam<T> {
             decay: weight_decay != 0.0,
         };
         let created = self.slots.ensure(params, grads, &[0.0, 0.0]);
-        // First every parameter's update is computed and checked, then written: an overflow
-        // anywhere leaves every parameter and slot as it was.
-        for (id, g) in grads.iter() {
-            let [m, v] = self.slots.arrays(id) else {
-                unreachable!("two slots")
-            };
-            let w = params.value(id);
-            let finite = match (w.as_slice(), g.as_slice(), m.as_slice(), v.as_slice()) {
-                (Some(w), Some(g), Some(m), Some(v)) => {
-                    let mut finite = true;
-                    adam_check(w, g, m, v, &k, &mut finite);
-                    finite
-                }
-                _ => Zip::from(w).and(g).and(m).and(v).all(|&w, &g, &m, &v| {
-                    let (w, m, v) = adam_element(w, g, m, v, &k);
-                    w.is_finite() && m.is_finite() && v.is_finite()
-                }),
-            };
-            if !finite {
-                self.slots.remove(&created);
-                return Err(overflow(params, id, self.step + 1));
-            }
-        }
-        for (id, g) in grads.iter() {
-            let [m, v] = self.slots.arrays_mut(id) else {
-                unreachable!("two slots")
-            };
-            let w = params.value_mut(id);
-            let contiguous = w.is_standard_layout()
-                && g.is_standard_layout()
-                && m.is_standard_layout()
-                && v.is_standard_layout();
-            match (contiguous, g.as_slice()) {
-                (true, Some(g)) => adam_update(
-                    w.as_slice_mut().expect("standard layout"),
-                    g,
-                    m.as_slice_mut().expect("standard layout"),
-                    v.as_slice_mut().expect("standard layout"),
-                    &k,
-                ),
-                _ => Zip::from(w)
-                    .and(g)
-                    .and(m)
-                    .and(v)
-                    .for_each(|w, &g, m, v| (*w, *m, *v) = adam_element(*w, g, *m, *v, &k)),
-            }
+        if let Err(id) = apply_checked(params, grads, &mut [&mut self.slots], &k) {
+            self.slots.remove(&created);
+            return Err(overflow(params, id, self.step + 1));
         }
         self.step += 1;
         Ok(())
@@ -195,60 +152,20 @@ struct Coefficients<T> {
     decay: bool,
 }
 
-/// One element's step: the new `(var, m, v)` from `var`, its gradient `g` and its slots. The
-/// slice loops and the strided fallback both call it, so they give the same bits.
-#[inline(always)]
-fn adam_element<T: Scalar>(w: T, g: T, m: T, v: T, k: &Coefficients<T>) -> (T, T, T) {
-    let m = k.b1 * m + k.one_b1 * g;
-    let v = k.b2 * v + k.one_b2 * g * g;
-    let adam = k.lr_t * m / (v.sqrt() + k.eps);
-    // Decoupled weight decay uses the value before the Adam update.
-    let w = if k.decay {
-        w - k.wd * w - adam
-    } else {
-        w - adam
-    };
-    (w, m, v)
-}
-
-isa_dispatch! {
-    /// Whether the step gives finite values for every element (`finite` is and-ed with it):
-    /// one vectorised pass without early exit. The strided `Zip` with early exit it replaces,
-    /// and the `Zip` update after it, took about 5% of char_rnn's CPU time (881,301 weights),
-    /// all on the calling thread while the pool's threads waited.
-    fn adam_check / adam_check_on<T>(
-        w: &[T],
-        g: &[T],
-        m: &[T],
-        v: &[T],
-        k: &Coefficients<T>,
-        finite: &mut bool,
-    ) {
-        let n = w.len();
-        let (g, m, v) = (&g[..n], &m[..n], &v[..n]);
-        let mut ok = true;
-        for i in 0..n {
-            let (w, m, v) = adam_element(w[i], g[i], m[i], v[i], k);
-            ok &= w.is_finite() & m.is_finite() & v.is_finite();
-        }
-        *finite &= ok;
-    }
-}
-
-isa_dispatch! {
-    /// The step written in place over contiguous slices.
-    fn adam_update / adam_update_on<T>(
-        w: &mut [T],
-        g: &[T],
-        m: &mut [T],
-        v: &mut [T],
-        k: &Coefficients<T>,
-    ) {
-        let n = w.len();
-        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            (w[i], m[i], v[i]) = adam_element(w[i], g[i], m[i], v[i], k);
-        }
+impl<T: Scalar> Rule<T, 2> for Coefficients<T> {
+    /// The new `(var, [m, v])`.
+    #[inline(always)]
+    fn step(&self, w: T, g: T, [m, v]: [T; 2]) -> (T, [T; 2]) {
+        let m = self.b1 * m + self.one_b1 * g;
+        let v = self.b2 * v + self.one_b2 * g * g;
+        let adam = self.lr_t * m / (v.sqrt() + self.eps);
+        // Decoupled weight decay uses the value before the Adam update.
+        let w = if self.decay {
+            w - self.wd * w - adam
+        } else {
+            w - adam
+        };
+        (w, [m, v])
     }
 }
 
@@ -383,73 +300,5 @@ impl<T: Scalar> Optimizer<T> for AdamW<T> {
 
     fn load_state(&mut self, params: &ParamStore<T>, state: &OptimizerState<T>) -> Result<()> {
         self.adam.load_state(params, state)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::math::Isa;
-
-    fn coefficients(decay: bool) -> Coefficients<f32> {
-        Coefficients {
-            lr_t: 0.013,
-            b1: 0.9,
-            b2: 0.999,
-            one_b1: 0.1,
-            one_b2: 0.001,
-            eps: 1e-7,
-            wd: if decay { 0.01 } else { 0.0 },
-            decay,
-        }
-    }
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(7);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 20_001) as f32 / 10_000.0 - 1.0
-            })
-            .collect()
-    }
-
-    /// The vectorised loops on every instruction set give the element function's bits (1000
-    /// elements: the vector loop and its tail), with and without decay; the check finds an
-    /// overflow anywhere and writes nothing.
-    #[test]
-    fn slice_loops_give_the_element_bits_and_the_check_finds_overflow() {
-        let n = 1000;
-        let (w, g, m) = (values(n, 1), values(n, 2), values(n, 3));
-        let v: Vec<f32> = values(n, 4).iter().map(|x| x.abs()).collect();
-        for decay in [false, true] {
-            let k = coefficients(decay);
-            let want: Vec<(f32, f32, f32)> = (0..n)
-                .map(|i| adam_element(w[i], g[i], m[i], v[i], &k))
-                .collect();
-            for isa in Isa::supported() {
-                let (mut w2, mut m2, mut v2) = (w.clone(), m.clone(), v.clone());
-                adam_update_on(isa, &mut w2, &g, &mut m2, &mut v2, &k);
-                for i in 0..n {
-                    let got = (w2[i].to_bits(), m2[i].to_bits(), v2[i].to_bits());
-                    let (a, b, c) = want[i];
-                    assert_eq!(
-                        got,
-                        (a.to_bits(), b.to_bits(), c.to_bits()),
-                        "{}",
-                        isa.name()
-                    );
-                }
-                let mut finite = true;
-                adam_check_on(isa, &w, &g, &m, &v, &k, &mut finite);
-                assert!(finite);
-                let mut huge = g.clone();
-                huge[n - 3] = f32::MAX;
-                adam_check_on(isa, &w, &huge, &m, &v, &k, &mut finite);
-                assert!(!finite, "{}: the overflow of g^2 is found", isa.name());
-            }
-        }
     }
 }

@@ -143,6 +143,7 @@ mod adagrad;
 mod adam;
 mod clip;
 mod rmsprop;
+mod rule;
 mod schedule;
 mod sgd;
 
@@ -455,11 +456,6 @@ impl<T: Scalar> Slots<T> {
         for id in ids {
             self.map.remove(id);
         }
-    }
-
-    /// The state of `id` (after [`Slots::ensure`]).
-    pub(crate) fn arrays(&self, id: ParamId) -> &[ArrayD<T>] {
-        &self.map[&id]
     }
 
     /// The state of `id`, mutably (after [`Slots::ensure`]).

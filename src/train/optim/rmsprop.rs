@@ -1,7 +1,8 @@
 //! RMSProp.
 
-use ndarray::{ArrayD, Zip};
+use ndarray::ArrayD;
 
+use super::rule::{apply_checked, Rule};
 use super::{
     check_grads, check_learning_rate, check_non_negative, check_positive, check_unit, overflow,
     Optimizer, OptimizerState, Slots,
@@ -122,16 +123,12 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
         let one_rho = T::from_f64_lossy(1.0 - self.decay);
         let mu = T::from_f64_lossy(self.momentum);
         let eps = T::from_f64_lossy(self.epsilon);
-        let centered_step = |w: &mut T, g: T, ms: &mut T, mom: &mut T, mg: &mut T| {
-            *ms = rho * *ms + one_rho * g * g;
-            *mg = rho * *mg + one_rho * g;
-            *mom = mu * *mom + lr * g / (*ms - *mg * *mg + eps).sqrt();
-            *w -= *mom;
-        };
-        let plain_step = |w: &mut T, g: T, ms: &mut T, mom: &mut T| {
-            *ms = rho * *ms + one_rho * g * g;
-            *mom = mu * *mom + lr * g / (*ms + eps).sqrt();
-            *w -= *mom;
+        let rule = RmsPropRule {
+            lr,
+            rho,
+            one_rho,
+            mu,
+            eps,
         };
         let created = self.slots.ensure(params, grads, &[1.0, 0.0]);
         let created_mg = if self.centered {
@@ -139,62 +136,15 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
         } else {
             Vec::new()
         };
-        for (id, g) in grads.iter() {
-            let [ms, mom] = self.slots.arrays(id) else {
-                unreachable!("two slots")
-            };
-            let finite = if self.centered {
-                let [mg] = self.mg.arrays(id) else {
-                    unreachable!("one slot")
-                };
-                Zip::from(params.value(id))
-                    .and(g)
-                    .and(ms)
-                    .and(mom)
-                    .and(mg)
-                    .all(|&w, &g, &ms, &mom, &mg| {
-                        let (mut w, mut ms, mut mom, mut mg) = (w, ms, mom, mg);
-                        centered_step(&mut w, g, &mut ms, &mut mom, &mut mg);
-                        w.is_finite() && ms.is_finite() && mom.is_finite() && mg.is_finite()
-                    })
-            } else {
-                Zip::from(params.value(id))
-                    .and(g)
-                    .and(ms)
-                    .and(mom)
-                    .all(|&w, &g, &ms, &mom| {
-                        let (mut w, mut ms, mut mom) = (w, ms, mom);
-                        plain_step(&mut w, g, &mut ms, &mut mom);
-                        w.is_finite() && ms.is_finite() && mom.is_finite()
-                    })
-            };
-            if !finite {
-                self.slots.remove(&created);
-                self.mg.remove(&created_mg);
-                return Err(overflow(params, id, self.step + 1));
-            }
-        }
-        for (id, g) in grads.iter() {
-            let [ms, mom] = self.slots.arrays_mut(id) else {
-                unreachable!("two slots")
-            };
-            if self.centered {
-                let [mg] = self.mg.arrays_mut(id) else {
-                    unreachable!("one slot")
-                };
-                Zip::from(params.value_mut(id))
-                    .and(g)
-                    .and(ms)
-                    .and(mom)
-                    .and(mg)
-                    .for_each(|w, &g, ms, mom, mg| centered_step(w, g, ms, mom, mg));
-            } else {
-                Zip::from(params.value_mut(id))
-                    .and(g)
-                    .and(ms)
-                    .and(mom)
-                    .for_each(|w, &g, ms, mom| plain_step(w, g, ms, mom));
-            }
+        let result = if self.centered {
+            apply_checked::<T, _, 3>(params, grads, &mut [&mut self.slots, &mut self.mg], &rule)
+        } else {
+            apply_checked::<T, _, 2>(params, grads, &mut [&mut self.slots], &rule)
+        };
+        if let Err(id) = result {
+            self.slots.remove(&created);
+            self.mg.remove(&created_mg);
+            return Err(overflow(params, id, self.step + 1));
         }
         self.step += 1;
         Ok(())
@@ -233,5 +183,33 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
         let mg = self.mg.import_some(OP, params, &state.slots, &known)?;
         (self.slots, self.mg, self.lr, self.step) = (slots, mg, lr, state.step);
         Ok(())
+    }
+}
+
+/// [`RmsProp`]'s update: of `(var, [ms, mom])`, or centered of `(var, [ms, mom, mg])`.
+struct RmsPropRule<T> {
+    lr: T,
+    rho: T,
+    one_rho: T,
+    mu: T,
+    eps: T,
+}
+
+impl<T: Scalar> Rule<T, 2> for RmsPropRule<T> {
+    #[inline(always)]
+    fn step(&self, w: T, g: T, [ms, mom]: [T; 2]) -> (T, [T; 2]) {
+        let ms = self.rho * ms + self.one_rho * g * g;
+        let mom = self.mu * mom + self.lr * g / (ms + self.eps).sqrt();
+        (w - mom, [ms, mom])
+    }
+}
+
+impl<T: Scalar> Rule<T, 3> for RmsPropRule<T> {
+    #[inline(always)]
+    fn step(&self, w: T, g: T, [ms, mom, mg]: [T; 3]) -> (T, [T; 3]) {
+        let ms = self.rho * ms + self.one_rho * g * g;
+        let mg = self.rho * mg + self.one_rho * g;
+        let mom = self.mu * mom + self.lr * g / (ms - mg * mg + self.eps).sqrt();
+        (w - mom, [ms, mom, mg])
     }
 }

@@ -1,7 +1,6 @@
 //! Gradient descent with and without momentum.
 
-use ndarray::Zip;
-
+use super::rule::{apply_checked, Rule};
 use super::{
     check_grads, check_learning_rate, check_non_negative, overflow, Optimizer, OptimizerState,
     Slots,
@@ -54,19 +53,11 @@ impl<T: Scalar> Optimizer<T> for GradientDescent {
         check_grads(OP, params, grads, self.step + 1)?;
         // `new` checked the rate in f64; here is where the element type is known.
         check_learning_rate::<T>(OP, self.lr)?;
-        let lr = T::from_f64_lossy(self.lr);
-        for (id, g) in grads.iter() {
-            let finite = Zip::from(params.value(id))
-                .and(g)
-                .all(|&w, &g| (w - lr * g).is_finite());
-            if !finite {
-                return Err(overflow(params, id, self.step + 1));
-            }
-        }
-        for (id, g) in grads.iter() {
-            Zip::from(params.value_mut(id))
-                .and(g)
-                .for_each(|w, &g| *w -= lr * g);
+        let rule = DescentRule {
+            lr: T::from_f64_lossy(self.lr),
+        };
+        if let Err(id) = apply_checked(params, grads, &mut [], &rule) {
+            return Err(overflow(params, id, self.step + 1));
         }
         self.step += 1;
         Ok(())
@@ -151,47 +142,51 @@ impl<T: Scalar> Optimizer<T> for Momentum<T> {
         const OP: &str = "Momentum::apply";
         check_grads(OP, params, grads, self.step + 1)?;
         self.slots.check(OP, params, grads)?;
-        let lr = T::from_f64_lossy(self.lr);
-        let mu = T::from_f64_lossy(self.momentum);
-        let nesterov = self.use_nesterov;
-        let step = |w: &mut T, g: T, a: &mut T| {
-            *a = mu * *a + g;
-            if nesterov {
-                *w -= lr * (g + mu * *a);
-            } else {
-                *w -= lr * *a;
-            }
+        let rule = MomentumRule {
+            lr: T::from_f64_lossy(self.lr),
+            mu: T::from_f64_lossy(self.momentum),
+            nesterov: self.use_nesterov,
         };
         let created = self.slots.ensure(params, grads, &[0.0]);
-        for (id, g) in grads.iter() {
-            let [accum] = self.slots.arrays(id) else {
-                unreachable!("one slot")
-            };
-            let finite = Zip::from(params.value(id))
-                .and(g)
-                .and(accum)
-                .all(|&w, &g, &a| {
-                    let (mut w, mut a) = (w, a);
-                    step(&mut w, g, &mut a);
-                    w.is_finite() && a.is_finite()
-                });
-            if !finite {
-                self.slots.remove(&created);
-                return Err(overflow(params, id, self.step + 1));
-            }
-        }
-        for (id, g) in grads.iter() {
-            let [accum] = self.slots.arrays_mut(id) else {
-                unreachable!("one slot")
-            };
-            Zip::from(params.value_mut(id))
-                .and(g)
-                .and(accum)
-                .for_each(|w, &g, a| step(w, g, a));
+        if let Err(id) = apply_checked(params, grads, &mut [&mut self.slots], &rule) {
+            self.slots.remove(&created);
+            return Err(overflow(params, id, self.step + 1));
         }
         self.step += 1;
         Ok(())
     }
 
     state_accessors!("Momentum");
+}
+
+/// [`GradientDescent`]'s update: `var - lr * g`.
+struct DescentRule<T> {
+    lr: T,
+}
+
+impl<T: Scalar> Rule<T, 0> for DescentRule<T> {
+    #[inline(always)]
+    fn step(&self, w: T, g: T, _: [T; 0]) -> (T, [T; 0]) {
+        (w - self.lr * g, [])
+    }
+}
+
+/// [`Momentum`]'s update of `(var, [accum])`.
+struct MomentumRule<T> {
+    lr: T,
+    mu: T,
+    nesterov: bool,
+}
+
+impl<T: Scalar> Rule<T, 1> for MomentumRule<T> {
+    #[inline(always)]
+    fn step(&self, w: T, g: T, [a]: [T; 1]) -> (T, [T; 1]) {
+        let a = self.mu * a + g;
+        let w = if self.nesterov {
+            w - self.lr * (g + self.mu * a)
+        } else {
+            w - self.lr * a
+        };
+        (w, [a])
+    }
 }
