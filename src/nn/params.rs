@@ -118,6 +118,22 @@ impl<T: Scalar> ParamStore<T> {
             .collect()
     }
 
+    /// Refuses a layer's or cell's parameters before any is drawn: `Err` naming `owner` and the
+    /// first of `names` that is taken, so that a refused layer leaves the store (and its
+    /// generator) as it was.
+    pub(crate) fn check_free<S: AsRef<str>>(&self, owner: &str, names: &[S]) -> Result<()> {
+        match names
+            .iter()
+            .map(AsRef::as_ref)
+            .find(|n| self.by_name.contains_key(*n))
+        {
+            Some(taken) => Err(Error::invalid(format!(
+                "{owner}: the parameter name {taken:?} is taken"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// A new parameter's name must be non-empty and free.
     fn check_name(&self, name: &str) -> Result<()> {
         if name.is_empty() {

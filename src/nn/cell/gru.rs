@@ -179,15 +179,8 @@ impl GruCellConfig {
         let [rows, gate_cols] = kernel_shape("GruCellConfig::init", input_size, num_units, 2)?;
         let scope = scope.into();
         // Names first, so that a refused name draws nothing from the generator.
-        if let Some(taken) = GRU_PARAMS
-            .iter()
-            .map(|n| scope.join(n))
-            .find(|n| params.id(n).is_some())
-        {
-            return Err(Error::invalid(format!(
-                "GruCell: the parameter name {taken:?} is taken"
-            )));
-        }
+        let names: Vec<String> = GRU_PARAMS.iter().map(|n| scope.join(n)).collect();
+        params.check_free("GruCell", &names)?;
         let rng = params.rng();
         let gate_kernel = Initializer::GlorotUniform.sample::<T>(&[rows, gate_cols], rng)?;
         let gate_bias = Initializer::Constant(1.0).sample::<T>(&[gate_cols], rng)?;

@@ -282,11 +282,7 @@ impl LayerNormLstmConfig {
         check_epsilon(self.epsilon)?;
         let scope = scope.into();
         let kernel_name = scope.join("kernel");
-        if params.id(&kernel_name).is_some() {
-            return Err(Error::invalid(format!(
-                "LayerNormBasicLstmCell: the parameter name {kernel_name:?} is taken"
-            )));
-        }
+        params.check_free("LayerNormBasicLstmCell", std::slice::from_ref(&kernel_name))?;
         let kernel = Initializer::GlorotUniform
             .sample::<T>(&[input_size + units, 4 * units], params.rng())?
             .into_dimensionality()

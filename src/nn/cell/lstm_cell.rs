@@ -202,15 +202,8 @@ impl LstmCellConfig {
         if self.num_proj.is_some() {
             names.push("projection/kernel");
         }
-        if let Some(taken) = names
-            .iter()
-            .map(|n| scope.join(n))
-            .find(|n| params.id(n).is_some())
-        {
-            return Err(Error::invalid(format!(
-                "LstmCell: the parameter name {taken:?} is taken"
-            )));
-        }
+        let full: Vec<String> = names.iter().map(|n| scope.join(n)).collect();
+        params.check_free("LstmCell", &full)?;
         let rng = params.rng();
         let mut draw = |shape: &[usize], init: Initializer| init.sample::<T>(shape, rng);
         let kernel = to2(draw(

@@ -265,15 +265,8 @@ impl<C: Cell> HighwayWrapper<C> {
         if !options.couple_carry_transform_gates {
             names.extend(["transform_w", "transform_b"]);
         }
-        if let Some(taken) = names
-            .iter()
-            .map(|name| scope.join(name))
-            .find(|name| params.id(name).is_some())
-        {
-            return Err(Error::invalid(format!(
-                "HighwayWrapper: the parameter name {taken:?} is taken"
-            )));
-        }
+        let full: Vec<String> = names.iter().map(|name| scope.join(name)).collect();
+        params.check_free("HighwayWrapper", &full)?;
         let mut values = Vec::new();
         for (k, name) in names.iter().enumerate() {
             let init = match k {
