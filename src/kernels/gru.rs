@@ -805,19 +805,8 @@ isa_dispatch! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_support::{assert_same_bits_on_every_isa, values};
     use crate::math::Isa;
-
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                ((s % 20_001) as f32 / 10_000.0 - 1.0) * scale
-            })
-            .collect()
-    }
 
     /// Every instruction set this CPU has gives the portable path's bits (37 units: vector
     /// loops and scalar tails).
@@ -855,17 +844,10 @@ mod tests {
             reset_after_grads_row_on(
                 isa, &dh, &za, &zca, &drh, &h, &mut dzga, &mut dzca, &mut dzha, &mut dhpa,
             );
-            [
+            vec![
                 z, zc, rh, hn, dzc, dzg, dhp, za, zca, hna, dzga, dzca, dzha, dhpa,
             ]
-            .concat()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect::<Vec<_>>()
         };
-        let portable = run(Isa::Portable);
-        for isa in Isa::supported() {
-            assert_eq!(run(isa), portable, "{}", isa.name());
-        }
+        assert_same_bits_on_every_isa(run);
     }
 }

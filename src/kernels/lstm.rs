@@ -888,19 +888,8 @@ fn flatten_rows<T: Scalar>(a: ArrayView3<'_, T>) -> CowArray<'_, T, Ix2> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_support::{assert_same_bits_on_every_isa, values};
     use crate::math::Isa;
-
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                ((s % 20_001) as f32 / 10_000.0 - 1.0) * scale
-            })
-            .collect()
-    }
 
     /// The step and its gradients on every instruction set this CPU has give the portable
     /// path's bits (37 units: the vector loops and their scalar tails both run).
@@ -917,16 +906,9 @@ mod tests {
             step_row_on(isa, &mut z, &c_prev, &mut c, &mut tc, &mut h, 1.0f32);
             let (mut dc, mut dz) = (dc.clone(), vec![0.0; 4 * units]);
             gate_gradients_on(isa, &z, &c_prev, &tc, &dh, &mut dc, &mut dz);
-            [z, c, tc, h, dc, dz]
-                .concat()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
+            vec![z, c, tc, h, dc, dz]
         };
-        let portable = run(Isa::Portable);
-        for isa in Isa::supported() {
-            assert_eq!(run(isa), portable, "{}", isa.name());
-        }
+        assert_same_bits_on_every_isa(run);
     }
 
     /// The peephole / clip step and its gradients give the portable path's bits on every
@@ -963,16 +945,9 @@ mod tests {
                 [&mut a, &mut b, &mut d],
                 0.8,
             );
-            [z, raw, c, tc, h, dc, dz, a, b, d]
-                .concat()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
+            vec![z, raw, c, tc, h, dc, dz, a, b, d]
         };
-        let portable = run(Isa::Portable);
-        for isa in Isa::supported() {
-            assert_eq!(run(isa), portable, "{}", isa.name());
-        }
+        assert_same_bits_on_every_isa(run);
     }
 
     /// The step in f64 against the equations written out.

@@ -9,4 +9,6 @@ pub(crate) mod linalg;
 pub(crate) mod lstm;
 pub mod math;
 pub mod parallel;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub(crate) mod workspace;
