@@ -13,15 +13,16 @@
 //! variant without criterion, for `valgrind --tool=callgrind` (the difference between two step
 //! counts divided by the difference of the counts is one step, setup excluded).
 
-use std::hint::black_box;
-use std::time::Duration;
+mod variants;
 
-use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
+use std::hint::black_box;
+
 use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recurrent::cell::{Cell, GruCell, GruCellConfig};
 use recurrent::{dynamic_rnn, ParamStore, RnnOptions, Tape};
+use variants::Variants;
 
 const BATCH: usize = 128;
 const STEPS: usize = 28;
@@ -77,7 +78,7 @@ fn cells() -> Cells {
     }
 }
 
-impl Cells {
+impl Variants for Cells {
     fn run(&self, name: &str) -> f32 {
         let (p, x) = (&self.params, &self.x);
         match name {
@@ -95,35 +96,6 @@ const NAMES: [&str; 3] = [
     "reset_after_tape",
 ];
 
-fn gru_variants(c: &mut Criterion) {
-    let cells = cells();
-    let mut group = c.benchmark_group("gru_variants");
-    group
-        .throughput(Throughput::Elements(BATCH as u64))
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
-    for name in NAMES {
-        group.bench_function(name, |b| b.iter(|| cells.run(name)));
-    }
-    group.finish();
-}
-
-criterion_group!(benches, gru_variants);
-
 fn main() {
-    if let Ok(name) = std::env::var("GRU_VARIANTS_ONLY") {
-        let steps: usize = std::env::var("GRU_VARIANTS_STEPS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1);
-        let cells = cells();
-        for _ in 0..steps {
-            black_box(cells.run(&name));
-        }
-        return;
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    variants::main("gru_variants", "GRU_VARIANTS", &NAMES, BATCH, cells);
 }

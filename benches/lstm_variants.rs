@@ -19,15 +19,16 @@
 //! criterion, for `valgrind --tool=callgrind` (the difference between two step counts divided
 //! by the difference of the counts is the cost of one step, setup excluded).
 
-use std::hint::black_box;
-use std::time::Duration;
+mod variants;
 
-use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
+use std::hint::black_box;
+
 use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recurrent::cell::{BasicLstmCell, Cell, LayerNormBasicLstmCell, LstmCell, LstmCellConfig};
 use recurrent::{dynamic_rnn, ParamStore, RnnOptions, Tape};
+use variants::Variants;
 
 const BATCH: usize = 128;
 const STEPS: usize = 28;
@@ -93,7 +94,7 @@ fn cells() -> Cells {
     }
 }
 
-impl Cells {
+impl Variants for Cells {
     fn run(&self, name: &str) -> f32 {
         let (p, x) = (&self.params, &self.x);
         match name {
@@ -123,35 +124,6 @@ const NAMES: [&str; 8] = [
     "layer_norm_lstm",
 ];
 
-fn lstm_variants(c: &mut Criterion) {
-    let cells = cells();
-    let mut group = c.benchmark_group("lstm_variants");
-    group
-        .throughput(Throughput::Elements(BATCH as u64))
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
-    for name in NAMES {
-        group.bench_function(name, |b| b.iter(|| cells.run(name)));
-    }
-    group.finish();
-}
-
-criterion_group!(benches, lstm_variants);
-
 fn main() {
-    if let Ok(name) = std::env::var("LSTM_VARIANTS_ONLY") {
-        let steps: usize = std::env::var("LSTM_VARIANTS_STEPS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1);
-        let cells = cells();
-        for _ in 0..steps {
-            black_box(cells.run(&name));
-        }
-        return;
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    variants::main("lstm_variants", "LSTM_VARIANTS", &NAMES, BATCH, cells);
 }
