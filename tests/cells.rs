@@ -1372,6 +1372,53 @@ fn flat_concat(t: &Tape<'_, f64>, vars: &[Var]) -> recurrent::Result<Var> {
     t.concat(&flat, 0)
 }
 
+/// What [`through_wrapping_runners`] returns.
+struct WrappingRuns<F, B, M> {
+    fw_out: Var,
+    bw_out: Var,
+    fw_state: F,
+    bw_state: B,
+    static_outs: Vec<Var>,
+    stack_out: Var,
+    stack_state: M,
+}
+
+/// `x` with `lengths` through the runners that wrap a cell: `bidirectional_dynamic_rnn` and
+/// `static_bidirectional_rnn` of `fw` and `bw`, and `dynamic_rnn` of `stack`.
+fn through_wrapping_runners<F: Cell, B: Cell, M: Cell>(
+    t: &Tape<'_, f64>,
+    (fw, bw, stack): (&F, &B, &M),
+    x: Var,
+    lengths: &[usize],
+) -> recurrent::Result<WrappingRuns<F::State, B::State, M::State>> {
+    let ((fw_out, bw_out), (fw_state, bw_state)) = bidirectional_dynamic_rnn(
+        t,
+        fw,
+        bw,
+        x,
+        BidirectionalOptions::default().sequence_length(lengths),
+    )?;
+    let steps = t.unstack(x, 1)?;
+    let (static_outs, _, _) = static_bidirectional_rnn(
+        t,
+        fw,
+        bw,
+        &steps,
+        BidirectionalOptions::default().sequence_length(lengths),
+    )?;
+    let (stack_out, stack_state) =
+        dynamic_rnn(t, stack, x, RnnOptions::default().sequence_length(lengths))?;
+    Ok(WrappingRuns {
+        fw_out,
+        bw_out,
+        fw_state,
+        bw_state,
+        static_outs,
+        stack_out,
+        stack_state,
+    })
+}
+
 #[test]
 fn lstm_cell_through_bidirectional_runners_and_multicell() {
     let mut params = ParamStore::<f64>::new(5);
@@ -1388,27 +1435,15 @@ fn lstm_cell_through_bidirectional_runners_and_multicell() {
     let lengths = [3usize, 2];
     let tol = Tolerance::default();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
-            t,
-            &fw,
-            &bw,
-            v[0],
-            BidirectionalOptions::default().sequence_length(&lengths),
-        )?;
-        let steps = t.unstack(v[0], 1)?;
-        let (outs, _, _) = static_bidirectional_rnn(
-            t,
-            &fw,
-            &bw,
-            &steps,
-            BidirectionalOptions::default().sequence_length(&lengths),
-        )?;
-        let (m_out, m_states) = dynamic_rnn(
-            t,
-            &stack,
-            v[0],
-            RnnOptions::default().sequence_length(&lengths),
-        )?;
+        let WrappingRuns {
+            fw_out: f,
+            bw_out: b,
+            fw_state: sf,
+            bw_state: sb,
+            static_outs: outs,
+            stack_out: m_out,
+            stack_state: m_states,
+        } = through_wrapping_runners(t, (&fw, &bw, &stack), v[0], &lengths)?;
         flat_concat(
             t,
             &[
@@ -1916,27 +1951,15 @@ fn layer_norm_lstm_gradients_runners_multicell_and_contract() {
     let x = random(&[2, 3, 2], 1.0, 444);
     let lengths = [3usize, 2];
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
-            t,
-            &fw,
-            &bw,
-            v[0],
-            BidirectionalOptions::default().sequence_length(&lengths),
-        )?;
-        let steps = t.unstack(v[0], 1)?;
-        let (outs, _, _) = static_bidirectional_rnn(
-            t,
-            &fw,
-            &bw,
-            &steps,
-            BidirectionalOptions::default().sequence_length(&lengths),
-        )?;
-        let (m_out, m_states) = dynamic_rnn(
-            t,
-            &stack,
-            v[0],
-            RnnOptions::default().sequence_length(&lengths),
-        )?;
+        let WrappingRuns {
+            fw_out: f,
+            bw_out: b,
+            fw_state: sf,
+            bw_state: sb,
+            static_outs: outs,
+            stack_out: m_out,
+            stack_state: m_states,
+        } = through_wrapping_runners(t, (&fw, &bw, &stack), v[0], &lengths)?;
         flat_concat(t, &[f, b, sf.c, sb.h, outs[1], m_out, m_states[0].c])
     })
     .unwrap()
@@ -3442,27 +3465,15 @@ fn gru_reset_after_gradients_through_every_runner() {
     .unwrap()
     .assert_ok();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let ((f, b), (sf, sb)) = bidirectional_dynamic_rnn(
-            t,
-            &cell,
-            &bw,
-            v[0],
-            BidirectionalOptions::default().sequence_length(&lengths),
-        )?;
-        let steps = t.unstack(v[0], 1)?;
-        let (outs, _, _) = static_bidirectional_rnn(
-            t,
-            &cell,
-            &bw,
-            &steps,
-            BidirectionalOptions::default().sequence_length(&lengths),
-        )?;
-        let (m_out, m_states) = dynamic_rnn(
-            t,
-            &stack,
-            v[0],
-            RnnOptions::default().sequence_length(&lengths),
-        )?;
+        let WrappingRuns {
+            fw_out: f,
+            bw_out: b,
+            fw_state: sf,
+            bw_state: sb,
+            static_outs: outs,
+            stack_out: m_out,
+            stack_state: m_states,
+        } = through_wrapping_runners(t, (&cell, &bw, &stack), v[0], &lengths)?;
         flat_concat(
             t,
             &[
