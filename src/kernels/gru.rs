@@ -202,16 +202,23 @@ impl<T: Scalar> ForwardShard<'_, T> {
             project(&x, &c_x, w.candidate_bias, self.candidate.view_mut());
         }
         let lengths = self.lengths;
-        let mut h_next = Array2::<T>::zeros((batch, units));
         // The variant is fixed for the sequence: chosen once, not at every step.
         if let Some(b_ch) = w.candidate_recurrent_bias {
             for t in 0..steps {
-                self.step_reset_after(t, g_h, c_h, b_ch, &mut h_next);
+                self.step_reset_after(t, g_h, c_h, b_ch);
             }
             return;
         }
         for t in 0..steps {
-            let h_prev = self.h_prev.index_axis(Axis(1), t);
+            // The step writes its state straight into the next step's slot (or, at the last
+            // step, into the final state): no per-step copy.
+            let (now, mut later) = self.h_prev.view_mut().split_at(Axis(1), t + 1);
+            let h_prev = now.index_axis(Axis(1), t);
+            let mut h_next = if t + 1 < steps {
+                later.index_axis_mut(Axis(1), 0)
+            } else {
+                self.h_last.view_mut()
+            };
             let mut zg = self.gates.index_axis_mut(Axis(1), t);
             gemm(T::one(), &h_prev, &g_h, T::one(), &mut zg);
             let mut rh = self.rh.index_axis_mut(Axis(1), t);
@@ -255,16 +262,6 @@ impl<T: Scalar> ForwardShard<'_, T> {
                     .expect("contiguous")
                     .copy_from_slice(hn);
             }
-            self.advance(t, &h_next);
-        }
-    }
-
-    /// Moves the new state `h_next` of step `t` to where step `t + 1` (or the caller) reads it.
-    fn advance(&mut self, t: usize, h_next: &Array2<T>) {
-        if t + 1 < self.h_prev.dim().1 {
-            self.h_prev.index_axis_mut(Axis(1), t + 1).assign(h_next);
-        } else {
-            self.h_last.assign(h_next);
         }
     }
 
@@ -276,10 +273,16 @@ impl<T: Scalar> ForwardShard<'_, T> {
         g_h: ArrayView2<'_, T>,
         c_h: ArrayView2<'_, T>,
         b_ch: &[T],
-        h_next: &mut Array2<T>,
     ) {
         let lengths = self.lengths;
-        let h_prev = self.h_prev.index_axis(Axis(1), t);
+        let steps = self.h_prev.dim().1;
+        let (now, mut later) = self.h_prev.view_mut().split_at(Axis(1), t + 1);
+        let h_prev = now.index_axis(Axis(1), t);
+        let mut h_next = if t + 1 < steps {
+            later.index_axis_mut(Axis(1), 0)
+        } else {
+            self.h_last.view_mut()
+        };
         let mut zg = self.gates.index_axis_mut(Axis(1), t);
         gemm(T::one(), &h_prev, &g_h, T::one(), &mut zg);
         let mut hn = self.rh.index_axis_mut(Axis(1), t);
@@ -317,7 +320,6 @@ impl<T: Scalar> ForwardShard<'_, T> {
                 .expect("contiguous")
                 .copy_from_slice(h);
         }
-        self.advance(t, h_next);
     }
 }
 
