@@ -162,61 +162,211 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding then subtracting 1.5 * 2^23 rounds an `f32` of magnitude below 2^22 to an integer.
-const ROUND: f32 = 12_582_912.0;
+pub(crate) const ROUND: f32 = 12_582_912.0;
 
-/// `exp(x)` for `x <= 88`; 0 below `-87.33`, where the result would be subnormal. Callers only
-/// pass non-positive arguments.
-#[inline(always)]
-fn exp_f32(x: f32) -> f32 {
-    let underflow = x < -87.336_55;
-    let x = x.clamp(-87.336_55, 88.0);
-    let shifted = x * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    // The integer n sits in the low mantissa bits of `shifted`.
-    let n_int = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let e = p * r * r + r + 1.0;
-    let result = e * f32::from_bits(((n_int + 127) << 23) as u32);
-    if underflow {
-        0.0
-    } else {
-        result
+/// What the activations compute on: one `f32` (the loops over slices, which the compiler
+/// vectorises), or a few vectors' worth in lockstep ([`Lockstep`]). Every method is the same IEEE
+/// operation on each lane (or an exact bit operation or select), so every kind gives the same
+/// bits; the tests compare them.
+pub(crate) trait Lanes:
+    Copy
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
+    /// Every lane `v`.
+    fn splat(v: f32) -> Self;
+    /// `|x|` per lane.
+    fn abs(self) -> Self;
+    /// `-|x|` per lane.
+    fn neg_abs(self) -> Self;
+    /// [`f32::copysign`] per lane.
+    fn copysign(self, sign: Self) -> Self;
+    /// `self * 2^n` per lane for the integer `n` in `[-126, 0]` that `n` holds, and that
+    /// `shifted` holds in its low mantissa bits as `shifted - ROUND` ([`exp`]'s range
+    /// reduction): exact scaling by a power of two, rounded once.
+    fn times_pow2(self, n: Self, shifted: Self) -> Self;
+    /// Per lane: `then` where `self < bound`, else `otherwise` (so `otherwise` where `self` is
+    /// NaN).
+    fn where_below(self, bound: f32, then: Self, otherwise: Self) -> Self;
+    /// [`flush_subnormal`] per lane: zero where `|x|` is below the smallest normal `f32`.
+    fn flush_subnormal(self) -> Self;
+}
+
+impl Lanes for f32 {
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        v
     }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+    #[inline(always)]
+    fn neg_abs(self) -> Self {
+        -f32::abs(self)
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        f32::copysign(self, sign)
+    }
+    #[inline(always)]
+    fn times_pow2(self, _n: Self, shifted: Self) -> Self {
+        let n = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+        self * f32::from_bits(((n + 127) << 23) as u32)
+    }
+    #[inline(always)]
+    fn where_below(self, bound: f32, then: Self, otherwise: Self) -> Self {
+        if self < bound {
+            then
+        } else {
+            otherwise
+        }
+    }
+    #[inline(always)]
+    fn flush_subnormal(self) -> Self {
+        flush_subnormal(self)
+    }
+}
+
+/// `K` values of lanes computed operation by operation: each step of an activation runs on all
+/// `K` before the next step, so the compiler emits `K` independent instructions per step. The
+/// activations are long chains of dependent operations: one vector at a time, they wait on
+/// latency; in lockstep, several chains share the pipelines.
+#[derive(Clone, Copy)]
+pub(crate) struct Lockstep<L, const K: usize>(pub [L; K]);
+
+impl<L: Lanes, const K: usize> Lockstep<L, K> {
+    // Plain loops over arrays: `std::array::from_fn` is not always inlined, and then nothing is
+    // vectorised.
+    #[inline(always)]
+    fn map(mut self, f: impl Fn(L) -> L) -> Self {
+        for v in self.0.iter_mut() {
+            *v = f(*v);
+        }
+        self
+    }
+    #[inline(always)]
+    fn zip(mut self, other: Self, f: impl Fn(L, L) -> L) -> Self {
+        for (v, &w) in self.0.iter_mut().zip(&other.0) {
+            *v = f(*v, w);
+        }
+        self
+    }
+}
+
+macro_rules! lockstep_op {
+    ($trait:ident, $method:ident, $op:tt) => {
+        impl<L: Lanes, const K: usize> std::ops::$trait for Lockstep<L, K> {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, other: Self) -> Self {
+                self.zip(other, |a, b| a $op b)
+            }
+        }
+    };
+}
+lockstep_op!(Add, add, +);
+lockstep_op!(Sub, sub, -);
+lockstep_op!(Mul, mul, *);
+lockstep_op!(Div, div, /);
+
+impl<L: Lanes, const K: usize> Lanes for Lockstep<L, K> {
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        Lockstep([L::splat(v); K])
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        self.map(L::abs)
+    }
+    #[inline(always)]
+    fn neg_abs(self) -> Self {
+        self.map(L::neg_abs)
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        self.zip(sign, L::copysign)
+    }
+    #[inline(always)]
+    fn times_pow2(mut self, n: Self, shifted: Self) -> Self {
+        for (l, v) in self.0.iter_mut().enumerate() {
+            *v = v.times_pow2(n.0[l], shifted.0[l]);
+        }
+        self
+    }
+    #[inline(always)]
+    fn where_below(mut self, bound: f32, then: Self, otherwise: Self) -> Self {
+        for (l, v) in self.0.iter_mut().enumerate() {
+            *v = v.where_below(bound, then.0[l], otherwise.0[l]);
+        }
+        self
+    }
+    #[inline(always)]
+    fn flush_subnormal(self) -> Self {
+        self.map(L::flush_subnormal)
+    }
+}
+
+/// `exp(x)` for `x <= 0`; 0 below `-87.33`, where the result would be subnormal. (The callers
+/// pass `-|y|` or `-2|y|`.)
+#[inline(always)]
+fn exp<L: Lanes>(x: L) -> L {
+    let c = L::splat;
+    let unclamped = x;
+    // Raised to -87.34, so that 2^n below stays normal (n >= -126).
+    let x = x.where_below(-87.336_55, c(-87.336_55), x);
+    let shifted = x * c(LOG2E) + c(ROUND);
+    let n = shifted - c(ROUND);
+    let r = x - n * c(LN2_HI) - n * c(LN2_LO);
+    let p = ((((c(1.987_569_1e-4) * r + c(1.398_199_9e-3)) * r + c(8.333_452e-3)) * r
+        + c(4.166_579_6e-2))
+        * r
+        + c(1.666_666_5e-1))
+        * r
+        + c(0.5);
+    let e = p * r * r + r + c(1.0);
+    let result = e.times_pow2(n, shifted);
+    unclamped.where_below(-87.336_55, c(0.0), result)
+}
+
+/// The logistic sigmoid, `1 / (1 + exp(-x))`.
+#[inline(always)]
+pub(crate) fn sigmoid<L: Lanes>(x: L) -> L {
+    let e = exp(x.neg_abs());
+    let s = L::splat(1.0) / (L::splat(1.0) + e);
+    // `s` for x >= 0 and for NaN (which `s` carries), `e * s` below 0.
+    x.where_below(0.0, e * s, s)
 }
 
 #[inline(always)]
 pub(crate) fn sigmoid_f32(x: f32) -> f32 {
-    let e = exp_f32(-x.abs());
-    let s = 1.0 / (1.0 + e);
-    if x >= 0.0 || x.is_nan() {
-        s
-    } else {
-        e * s
-    }
+    sigmoid(x)
+}
+
+/// `tanh(x)`.
+#[inline(always)]
+pub(crate) fn tanh<L: Lanes>(x: L) -> L {
+    let c = L::splat;
+    let a = x.abs();
+    let z = x * x;
+    let small = ((((c(-5.704_988_7e-3) * z + c(2.063_908_8e-2)) * z - c(5.373_971_6e-2)) * z
+        + c(1.333_144_2e-1))
+        * z
+        - c(3.333_328e-1))
+        * z
+        * x
+        + x;
+    let e = exp(c(-2.0) * a);
+    let large = (c(1.0) - e) / (c(1.0) + e);
+    // tanh is odd; copysign keeps -0.0 negative.
+    a.where_below(0.625, small, large).copysign(x)
 }
 
 #[inline(always)]
 pub(crate) fn tanh_f32(x: f32) -> f32 {
-    let a = x.abs();
-    let z = x * x;
-    let small =
-        ((((-5.704_988_7e-3 * z + 2.063_908_8e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328e-1)
-            * z
-            * x
-            + x;
-    let e = exp_f32(-2.0 * a);
-    let large = ((1.0 - e) / (1.0 + e)).copysign(x);
-    if a < 0.625 {
-        // tanh is odd; copysign keeps -0.0 negative.
-        small.copysign(x)
-    } else {
-        large
-    }
+    tanh(x)
 }
 
 /// `x`, or zero when `x` is subnormal (below the smallest normal value in magnitude).
@@ -284,6 +434,19 @@ mod tests {
             0.0, -0.0, 1e-30, -1e-30, 1e-7, 0.624_999, 0.625, 88.5, -88.5, 1e30, -1e30,
         ]);
         xs
+    }
+
+    /// Lanes in lockstep give the scalar bits.
+    #[test]
+    fn lockstep_gives_the_scalar_bits() {
+        for chunk in sweep().chunks_exact(5) {
+            let x = Lockstep::<f32, 5>(chunk.try_into().unwrap());
+            let (s, t) = (sigmoid(x), tanh(x));
+            for (l, &v) in chunk.iter().enumerate() {
+                assert_eq!(s.0[l].to_bits(), sigmoid_f32(v).to_bits(), "sigmoid({v})");
+                assert_eq!(t.0[l].to_bits(), tanh_f32(v).to_bits(), "tanh({v})");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub(crate) mod gru;
 pub(crate) mod linalg;
 pub(crate) mod lstm;
+pub(crate) mod lstm_tiles;
 pub mod math;
 pub mod parallel;
 #[cfg(test)]
