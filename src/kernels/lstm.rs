@@ -271,8 +271,10 @@ struct StepBuffers<'a, T> {
 
 impl<T: Scalar> ShardIo<'_, T> {
     /// Runs the shard's whole sequence: the input projection of every step as one product, then
-    /// per step `h_{t-1} @ W_h` and the gates, writing the outputs and the final state, and
-    /// (with `keep`) the activated gates and `tanh(c)` for the backward pass.
+    /// per step `h_{t-1} @ W_h` and the gates (or, for inference on AVX-512, each step's
+    /// projection, product and cell tile by tile: [`PackedRecurrent`]), writing the outputs and
+    /// the final state, and (with `keep`) the activated gates and `tanh(c)` for the backward
+    /// pass.
     #[allow(clippy::too_many_arguments)]
     fn run(
         mut self,

@@ -1,5 +1,6 @@
-//! The compute kernels under the cells: the fused LSTM sequence kernel, vectorised activations,
-//! matrix products, the per-thread buffer pool and the threads that run batch shards.
+//! The compute kernels under the cells: the fused LSTM and GRU sequence kernels, the LSTM's tiled
+//! inference step on AVX-512, vectorised activations, matrix products, the per-thread buffer pool
+//! and the threads that run batch shards.
 //!
 //! Only [`math`] and [`parallel`] are public (re-exported at the crate root); the rest is
 //! private machinery that the cells call.
