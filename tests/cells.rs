@@ -641,8 +641,14 @@ fn time_major_gives_the_transposed_result() {
 /// cell and for `LstmCell` with peepholes and a cell clip that acts.
 #[test]
 fn inference_and_training_tapes_give_identical_lstm_results() {
-    let (input, units) = (3, 5);
-    for (batch, time) in [(150, 4), (150, 1), (3, 2), (3, 5), (70, 3)] {
+    // Inference on AVX-512 runs larger shards of the basic LSTM tile by tile: one ragged group
+    // of 16 units, two groups, and inner dimensions of 2, which stay on the gemm path.
+    let sizes = [(3, 5), (4, 20), (2, 5), (3, 2)];
+    let cases = [(150, 4), (150, 1), (3, 2), (3, 5), (70, 3)];
+    for ((input, units), (batch, time)) in sizes
+        .into_iter()
+        .flat_map(|size| cases.into_iter().map(move |case| (size, case)))
+    {
         let mut params = ParamStore::<f32>::new(9);
         let basic = BasicLstmCell::new(&mut params, "lstm", input, units).unwrap();
         let variant = LstmCellConfig::new(units)
@@ -681,13 +687,16 @@ fn inference_and_training_tapes_give_identical_lstm_results() {
         let data = (&x, &c0, &h0, lengths.as_slice());
         let inference = run(&Tape::inference(&params), &basic, data);
         let training = run(&Tape::new(&params), &basic, data);
-        assert_eq!(inference, training, "basic, batch {batch}, {time} steps");
+        assert_eq!(
+            inference, training,
+            "basic, {input} inputs, {units} units, batch {batch}, {time} steps"
+        );
         assert!(inference.0.iter().any(|&v| v != 0.0));
         let inference = run(&Tape::inference(&params), &variant, data);
         let training = run(&Tape::new(&params), &variant, data);
         assert_eq!(
             inference, training,
-            "peepholes and clip, batch {batch}, {time} steps"
+            "peepholes and clip, {input} inputs, {units} units, batch {batch}, {time} steps"
         );
         assert!(
             inference.1.iter().any(|&v| v.abs() == 0.05),

@@ -211,17 +211,28 @@ pub(crate) fn forward<T: Scalar>(
         })
         .collect();
     run_shards(shards, |(io, buffers)| match buffers {
-        Some(buffers) => io.run(buffers, w_x, w_h, bias, forget_bias, variant, true),
+        Some(buffers) => io.run(buffers, w_x, w_h, bias, forget_bias, variant, None),
         None => {
             // Nothing is kept for a backward pass: the states need two slots (the step's input
             // and output, in turn) and tanh(c) and the raw c one, not one per step
             // (`StepBuffers`); 2.8 MB less per shard of 64 rows of LSTM(128), in cache.
             let shard_rows = io.x.dim().0;
-            // The tiled step (below) never writes the pre-activations to memory.
-            let tiled =
-                variant.is_basic() && PackedRecurrent::serves::<T>(shard_rows, in_size, units);
+            // Shards of the basic LSTM in f32 on AVX-512 with more than a few rows run each
+            // step's input projection, product and cell tile by tile (`lstm_tiles`; the bits of
+            // the products through `gemm` and the gate loop), never writing the pre-activations
+            // to memory. Not for training: storing the gates and tanh(c) for the backward pass
+            // from the tiles, into rows a whole sequence apart, made lstm128's training step
+            // slower (6.5-6.6 against 6.2-6.4 ms on an AMD EPYC Zen 5).
+            let tiled = variant
+                .is_basic()
+                .then(|| PackedRecurrent::for_shard(shard_rows, &w_x, &w_h, bias))
+                .flatten();
             let mut own = [
-                workspace::scratch((shard_rows, if tiled { 0 } else { steps }, 4 * units)),
+                workspace::scratch((
+                    shard_rows,
+                    if tiled.is_some() { 0 } else { steps },
+                    4 * units,
+                )),
                 workspace::scratch((shard_rows, steps.min(2), units)),
                 workspace::scratch((shard_rows, steps.min(2), units)),
                 workspace::scratch((shard_rows, steps.min(1), units)),
@@ -235,7 +246,7 @@ pub(crate) fn forward<T: Scalar>(
                 tanh_c: tanh_c.view_mut(),
                 c_raw: c_raw.view_mut(),
             };
-            io.run(buffers, w_x, w_h, bias, forget_bias, variant, false);
+            io.run(buffers, w_x, w_h, bias, forget_bias, variant, tiled);
             own.into_iter().for_each(workspace::recycle_array);
         }
     });
@@ -271,10 +282,9 @@ struct StepBuffers<'a, T> {
 
 impl<T: Scalar> ShardIo<'_, T> {
     /// Runs the shard's whole sequence: the input projection of every step as one product, then
-    /// per step `h_{t-1} @ W_h` and the gates (or, for inference on AVX-512, each step's
-    /// projection, product and cell tile by tile: [`PackedRecurrent`]), writing the outputs and
-    /// the final state, and (with `keep`) the activated gates and `tanh(c)` for the backward
-    /// pass.
+    /// per step `h_{t-1} @ W_h` and the gates (or, given `tiled` weights, each step's
+    /// projection, product and cell tile by tile: [`PackedRecurrent`]), writing the outputs, the
+    /// final state and, in the buffers that have a slot per step, what the backward pass reads.
     #[allow(clippy::too_many_arguments)]
     fn run(
         mut self,
@@ -284,23 +294,13 @@ impl<T: Scalar> ShardIo<'_, T> {
         bias: &[T],
         forget_bias: T,
         variant: Variant<'_, T>,
-        keep: bool,
+        tiled: Option<PackedRecurrent>,
     ) {
         buffers.c_prev.index_axis_mut(Axis(1), 0).assign(&self.c0);
         buffers.h_prev.index_axis_mut(Axis(1), 0).assign(&self.h0);
         let lengths = self.lengths;
         let (batch, steps, in_size) = self.x.dim();
         let units = bias.len() / 4;
-        // For inference, shards of the basic LSTM in f32 on AVX-512 with more than a few rows
-        // run each step's input projection, product and cell tile by tile (`lstm_tiles`; the
-        // same bits as the products through `gemm` and the gate loop below). Not for training:
-        // storing the gates and tanh(c) for the backward pass from the tiles, into rows a whole
-        // sequence apart, made lstm128's training step slower (6.5-6.6 against 6.2-6.4 ms on
-        // an AMD EPYC Zen 5).
-        let tiled =
-            (!keep && variant.is_basic() && PackedRecurrent::serves::<T>(batch, in_size, units))
-                .then(|| PackedRecurrent::new(&w_x, &w_h, bias))
-                .flatten();
         let mut alive_rows = vec![true; if tiled.is_some() { batch } else { 0 }];
         if tiled.is_none() {
             // Input projection of every step at once: [batch * time, in] @ W_x + bias.
@@ -753,6 +753,7 @@ pub(crate) fn basic_cell<T: Scalar>(
 /// in the tiled step): the same operations in the same order, so the same bits (`lstm_tiles`'
 /// tests compare the two paths).
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the AVX-512 tiles
 pub(crate) fn basic_cell_lanes<L: Lanes>(
     zi: L,
     zj: L,

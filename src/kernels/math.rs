@@ -162,7 +162,7 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding then subtracting 1.5 * 2^23 rounds an `f32` of magnitude below 2^22 to an integer.
-pub(crate) const ROUND: f32 = 12_582_912.0;
+const ROUND: f32 = 12_582_912.0;
 
 /// What the activations compute on: one `f32` (the loops over slices, which the compiler
 /// vectorises), or a few vectors' worth in lockstep ([`Lockstep`]). Every method is the same IEEE
@@ -191,6 +191,7 @@ pub(crate) trait Lanes:
     /// NaN).
     fn where_below(self, bound: f32, then: Self, otherwise: Self) -> Self;
     /// [`flush_subnormal`] per lane: zero where `|x|` is below the smallest normal `f32`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the AVX-512 tiles
     fn flush_subnormal(self) -> Self;
 }
 
@@ -235,8 +236,10 @@ impl Lanes for f32 {
 /// activations are long chains of dependent operations: one vector at a time, they wait on
 /// latency; in lockstep, several chains share the pipelines.
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the AVX-512 tiles
 pub(crate) struct Lockstep<L, const K: usize>(pub [L; K]);
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl<L: Lanes, const K: usize> Lockstep<L, K> {
     // Plain loops over arrays: `std::array::from_fn` is not always inlined, and then nothing is
     // vectorised.
@@ -439,7 +442,12 @@ mod tests {
     /// Lanes in lockstep give the scalar bits.
     #[test]
     fn lockstep_gives_the_scalar_bits() {
-        for chunk in sweep().chunks_exact(5) {
+        let mut xs = sweep();
+        xs.extend([f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+        while !xs.len().is_multiple_of(5) {
+            xs.push(0.5);
+        }
+        for chunk in xs.chunks_exact(5) {
             let x = Lockstep::<f32, 5>(chunk.try_into().unwrap());
             let (s, t) = (sigmoid(x), tanh(x));
             for (l, &v) in chunk.iter().enumerate() {
