@@ -717,7 +717,8 @@ isa_dispatch! {
             &mut h_next[..units],
         );
         for k in 0..units {
-            let (i, j, f, o, c, th, h) = basic_cell(zi[k], zj[k], zf[k], zo[k], c_prev[k], forget_bias);
+            let (i, j, f, o, c, th, h) =
+                basic_cell(zi[k], zj[k], zf[k], zo[k], c_prev[k], forget_bias);
             (zi[k], zj[k], zf[k], zo[k]) = (i, j, f, o);
             c_next[k] = c;
             tanh_c[k] = th;
@@ -728,8 +729,8 @@ isa_dispatch! {
 
 /// The basic LSTM cell on one unit, from its gate pre-activations and `c_prev`: the activated
 /// gates `(i, j, f, o)`, then `c_next`, `tanh(c_next)` and `h_next` as [`step_row`] documents.
-/// [`step_row`] and the tiled step ([`super::lstm_tiles`]) both run this, so they agree bit for
-/// bit.
+/// [`step_row`] runs this; the tiled step ([`super::lstm_tiles`]) runs [`basic_cell_lanes`], the
+/// same operations on lanes, written beside it so that the two read alike.
 #[inline(always)]
 #[allow(clippy::type_complexity)]
 pub(crate) fn basic_cell<T: Scalar>(

@@ -99,7 +99,7 @@ impl PackedRecurrent {
         assert_eq!(
             (w_x.ncols(), w_h.ncols(), bias.len()),
             (GATES * units, GATES * units, GATES * units),
-            "PackedRecurrent::new: weights for {units} units"
+            "PackedRecurrent::for_shard: weights for {units} units"
         );
         let bias: Vec<f32> = bias.iter().map(|&b| as_f32_value(b)).collect();
         let bias = ArrayView2::from_shape((1, GATES * units), &bias).expect("one row");
@@ -122,43 +122,19 @@ impl PackedRecurrent {
     pub(crate) fn step<T: Scalar>(&self, views: StepViews<'_, T>, forget_bias: T, alive: &[bool]) {
         let rows = views.h_prev.nrows();
         let (in_size, units) = (self.in_size, self.units);
-        let expect = |what: &str, dim: (usize, usize), want: (usize, usize), stride: isize| {
+        fn expect<T>(what: &str, view: ArrayView2<'_, T>, want: (usize, usize)) {
+            let (dim, stride) = (view.dim(), view.strides()[1]);
             assert!(
                 dim == want && (stride == 1 || want.1 <= 1),
                 "PackedRecurrent::step: {what} is {dim:?} (column stride {stride}), not {want:?}"
             );
-        };
-        expect("x", views.x.dim(), (rows, in_size), views.x.strides()[1]);
-        expect(
-            "h_prev",
-            views.h_prev.dim(),
-            (rows, units),
-            views.h_prev.strides()[1],
-        );
-        expect(
-            "c_prev",
-            views.c_prev.dim(),
-            (rows, units),
-            views.c_prev.strides()[1],
-        );
-        expect(
-            "c_next",
-            views.c_next.dim(),
-            (rows, units),
-            views.c_next.strides()[1],
-        );
-        expect(
-            "h_next",
-            views.h_next.dim(),
-            (rows, units),
-            views.h_next.strides()[1],
-        );
-        expect(
-            "out",
-            views.out.dim(),
-            (rows, units),
-            views.out.strides()[1],
-        );
+        }
+        expect("x", views.x.view(), (rows, in_size));
+        expect("h_prev", views.h_prev.view(), (rows, units));
+        expect("c_prev", views.c_prev.view(), (rows, units));
+        expect("c_next", views.c_next.view(), (rows, units));
+        expect("h_next", views.h_next.view(), (rows, units));
+        expect("out", views.out.view(), (rows, units));
         assert_eq!(alive.len(), rows, "PackedRecurrent::step: alive");
         let forget_bias = as_f32_value(forget_bias);
         let rows_of = |p: *const T, strides: &[isize]| Rows {
@@ -180,7 +156,7 @@ impl PackedRecurrent {
         );
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the kernels use AVX-512 only where the CPU has it (`isa()`, asserted), and
-        // `T` is `f32` (asserted by `as_f32_value`); the packed weights have the sizes `new`
+        // `T` is `f32` (asserted by `as_f32_value`); the packed weights have the sizes `for_shard`
         // gave them; every row pointer and stride comes from a view of the asserted shape with
         // contiguous rows, and the written views are unique borrows, the read ones shared
         // borrows, so nothing read is written during the call.

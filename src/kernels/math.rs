@@ -164,10 +164,10 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding then subtracting 1.5 * 2^23 rounds an `f32` of magnitude below 2^22 to an integer.
 const ROUND: f32 = 12_582_912.0;
 
-/// What the activations compute on: one `f32` (the loops over slices, which the compiler
-/// vectorises), or a few vectors' worth in lockstep ([`Lockstep`]). Every method is the same IEEE
-/// operation on each lane (or an exact bit operation or select), so every kind gives the same
-/// bits; the tests compare them.
+/// What the activations compute on: one `f32` (in the loops over slices, which the compiler
+/// vectorises), one AVX-512 vector (the tiled LSTM step's `V16`), or several values in lockstep
+/// ([`Lockstep`]). Every method is the same IEEE operation on each lane (or an exact bit
+/// operation or select), so every kind gives the same bits; the tests compare them.
 pub(crate) trait Lanes:
     Copy
     + std::ops::Add<Output = Self>
