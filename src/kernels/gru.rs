@@ -186,6 +186,24 @@ fn project<T: Scalar>(
     gemm(T::one(), x, w, T::one(), &mut z);
 }
 
+/// Step `t`'s states: `h_{t-1}` (slot `t` of `h_prev`, for reading) and where `h_t` goes, the next
+/// slot or, at the last step, the final state `h_last`. The step writes its state there
+/// directly: no per-step copy.
+fn state_views<'v, T: Scalar>(
+    h_prev: &'v mut ArrayViewMut3<'_, T>,
+    h_last: &'v mut ArrayViewMut2<'_, T>,
+    t: usize,
+) -> (ArrayViewMut2<'v, T>, ArrayViewMut2<'v, T>) {
+    let steps = h_prev.dim().1;
+    let (now, later) = h_prev.view_mut().split_at(Axis(1), t + 1);
+    let h_next = if t + 1 < steps {
+        later.index_axis_move(Axis(1), 0)
+    } else {
+        h_last.view_mut()
+    };
+    (now.index_axis_move(Axis(1), t), h_next)
+}
+
 impl<T: Scalar> ForwardShard<'_, T> {
     fn run(mut self, w: Weights<'_, T>) {
         let (batch, steps, in_size) = self.x.dim();
@@ -210,15 +228,8 @@ impl<T: Scalar> ForwardShard<'_, T> {
             return;
         }
         for t in 0..steps {
-            // The step writes its state straight into the next step's slot (or, at the last
-            // step, into the final state): no per-step copy.
-            let (now, mut later) = self.h_prev.view_mut().split_at(Axis(1), t + 1);
-            let h_prev = now.index_axis(Axis(1), t);
-            let mut h_next = if t + 1 < steps {
-                later.index_axis_mut(Axis(1), 0)
-            } else {
-                self.h_last.view_mut()
-            };
+            let (h_prev, mut h_next) = state_views(&mut self.h_prev, &mut self.h_last, t);
+            let h_prev = h_prev.view();
             let mut zg = self.gates.index_axis_mut(Axis(1), t);
             gemm(T::one(), &h_prev, &g_h, T::one(), &mut zg);
             let mut rh = self.rh.index_axis_mut(Axis(1), t);
@@ -275,14 +286,8 @@ impl<T: Scalar> ForwardShard<'_, T> {
         b_ch: &[T],
     ) {
         let lengths = self.lengths;
-        let steps = self.h_prev.dim().1;
-        let (now, mut later) = self.h_prev.view_mut().split_at(Axis(1), t + 1);
-        let h_prev = now.index_axis(Axis(1), t);
-        let mut h_next = if t + 1 < steps {
-            later.index_axis_mut(Axis(1), 0)
-        } else {
-            self.h_last.view_mut()
-        };
+        let (h_prev, mut h_next) = state_views(&mut self.h_prev, &mut self.h_last, t);
+        let h_prev = h_prev.view();
         let mut zg = self.gates.index_axis_mut(Axis(1), t);
         gemm(T::one(), &h_prev, &g_h, T::one(), &mut zg);
         let mut hn = self.rh.index_axis_mut(Axis(1), t);

@@ -694,7 +694,7 @@ isa_dispatch! {
     /// A function of its own, dispatched on the instruction set ([`crate::math`]): the slices
     /// arrive as separate arguments, which tells the compiler they do not overlap, and the
     /// activations are inlined into one vectorised loop.
-    fn step_row / step_row_on<T>(
+    pub(crate) fn step_row / step_row_on<T>(
         z: &mut [T],
         c_prev: &[T],
         c_next: &mut [T],
@@ -717,42 +717,23 @@ isa_dispatch! {
             &mut h_next[..units],
         );
         for k in 0..units {
-            let (i, j, f, o, c, th, h) =
-                basic_cell(zi[k], zj[k], zf[k], zo[k], c_prev[k], forget_bias);
+            let i = zi[k].sigmoid_elem();
+            let j = zj[k].tanh_elem();
+            let f = (zf[k] + forget_bias).sigmoid_elem();
+            let o = zo[k].sigmoid_elem();
             (zi[k], zj[k], zf[k], zo[k]) = (i, j, f, o);
+            let c = flush_subnormal(c_prev[k] * f + i * j);
             c_next[k] = c;
+            let th = c.tanh_elem();
             tanh_c[k] = th;
-            h_next[k] = h;
+            h_next[k] = flush_subnormal(th * o);
         }
     }
 }
 
-/// The basic LSTM cell on one unit, from its gate pre-activations and `c_prev`: the activated
-/// gates `(i, j, f, o)`, then `c_next`, `tanh(c_next)` and `h_next` as [`step_row`] documents.
-/// [`step_row`] runs this; the tiled step ([`super::lstm_tiles`]) runs [`basic_cell_lanes`], the
-/// same operations on lanes, written beside it so that the two read alike.
-#[inline(always)]
-#[allow(clippy::type_complexity)]
-pub(crate) fn basic_cell<T: Scalar>(
-    zi: T,
-    zj: T,
-    zf: T,
-    zo: T,
-    c_prev: T,
-    forget_bias: T,
-) -> (T, T, T, T, T, T, T) {
-    let i = zi.sigmoid_elem();
-    let j = zj.tanh_elem();
-    let f = (zf + forget_bias).sigmoid_elem();
-    let o = zo.sigmoid_elem();
-    let c = flush_subnormal(c_prev * f + i * j);
-    let th = c.tanh_elem();
-    (i, j, f, o, c, th, flush_subnormal(th * o))
-}
-
-/// [`basic_cell`]'s `[c_next, h_next]` on lanes of `f32` ([`Lanes`]: several vectors in lockstep
-/// in the tiled step): the same operations in the same order, so the same bits (`lstm_tiles`'
-/// tests compare the two paths).
+/// [`step_row`]'s `[c_next, h_next]` on lanes of `f32` ([`Lanes`]: several vectors in lockstep in
+/// the tiled step): the same operations in the same order, so the same bits (`lstm_tiles`' tests
+/// compare the two paths). Kept beside `step_row` so that the two read alike.
 #[inline(always)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the AVX-512 tiles
 pub(crate) fn basic_cell_lanes<L: Lanes>(
@@ -769,19 +750,6 @@ pub(crate) fn basic_cell_lanes<L: Lanes>(
     let o = sigmoid(zo);
     let c = (c_prev * f + i * j).flush_subnormal();
     [c, (tanh(c) * o).flush_subnormal()]
-}
-
-/// [`step_row`] for other modules' tests.
-#[cfg(test)]
-pub(crate) fn step_row_for_tests(
-    z: &mut [f32],
-    c_prev: &[f32],
-    c_next: &mut [f32],
-    tanh_c: &mut [f32],
-    h_next: &mut [f32],
-    forget_bias: f32,
-) {
-    step_row(z, c_prev, c_next, tanh_c, h_next, forget_bias)
 }
 
 isa_dispatch! {

@@ -733,7 +733,7 @@ mod tests {
             let mut c_want = Array2::<f32>::zeros((rows, units));
             let (mut th_want, mut h_want) = (c_want.clone(), c_want.clone());
             for r in 0..rows {
-                crate::kernels::lstm::step_row_for_tests(
+                crate::kernels::lstm::step_row(
                     z.row_mut(r).as_slice_mut().unwrap(),
                     c_prev.row(r).to_slice().unwrap(),
                     c_want.row_mut(r).as_slice_mut().unwrap(),

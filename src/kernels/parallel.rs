@@ -12,8 +12,8 @@
 //! `mnist_lstm`: 11% of it.
 //!
 //! The shards depend only on the batch size (at most [`MAX_ROWS_PER_SHARD`] examples each, and
-//! two from twice [`MIN_ROWS_PER_SHARD`] up), never on the thread count, and their partial sums are added in shard order: results are
-//! bit-identical whatever the number of threads.
+//! two from twice [`MIN_ROWS_PER_SHARD`] up), never on the thread count, and their partial sums
+//! are added in shard order: results are bit-identical whatever the number of threads.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

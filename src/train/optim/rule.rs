@@ -5,10 +5,10 @@
 //! twice, first only checking that every new value is finite (nothing written, so a step that
 //! would overflow leaves the parameters and slots as they were), then writing. Both passes are
 //! plain loops over contiguous slices, compiled for the instruction sets of [`crate::math`]
-//! (`on_chosen_isa!`) and vectorised (the check has no early exit): the strided `ndarray::Zip` loops they replace took
-//! 0.8-3 ms per step for 881,301 weights (AMD EPYC Zen 5, one thread), on the calling thread
-//! while the kernels' threads wait.
-//! Both passes call the same [`Rule::step`], so they agree bit for bit, on every path.
+//! (`on_chosen_isa!`) and vectorised (the check has no early exit): the strided `ndarray::Zip`
+//! loops they replace took 0.8-3 ms per step for 881,301 weights (AMD EPYC Zen 5, one thread),
+//! on the calling thread while the kernels' threads wait. Both passes call the same
+//! [`Rule::step`], so they agree bit for bit, on every path.
 
 use ndarray::ArrayD;
 
@@ -194,13 +194,8 @@ mod tests {
     }
 
     fn values(rows: usize, cols: usize, seed: u32) -> Array2<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(3);
-        Array2::from_shape_simple_fn((rows, cols), || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s % 20_001) as f32 / 10_000.0 - 1.0
-        })
+        let v = crate::kernels::test_support::values(rows * cols, seed, 1.0);
+        Array2::from_shape_vec((rows, cols), v).expect("rows * cols values")
     }
 
     /// Standard and other layouts give the scalar loop's bits (rows of 37: the vector loops'
