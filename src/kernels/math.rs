@@ -109,6 +109,49 @@ pub fn isa() -> Isa {
     }
 }
 
+/// Calls `$body(args)` compiled for the instruction set `isa`: one copy of the (inlined) body per
+/// path, each under its `#[target_feature]`, and the portable one. `[$generics]` are the body's
+/// generic parameters as declared (`T: Scalar, const S: usize`), all inferred from the
+/// arguments. Panics, naming `$what`, if the CPU lacks that path.
+///
+/// [`isa_dispatch!`] builds on this for bodies generic over the element type; the optimizers'
+/// passes (`optim/rule.rs`), also generic over their rule, call it directly. (A closure inlined
+/// into one target-feature function was tried for those instead and not vectorised: Adam's step
+/// took twice as long.)
+macro_rules! on_isa {
+    (
+        $what:expr, $isa:expr,
+        $body:ident[$($generics:tt)*]($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty
+    ) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx512<$($generics)*>($($arg: $ty),*) -> $ret {
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx2<$($generics)*>($($arg: $ty),*) -> $ret {
+            $body($($arg),*)
+        }
+
+        let isa: $crate::math::Isa = $isa;
+        assert!(isa.is_supported(), "{}: this CPU has no {} path", $what, isa.name());
+        match isa {
+            // SAFETY: the CPU supports the features the function is compiled for (asserted).
+            #[cfg(target_arch = "x86_64")]
+            $crate::math::Isa::Avx512 => unsafe { avx512($($arg),*) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            $crate::math::Isa::Avx2 => unsafe { avx2($($arg),*) },
+            _ => $body($($arg),*),
+        }
+    }};
+}
+pub(crate) use on_isa;
+
 /// Defines `$name(args)`, which runs `$body` compiled for [`isa`]'s choice, and
 /// `$name_on(isa, args)`, which runs it compiled for the given path (for tests that compare
 /// paths; it panics if the CPU lacks that path). The body is generic over `T: Scalar`.
@@ -128,30 +171,9 @@ macro_rules! isa_dispatch {
             #[allow(clippy::too_many_arguments)]
             fn body<T: $crate::Scalar>($($arg: $ty),*) $body
 
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx512<T: $crate::Scalar>($($arg: $ty),*) {
-                body::<T>($($arg),*)
-            }
-
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx2<T: $crate::Scalar>($($arg: $ty),*) {
-                body::<T>($($arg),*)
-            }
-
-            assert!(isa.is_supported(), "{}: this CPU has no {} path", stringify!($name), isa.name());
-            match isa {
-                // SAFETY: the CPU supports the features the function is compiled for (asserted).
-                #[cfg(target_arch = "x86_64")]
-                $crate::math::Isa::Avx512 => unsafe { avx512::<T>($($arg),*) },
-                // SAFETY: as above.
-                #[cfg(target_arch = "x86_64")]
-                $crate::math::Isa::Avx2 => unsafe { avx2::<T>($($arg),*) },
-                _ => body::<T>($($arg),*),
-            }
+            $crate::kernels::math::on_isa!(
+                stringify!($name), isa, body[T: $crate::Scalar]($($arg: $ty),*) -> ()
+            )
         }
     };
 }

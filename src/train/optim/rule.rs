@@ -5,14 +5,15 @@
 //! twice, first only checking that every new value is finite (nothing written, so a step that
 //! would overflow leaves the parameters and slots as they were), then writing. Both passes are
 //! plain loops over contiguous slices, compiled for the instruction sets of [`crate::math`]
-//! (`on_chosen_isa!`) and vectorised (the check has no early exit): the strided `ndarray::Zip`
-//! loops they replace took 0.8-3 ms per step for 881,301 weights (AMD EPYC Zen 5, one thread),
-//! on the calling thread while the kernels' threads wait. Both passes call the same
-//! [`Rule::step`], so they agree bit for bit, on every path.
+//! (`kernels::math::on_isa!`) and vectorised (the check has no early exit): the strided
+//! `ndarray::Zip` loops they replace took 0.8-3 ms per step for 881,301 weights (AMD EPYC Zen
+//! 5, one thread), on the calling thread while the kernels' threads wait. Both passes call the
+//! same [`Rule::step`], so they agree bit for bit, on every path.
 
 use ndarray::ArrayD;
 
 use super::Slots;
+use crate::kernels::math::on_isa;
 use crate::{Grads, ParamId, ParamStore, Scalar};
 
 /// One optimizer's update of one element, with `S` slots (accumulators) per parameter.
@@ -84,36 +85,6 @@ fn slot_slices<'s, T: Scalar, const S: usize>(
         .unwrap_or_else(|v: Vec<_>| panic!("a rule of {S} slots got {}", v.len()))
 }
 
-/// Calls `body(args)` compiled for the instruction set [`crate::math::isa`] chose, as
-/// `isa_dispatch!` does for bodies generic over the element type alone: here the rule and its
-/// slot count are generic too. (A closure inlined into one target-feature function was tried
-/// instead and not vectorised: Adam's step took twice as long.)
-macro_rules! on_chosen_isa {
-    ($body:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {{
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-        unsafe fn avx512<T: Scalar, R: Rule<T, S>, const S: usize>($($arg: $ty),*) -> $ret {
-            $body($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<T: Scalar, R: Rule<T, S>, const S: usize>($($arg: $ty),*) -> $ret {
-            $body($($arg),*)
-        }
-
-        match crate::math::isa() {
-            // SAFETY: `isa()` only chooses a path the CPU supports.
-            #[cfg(target_arch = "x86_64")]
-            crate::math::Isa::Avx512 => unsafe { avx512($($arg),*) },
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            crate::math::Isa::Avx2 => unsafe { avx2($($arg),*) },
-            _ => $body($($arg),*),
-        }
-    }};
-}
-
 /// Whether `rule` gives finite values for every element: one pass without early exit.
 fn check<T: Scalar, R: Rule<T, S>, const S: usize>(
     w: &[T],
@@ -144,7 +115,13 @@ fn check<T: Scalar, R: Rule<T, S>, const S: usize>(
         ok
     }
 
-    on_chosen_isa!(body(w: &[T], g: &[T], slots: [&[T]; S], rule: &R) -> bool)
+    on_isa!(
+        "the optimizer's check",
+        crate::math::isa(),
+        body[T: Scalar, R: Rule<T, S>, const S: usize](
+            w: &[T], g: &[T], slots: [&[T]; S], rule: &R
+        ) -> bool
+    )
 }
 
 /// Writes `rule`'s new values in place.
@@ -174,7 +151,13 @@ fn update<T: Scalar, R: Rule<T, S>, const S: usize>(
         }
     }
 
-    on_chosen_isa!(body(w: &mut [T], g: &[T], slots: [&mut [T]; S], rule: &R) -> ())
+    on_isa!(
+        "the optimizer's update",
+        crate::math::isa(),
+        body[T: Scalar, R: Rule<T, S>, const S: usize](
+            w: &mut [T], g: &[T], slots: [&mut [T]; S], rule: &R
+        ) -> ()
+    )
 }
 
 #[cfg(test)]
