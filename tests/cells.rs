@@ -1444,27 +1444,19 @@ fn lstm_cell_through_bidirectional_runners_and_multicell() {
     let lengths = [3usize, 2];
     let tol = Tolerance::default();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let WrappingRuns {
-            fw_out: f,
-            bw_out: b,
-            fw_state: sf,
-            bw_state: sb,
-            static_outs: outs,
-            stack_out: m_out,
-            stack_state: m_states,
-        } = through_wrapping_runners(t, (&fw, &bw, &stack), v[0], &lengths)?;
+        let runs = through_wrapping_runners(t, (&fw, &bw, &stack), v[0], &lengths)?;
         flat_concat(
             t,
             &[
-                f,
-                b,
-                sf.c,
-                sb.h,
-                outs[0],
-                outs[2],
-                m_out,
-                m_states[0].h,
-                m_states[1].c,
+                runs.fw_out,
+                runs.bw_out,
+                runs.fw_state.c,
+                runs.bw_state.h,
+                runs.static_outs[0],
+                runs.static_outs[2],
+                runs.stack_out,
+                runs.stack_state[0].h,
+                runs.stack_state[1].c,
             ],
         )
     })
@@ -1960,16 +1952,19 @@ fn layer_norm_lstm_gradients_runners_multicell_and_contract() {
     let x = random(&[2, 3, 2], 1.0, 444);
     let lengths = [3usize, 2];
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let WrappingRuns {
-            fw_out: f,
-            bw_out: b,
-            fw_state: sf,
-            bw_state: sb,
-            static_outs: outs,
-            stack_out: m_out,
-            stack_state: m_states,
-        } = through_wrapping_runners(t, (&fw, &bw, &stack), v[0], &lengths)?;
-        flat_concat(t, &[f, b, sf.c, sb.h, outs[1], m_out, m_states[0].c])
+        let runs = through_wrapping_runners(t, (&fw, &bw, &stack), v[0], &lengths)?;
+        flat_concat(
+            t,
+            &[
+                runs.fw_out,
+                runs.bw_out,
+                runs.fw_state.c,
+                runs.bw_state.h,
+                runs.static_outs[1],
+                runs.stack_out,
+                runs.stack_state[0].c,
+            ],
+        )
     })
     .unwrap()
     .assert_ok();
@@ -3474,27 +3469,19 @@ fn gru_reset_after_gradients_through_every_runner() {
     .unwrap()
     .assert_ok();
     gradcheck(&params, std::slice::from_ref(&x), tol, |t, v| {
-        let WrappingRuns {
-            fw_out: f,
-            bw_out: b,
-            fw_state: sf,
-            bw_state: sb,
-            static_outs: outs,
-            stack_out: m_out,
-            stack_state: m_states,
-        } = through_wrapping_runners(t, (&cell, &bw, &stack), v[0], &lengths)?;
+        let runs = through_wrapping_runners(t, (&cell, &bw, &stack), v[0], &lengths)?;
         flat_concat(
             t,
             &[
-                f,
-                b,
-                sf,
-                sb,
-                outs[0],
-                outs[2],
-                m_out,
-                m_states[0],
-                m_states[1],
+                runs.fw_out,
+                runs.bw_out,
+                runs.fw_state,
+                runs.bw_state,
+                runs.static_outs[0],
+                runs.static_outs[2],
+                runs.stack_out,
+                runs.stack_state[0],
+                runs.stack_state[1],
             ],
         )
     })

@@ -225,6 +225,7 @@ pub(crate) fn matmul<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_support::{assert_same_bits_on_every_isa, bits};
     use ndarray::{s, Array2};
 
     fn filled(rows: usize, cols: usize, seed: usize) -> Array2<f64> {
@@ -288,15 +289,12 @@ mod tests {
             assert!((&c - &a.dot(&b)).iter().all(|v| v.abs() < 1e-12));
             let af = a.mapv(|v| v as f32);
             let bf = b.mapv(|v| v as f32);
-            let bits = |isa| {
+            assert_same_bits_on_every_isa(|isa| {
                 let mut c = vec![0.0f32; n];
                 let (a0, b0) = (af.row(0).to_vec(), bf.as_slice().unwrap());
                 row_times_matrix_in_on(isa, 1.0, &a0, b0, false, 0.0, &mut c);
-                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            };
-            for isa in crate::math::Isa::supported() {
-                assert_eq!(bits(isa), bits(crate::math::Isa::Portable));
-            }
+                vec![c]
+            });
         }
     }
 
@@ -322,7 +320,6 @@ mod tests {
                     let mut got = before.clone();
                     let packed = PackedColumns::new(&b_view);
                     small_rows_times_packed(1.5, &a.view(), &packed, beta, &mut got.view_mut());
-                    let bits = |x: &Array2<f32>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&got), bits(&want), "{m}x{k}x{n}, beta {beta}");
                 }
             }

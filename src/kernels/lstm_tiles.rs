@@ -668,7 +668,7 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::kernels::linalg::gemm;
-    use crate::kernels::test_support::values;
+    use crate::kernels::test_support::{bits, values};
     use ndarray::{s, Array2, Array3, Axis};
 
     fn array(shape: (usize, usize), seed: u32, scale: f32) -> Array2<f32> {
@@ -678,10 +678,6 @@ mod tests {
     /// `[rows, 2, width]` values, read at slot 1: strided rows, as the kernel has them.
     fn slotted(rows: usize, width: usize, seed: u32, scale: f32) -> Array3<f32> {
         Array3::from_shape_vec((rows, 2, width), values(rows * 2 * width, seed, scale)).unwrap()
-    }
-
-    fn bits<'a>(a: impl IntoIterator<Item = &'a f32>) -> Vec<u32> {
-        a.into_iter().map(|v| v.to_bits()).collect()
     }
 
     fn avx512() -> bool {

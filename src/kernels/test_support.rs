@@ -1,5 +1,5 @@
-//! What the kernels' unit tests share: seeded test values and the check that every instruction
-//! set gives the portable path's bits.
+//! What the kernels' unit tests share: seeded test values, values as bits, and the check that
+//! every instruction set gives the portable path's bits.
 
 use crate::math::Isa;
 
@@ -16,18 +16,17 @@ pub(crate) fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The bits of every value, for comparisons that must be exact (and tell `-0.0` from `0.0`, and
+/// NaN payloads apart).
+pub(crate) fn bits<'a>(values: impl IntoIterator<Item = &'a f32>) -> Vec<u32> {
+    values.into_iter().map(|v| v.to_bits()).collect()
+}
+
 /// Asserts that `run` gives the same bits on every instruction set this CPU has as on the
 /// portable path; `run` returns every buffer the kernel under test wrote.
 pub(crate) fn assert_same_bits_on_every_isa(run: impl Fn(Isa) -> Vec<Vec<f32>>) {
-    let bits = |isa| {
-        run(isa)
-            .concat()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect::<Vec<_>>()
-    };
-    let portable = bits(Isa::Portable);
+    let portable = bits(&run(Isa::Portable).concat());
     for isa in Isa::supported() {
-        assert_eq!(bits(isa), portable, "{}", isa.name());
+        assert_eq!(bits(&run(isa).concat()), portable, "{}", isa.name());
     }
 }

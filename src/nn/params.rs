@@ -119,13 +119,13 @@ impl<T: Scalar> ParamStore<T> {
     }
 
     /// Refuses a layer's or cell's parameters before any is drawn: `Err` naming `owner` and the
-    /// first of `names` that is taken, so that a refused layer leaves the store (and its
-    /// generator) as it was.
-    pub(crate) fn check_free<S: AsRef<str>>(&self, owner: &str, names: &[S]) -> Result<()> {
+    /// first of `names` (each joined to `scope`) that is taken, so that a refused layer leaves
+    /// the store (and its generator) as it was.
+    pub(crate) fn check_free(&self, owner: &str, scope: &Scope, names: &[&str]) -> Result<()> {
         match names
             .iter()
-            .map(AsRef::as_ref)
-            .find(|n| self.by_name.contains_key(*n))
+            .map(|name| scope.join(name))
+            .find(|name| self.by_name.contains_key(name))
         {
             Some(taken) => Err(Error::invalid(format!(
                 "{owner}: the parameter name {taken:?} is taken"

@@ -179,8 +179,7 @@ impl GruCellConfig {
         let [rows, gate_cols] = kernel_shape("GruCellConfig::init", input_size, num_units, 2)?;
         let scope = scope.into();
         // Names first, so that a refused name draws nothing from the generator.
-        let names: Vec<String> = GRU_PARAMS.iter().map(|n| scope.join(n)).collect();
-        params.check_free("GruCell", &names)?;
+        params.check_free("GruCell", &scope, &GRU_PARAMS)?;
         let rng = params.rng();
         let gate_kernel = Initializer::GlorotUniform.sample::<T>(&[rows, gate_cols], rng)?;
         let gate_bias = Initializer::Constant(1.0).sample::<T>(&[gate_cols], rng)?;

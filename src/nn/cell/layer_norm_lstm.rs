@@ -281,8 +281,7 @@ impl LayerNormLstmConfig {
         check_keep_prob(self.dropout_keep_prob)?;
         check_epsilon(self.epsilon)?;
         let scope = scope.into();
-        let kernel_name = scope.join("kernel");
-        params.check_free("LayerNormBasicLstmCell", std::slice::from_ref(&kernel_name))?;
+        params.check_free("LayerNormBasicLstmCell", &scope, &["kernel"])?;
         let kernel = Initializer::GlorotUniform
             .sample::<T>(&[input_size + units, 4 * units], params.rng())?
             .into_dimensionality()

@@ -202,8 +202,7 @@ impl LstmCellConfig {
         if self.num_proj.is_some() {
             names.push("projection/kernel");
         }
-        let full: Vec<String> = names.iter().map(|n| scope.join(n)).collect();
-        params.check_free("LstmCell", &full)?;
+        params.check_free("LstmCell", &scope, &names)?;
         let rng = params.rng();
         let mut draw = |shape: &[usize], init: Initializer| init.sample::<T>(shape, rng);
         let kernel = to2(draw(

@@ -265,8 +265,7 @@ impl<C: Cell> HighwayWrapper<C> {
         if !options.couple_carry_transform_gates {
             names.extend(["transform_w", "transform_b"]);
         }
-        let full: Vec<String> = names.iter().map(|name| scope.join(name)).collect();
-        params.check_free("HighwayWrapper", &full)?;
+        params.check_free("HighwayWrapper", &scope, &names)?;
         let mut values = Vec::new();
         for (k, name) in names.iter().enumerate() {
             let init = match k {

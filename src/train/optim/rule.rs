@@ -165,6 +165,7 @@ mod tests {
     use ndarray::{Array2, ArrayD, IxDyn, ShapeBuilder};
 
     use super::*;
+    use crate::kernels::test_support::bits;
 
     /// A rule with one slot whose update overflows for a huge gradient.
     struct Scaled;
@@ -230,7 +231,6 @@ mod tests {
             apply_checked(&mut params, &grads, &mut [&mut slots], &Scaled).unwrap();
             for (id, w, g) in [(id1, &w1, &g1), (id2, &w2, &g2)] {
                 let (w, a) = want(w, g);
-                let bits = |x: &ArrayD<f32>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(params.value(id)), bits(&w.into_dyn()), "{layout}");
                 assert_eq!(
                     bits(&slots.arrays_mut(id)[0]),
