@@ -1199,10 +1199,13 @@ fn lstm_cell_names_layout_and_bad_input() {
         LstmCellConfig::new(3).with_forget_bias(f64::INFINITY)
     )
     .is_err());
-    // A taken name creates nothing.
-    assert!(LstmCellConfig::new(6)
-        .init(&mut params, "rnn/lstm_cell", 4)
-        .is_err());
+    // A taken name creates nothing, and the error names the cell and the name in its scope.
+    let taken = LstmCellConfig::new(6).init(&mut params, "rnn/lstm_cell", 4);
+    let message = taken.expect_err("a taken name").to_string();
+    assert!(
+        message.contains("LstmCell: the parameter name \"rnn/lstm_cell/kernel\" is taken"),
+        "{message}"
+    );
     assert_eq!(params.len(), n);
     // Shapes that do not fit are shape errors: a kernel with columns for other units or with
     // no input rows, a peephole of the wrong width.
@@ -3378,6 +3381,11 @@ fn gru_reset_after_config_and_bad_input() {
         .with_reset_after(true)
         .init(&mut store, "t", 3);
     assert!(matches!(taken, Err(Error::InvalidArgument(_))));
+    let message = taken.expect_err("a taken name").to_string();
+    assert!(
+        message.contains("GruCell: the parameter name \"t/candidate/recurrent_bias\" is taken"),
+        "{message}"
+    );
     assert_eq!(store.len(), count);
     assert!(matches!(
         recurrent::GruCellConfig::new(0)

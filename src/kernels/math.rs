@@ -109,10 +109,11 @@ pub fn isa() -> Isa {
     }
 }
 
-/// Calls `$body(args)` compiled for the instruction set `isa`: one copy of the (inlined) body per
-/// path, each under its `#[target_feature]`, and the portable one. `[$generics]` are the body's
-/// generic parameters as declared (`T: Scalar, const S: usize`), all inferred from the
-/// arguments. Panics, naming `$what`, if the CPU lacks that path.
+/// Calls `$body(args)` compiled for the instruction set `isa`: one copy of the body per path, each
+/// under its `#[target_feature]`, and the portable one. The body must be `#[inline(always)]`: only
+/// inlined into those functions is it compiled for their features. `[$generics]` are the body's
+/// generic parameters as declared (`T: Scalar, const S: usize`), all inferred from the arguments.
+/// Panics, naming `$what`, if the CPU lacks that path.
 ///
 /// [`isa_dispatch!`] builds on this for bodies generic over the element type; the optimizers'
 /// passes (`optim/rule.rs`), also generic over their rule, call it directly. (A closure inlined
