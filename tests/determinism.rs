@@ -7,8 +7,9 @@
 //! # Thread counts
 //! The fused LSTM splits a batch into shards that depend only on the batch size (at most 64
 //! examples each, and two from 32 examples up) and adds their partial weight gradients in shard
-//! order, whatever the number of threads that run them; each matrix product runs on one thread (the `gemm` crate is called with
-//! `Parallelism::None`). So parameters are bit-identical across thread counts too:
+//! order, whatever the number of threads that run them; each matrix product runs on one thread
+//! (the `gemm` crate is called with `Parallelism::None`). So parameters are bit-identical across
+//! thread counts too:
 //! [`same_bits_across_thread_counts`] trains a batch of 150 (three shards) with 1, 2 and 3 threads,
 //! in `f64` and, in [`same_f32_bits_across_thread_counts`], in `f32` (the precision of training,
 //! whose kernels take the AVX-512 or AVX2 paths on CPUs that have them); batches of 32 and 64

@@ -301,7 +301,7 @@ impl<T: Scalar> ShardIo<'_, T> {
         let lengths = self.lengths;
         let (batch, steps, in_size) = self.x.dim();
         let units = bias.len() / 4;
-        let mut alive_rows = vec![true; if tiled.is_some() { batch } else { 0 }];
+        let mut alive_rows = vec![true; batch];
         if tiled.is_none() {
             // Input projection of every step at once: [batch * time, in] @ W_x + bias.
             let mut z = buffers
@@ -360,10 +360,15 @@ impl<T: Scalar> ShardIo<'_, T> {
                     h_low.index_axis_mut(Axis(1), write),
                 )
             };
+            for (b, a) in alive_rows.iter_mut().enumerate() {
+                *a = alive(lengths, b, t);
+            }
+            for b in (0..batch).filter(|&b| !alive_rows[b]) {
+                // Past this example's length: carry the state; the output stays zero.
+                c_next.row_mut(b).assign(&c_prev.row(b));
+                h_next.row_mut(b).assign(&h_prev.row(b));
+            }
             if let Some(tiled) = &tiled {
-                for (b, a) in alive_rows.iter_mut().enumerate() {
-                    *a = alive(lengths, b, t);
-                }
                 let views = StepViews {
                     x: self.x.index_axis(Axis(1), t),
                     h_prev: h_prev.view(),
@@ -373,11 +378,6 @@ impl<T: Scalar> ShardIo<'_, T> {
                     out: self.outputs.index_axis_mut(Axis(1), t),
                 };
                 tiled.step(views, forget_bias, &alive_rows);
-                for b in (0..batch).filter(|&b| !alive_rows[b]) {
-                    // Past this example's length: carry the state; the output stays zero.
-                    c_next.row_mut(b).assign(&c_prev.row(b));
-                    h_next.row_mut(b).assign(&h_prev.row(b));
-                }
                 continue;
             }
             let mut z = buffers.gates.index_axis_mut(Axis(1), t);
@@ -390,13 +390,7 @@ impl<T: Scalar> ShardIo<'_, T> {
             let mut tanh_c = buffers.tanh_c.index_axis_mut(Axis(1), t % step_slots);
             let mut c_raw = buffers.c_raw.index_axis_mut(Axis(1), t % step_slots);
             let mut out = self.outputs.index_axis_mut(Axis(1), t);
-            for b in 0..batch {
-                if !alive(lengths, b, t) {
-                    // Past this example's length: carry the state; the output stays zero.
-                    c_next.row_mut(b).assign(&c_prev.row(b));
-                    h_next.row_mut(b).assign(&h_prev.row(b));
-                    continue;
-                }
+            for b in (0..batch).filter(|&b| alive_rows[b]) {
                 let mut zr = z.row_mut(b);
                 let (cp, mut cn) = (c_prev.row(b), c_next.row_mut(b));
                 let (mut tc, mut hn) = (tanh_c.row_mut(b), h_next.row_mut(b));
